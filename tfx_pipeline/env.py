@@ -1,0 +1,25 @@
+"""Process set-up that must happen before TensorFlow is imported.
+
+TFRS and TF-MOT need Keras 2 (tf_keras), which TensorFlow 2.16 only serves as `tf.keras` when
+TF_USE_LEGACY_KERAS=1 is set before the first `import tensorflow`. Every package of this project
+imports this module first, so the CLI, the tests, TFX executors and Beam workers all agree; users
+never have to set it themselves.
+"""
+
+import os
+import sys
+
+_was_set = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+os.environ["TF_USE_LEGACY_KERAS"] = "1"
+# TensorFlow's C++ start-up chatter (CPU feature notes, oneDNN) drowns the component log lines.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+if "tensorflow" in sys.modules and not _was_set:
+    # Too late to switch Keras versions in this process: say so instead of failing obscurely later.
+    import warnings
+
+    warnings.warn(
+        "tensorflow was imported before recdistill set TF_USE_LEGACY_KERAS=1; "
+        "tf.keras may be Keras 3 in this process. Import recdistill's packages first.",
+        stacklevel=2,
+    )

@@ -1,0 +1,106 @@
+"""Runs the DAG on this machine: LocalDagRunner, SQLite ML Metadata, Beam DirectRunner.
+
+Layout of an output directory:
+    input/            the input files (built-in datasets are converted here)
+    metadata.sqlite   ML Metadata: every artifact and execution; reruns reuse cached ones
+    pipeline_root/    TFX artifacts
+    logs/pipeline.log everything TFX, Beam and TensorFlow logged
+    report/           report.json, report.md
+"""
+
+import dataclasses
+import hashlib
+import os
+import time
+from typing import Dict, Optional
+
+from tfx import v1 as tfx
+
+from components.ingest import rows
+from tfx_pipeline import mlmd_outputs, report
+from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
+from tfx_pipeline.pipeline import create_pipeline
+from tfx_pipeline.progress import RunLogging
+
+EXAMPLE_GEN = "InteractionsExampleGen"
+
+
+class ComponentFailed(RuntimeError):
+    """A pipeline component raised; `cause` is its exception, `log_path` has the details."""
+
+    def __init__(self, component: Optional[str], cause: BaseException, log_path: str):
+        super().__init__(f"{component or 'the pipeline'} failed: {cause}")
+        self.component, self.cause, self.log_path = component, cause, log_path
+
+
+@dataclasses.dataclass
+class RunPaths:
+    output_dir: str
+
+    def __post_init__(self):
+        self.output_dir = os.path.abspath(self.output_dir)
+
+    @property
+    def input_dir(self) -> str:
+        return os.path.join(self.output_dir, "input")
+
+    @property
+    def metadata(self) -> str:
+        return os.path.join(self.output_dir, "metadata.sqlite")
+
+    @property
+    def pipeline_root(self) -> str:
+        return os.path.join(self.output_dir, "pipeline_root")
+
+    @property
+    def log(self) -> str:
+        return os.path.join(self.output_dir, "logs", "pipeline.log")
+
+
+def resolve_data(data: str, paths: RunPaths) -> str:
+    """The input directory for `--data`: a built-in dataset's converted files, or DIR itself."""
+    if data in BUILTIN_DATASETS:
+        from tfx_pipeline.datasets.movielens import prepare_movielens_100k
+
+        return str(prepare_movielens_100k(paths.input_dir))
+    return os.path.abspath(data)
+
+
+def fingerprint(data_dir: str) -> str:
+    """A digest of the input files' bytes: a changed file invalidates ExampleGen's cache."""
+    digest = hashlib.sha256()
+    for name in (rows.INTERACTIONS_FILE, rows.USERS_FILE, rows.ITEMS_FILE):
+        digest.update(name.encode())
+        path = os.path.join(data_dir, name)
+        if os.path.isfile(path):  # a missing file is reported by ExampleGen, with its name
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
+def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optional[str] = None) -> Dict:
+    """Runs the pipeline (up to `until`), writes report/ and returns the report dict."""
+    paths = RunPaths(output_dir)
+    os.makedirs(os.path.dirname(paths.log), exist_ok=True)
+    started = time.monotonic()
+    data_dir = resolve_data(data, paths)
+    pipeline = create_pipeline(config, data, data_dir, fingerprint(data_dir), paths.pipeline_root, paths.metadata, until)
+    with RunLogging(paths.log) as progress:
+        try:
+            tfx.orchestration.LocalDagRunner().run(pipeline)
+        except Exception as error:
+            raise ComponentFailed(progress.running, error, paths.log) from error
+    wall = {"total": round(time.monotonic() - started, 2), **progress.wall_seconds}
+    result = collect_report(config, data, paths, wall, [c.id for c in pipeline.components])
+    report.write_report(paths.output_dir, result)
+    return result
+
+
+def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: Dict, components) -> Dict:
+    metadata = mlmd_outputs.RunMetadata(paths.metadata)
+    examples = metadata.latest_output(config.pipeline_name, EXAMPLE_GEN, "examples")
+    split = dataclasses.asdict(config.split_spec(dataset))
+    split["counts"] = mlmd_outputs.custom_json(examples, "split_counts") if examples else None
+    quality = mlmd_outputs.custom_json(examples, "data_quality") if examples else None
+    return report.build_report(dataset, split, wall, quality, components)

@@ -1,0 +1,85 @@
+"""The recdistill TFX DAG. This file only wires components; the work lives in components/."""
+
+from typing import List, Optional
+
+from tfx import v1 as tfx
+
+from components import transform_module
+from components.ingest.beam_ingest import IngestSettings
+from components.ingest.component import InteractionsExampleGen, settings_to_json
+from components.ingest.splits import SPLITS, TRAIN
+from components.validation_gate import ValidationGate
+from tfx_pipeline.config import PipelineConfig
+
+PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_module.preprocessing_fn.__name__}"
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    dataset: str,
+    data_dir: str,
+    data_fingerprint: str,
+    pipeline_root: str,
+    metadata_path: str,
+    until: Optional[str] = None,
+) -> tfx.dsl.Pipeline:
+    """The DAG for one dataset; with `until`, only the components up to that one."""
+    components = _components(config, dataset, data_dir, data_fingerprint)
+    if until is not None:
+        components = components[: component_index(components, until) + 1]
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=True,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
+        beam_pipeline_args=config.beam_pipeline_args(),
+    )
+
+
+def _components(config: PipelineConfig, dataset: str, data_dir: str, data_fingerprint: str) -> List:
+    settings = IngestSettings(
+        split=config.split_spec(dataset),
+        max_bad_share=config.max_bad_share,
+        item_text_columns=config.item_text_columns,
+        user_text_columns=config.user_text_columns,
+        list_columns=config.list_columns,
+    )
+    example_gen = InteractionsExampleGen(
+        input_dir=data_dir, input_fingerprint=data_fingerprint, settings_json=settings_to_json(settings)
+    )
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    if config.schema_path:
+        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+    else:
+        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=config.transform_config(),
+        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
+    )
+    # Transform reads the examples directly; the gate only orders it after a clean validation.
+    transform.add_upstream_node(validation_gate)
+    return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform]
+
+
+def component_ids(components: List) -> List[str]:
+    return [c.id for c in components]
+
+
+def component_index(components: List, name: str) -> int:
+    """Position of the component called `name` (its id, or the end of it: "ExampleGen")."""
+    ids = component_ids(components)
+    lowered = [i.lower() for i in ids]
+    if name.lower() in lowered:
+        return lowered.index(name.lower())
+    matches = [n for n, i in enumerate(lowered) if i.endswith(name.lower())]
+    if len(matches) == 1:
+        return matches[0]
+    raise ValueError(f"no component {name!r} in the pipeline; components: {', '.join(ids)}")

@@ -1,0 +1,98 @@
+"""report.json and report.md of a run (keys: DESIGN.md, "report.json"), and their printout."""
+
+import json
+import os
+from typing import Any, Dict, List, Optional
+
+MODEL_KEYS = ("popularity", "student_no_kd", "teacher", "student_kd", "student_compressed", "tflite_float", "tflite")
+METRIC_KEYS = ("recall@10", "ndcg@10", "recall@100", "precision@10", "params", "bytes", "gzip_bytes", "latency_ms_p50")
+REPORT_DIR = "report"
+
+
+def build_report(
+    dataset: str,
+    split: Dict[str, Any],
+    wall_seconds: Dict[str, float],
+    data_quality: Optional[Dict[str, Any]],
+    components: List[str],
+    models: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
+    """A report of what ran; models that did not run are null, as keys that do not apply are."""
+    models = models or {}
+    return {
+        "dataset": dataset,
+        "split": split,
+        "wall_seconds": wall_seconds,
+        "data_quality": data_quality or {},
+        "models": {key: models.get(key) for key in MODEL_KEYS},
+        "blessed": False,
+        "pushed": {"serving": None, "mobile": None},
+        "components": components,
+    }
+
+
+def write_report(output_dir: str, report: Dict[str, Any]) -> str:
+    directory = os.path.join(output_dir, REPORT_DIR)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "report.json")
+    _atomic_write(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
+    _atomic_write(os.path.join(directory, "report.md"), render(report, markdown=True))
+    return path
+
+
+def read_report(output_dir: str) -> Dict[str, Any]:
+    path = os.path.join(output_dir, REPORT_DIR, "report.json")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def render(report: Dict[str, Any], markdown: bool = False) -> str:
+    """The report as text tables (Markdown tables with markdown=True)."""
+    lines = [f"# recdistill report: {report['dataset']}" if markdown else f"recdistill report: {report['dataset']}", ""]
+    split = report.get("split") or {}
+    counts = split.get("counts") or {}
+    lines.append(
+        f"split: {split.get('method', '-')} (test share {split.get('test_share', '-')}, eval share "
+        f"{split.get('eval_share', '-')}, seed {split.get('seed', '-')}); "
+        + ", ".join(f"{name} {n:,}" for name, n in counts.items())
+    )
+    lines.append("")
+    quality_rows = [
+        [file, f"{entry['rows']:,}", f"{sum(entry['bad'].values()):,}",
+         ", ".join(f"{reason} {n:,}" for reason, n in sorted(entry["bad"].items())) or "-"]
+        for file, entry in sorted((report.get("data_quality") or {}).items())
+    ]
+    lines += _table(["file", "rows", "bad", "bad by reason"], quality_rows, markdown)
+    lines.append("")
+    times = report.get("wall_seconds") or {}
+    lines += _table(["component", "wall s"], [[name, f"{s:.1f}"] for name, s in times.items()], markdown)
+    models = [[name] + [_cell(m.get(k)) for k in METRIC_KEYS] for name, m in report["models"].items() if m]
+    if models:
+        lines.append("")
+        lines += _table(["model", *METRIC_KEYS], models, markdown)
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _table(header: List[str], rows: List[List[str]], markdown: bool) -> List[str]:
+    if markdown:
+        return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+            "| " + " | ".join(r) + " |" for r in rows
+        ]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+    fmt = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
