@@ -1,7 +1,8 @@
 """Component progress lines and wall times, read from the TFX orchestrator's log records.
 
 LocalDagRunner logs "Component X is running." and "Component X is finished." around every node
-and the launcher logs "A cached execution N is used." when the cache answers; a logging handler
+and the launcher logs "A cached execution N is used." when the cache answers and "Execution N
+failed." when the component raised; a logging handler
 turns those into one printed line per component and a dict of wall times. Everything TFX, Beam
 and TensorFlow log goes to the run's log file instead of the terminal.
 """
@@ -16,6 +17,7 @@ from absl import logging as absl_logging
 _RUNNING = "Component %s is running."
 _FINISHED = "Component %s is finished."
 _CACHED = "A cached execution %d is used."
+_FAILED = "Execution %d failed."
 
 
 class ComponentProgress(logging.Handler):
@@ -35,6 +37,9 @@ class ComponentProgress(logging.Handler):
             self._write(f"[{self._current}] running")
         elif record.msg == _CACHED and self._current is not None:
             self._cached[self._current] = True
+        elif record.msg == _FAILED and self._current is not None:
+            seconds = time.monotonic() - self._started[self._current]
+            self._write(f"[{self._current}] failed after {seconds:.1f} s")
         elif record.msg == _FINISHED:
             name = record.args[0]
             seconds = time.monotonic() - self._started.get(name, time.monotonic())

@@ -1,0 +1,43 @@
+"""The configuration file: defaults per dataset, overrides, and clear errors."""
+
+import pytest
+
+from tfx_pipeline.config import ConfigError, PipelineConfig, load_config
+
+
+def test_default_splits_per_dataset():
+    config = PipelineConfig()
+    assert config.split_spec("movielens-100k").method == "stratified"
+    assert config.split_spec("movielens-100k").seed == 42
+    assert config.split_spec("/data/shop").method == "temporal"
+
+
+def test_yaml_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("split: {method: time_cutoff, test_share: 0.3}\nlist_columns: [tags]\nbeam_workers: 2\n")
+    config = load_config(str(path))
+    assert config.split_spec("/data").method == "time_cutoff" and config.split_spec("/data").test_share == 0.3
+    assert config.list_columns == ("tags",)
+    assert config.beam_pipeline_args()[:2] == ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def test_json_works_too(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text('{"max_bad_share": 0.05}')
+    assert load_config(str(path)).max_bad_share == 0.05
+
+
+@pytest.mark.parametrize("text, message", [
+    ("colour: blue\n", "unknown setting"),
+    ("split: {method: random}\n", "split"),
+    ("split: {ratio: 0.5}\n", "unknown split setting"),
+    ("max_bad_share: 2\n", "max_bad_share"),
+    ("list_columns: genres\n", "must be a list"),
+    ("- a\n- b\n", "mapping"),
+    ("a: [unclosed\n", "c.yaml"),
+])
+def test_bad_configs_are_reported_with_the_file(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(path)).split_spec("/data")

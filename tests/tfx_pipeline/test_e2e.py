@@ -1,0 +1,106 @@
+"""End to end: the `recdistill` command on tiny synthetic data, through Transform."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from tfx_pipeline.datasets.synth import write_synthetic
+
+pytestmark = pytest.mark.e2e
+
+
+def recdistill(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "tfx_pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("e2e")
+    synth = write_synthetic(base / "data", users=120, items=80, interactions=2500, seed=1, bad_share=0.004)
+    result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--until", "Transform")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base, synth, result
+
+
+def test_run_through_transform_counts_bad_rows_by_reason(finished_run):
+    base, synth, result = finished_run
+    report = json.loads((base / "run" / "report" / "report.json").read_text())
+    quality = report["data_quality"]["interactions.csv"]
+    assert quality["rows"] == 2500
+    assert quality["bad"] == synth["bad"] and len(synth["bad"]) == 4
+    counts = report["split"]["counts"]
+    assert sum(counts.values()) == 2500 - sum(synth["bad"].values())
+    assert report["split"]["method"] == "temporal"
+    assert set(report["wall_seconds"]) >= {"total", "InteractionsExampleGen", "Transform"}
+    assert report["models"]["teacher"] is None and report["blessed"] is False
+    assert "[Transform] finished" in result.stdout and "bad_timestamp" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_transformed_examples_match_the_split_counts(finished_run):
+    base, _, _ = finished_run
+    report = json.loads((base / "run" / "report" / "report.json").read_text())
+    (examples_dir,) = glob.glob(str(base / "run" / "pipeline_root" / "Transform" / "transformed_examples" / "*"))
+    for split, expected in report["split"]["counts"].items():
+        files = glob.glob(os.path.join(examples_dir, f"Split-{split}", "*.gz"))
+        count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
+        assert count == expected, split
+
+
+def test_rerun_is_answered_from_the_cache(finished_run):
+    base, _, _ = finished_run
+    result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--until", "Transform")
+    assert result.returncode == 0, result.stderr[-3000:]
+    finished = [line for line in result.stdout.splitlines() if "finished in" in line]
+    assert len(finished) == 6 and all("(cached)" in line for line in finished)
+
+
+def test_too_many_bad_rows_stop_with_one_line_naming_file_and_line(tmp_path):
+    write_synthetic(tmp_path / "data", users=50, items=40, interactions=1000, seed=2, bad_share=0.1)
+    result = recdistill("run", "--data", str(tmp_path / "data"), "--output", str(tmp_path / "run"), "--until", "Transform")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "interactions.csv" in line and "line " in line and "100 of 1000 rows" in line
+
+
+def test_schema_drift_is_stopped_by_the_validation_gate(finished_run, tmp_path):
+    base, _, _ = finished_run
+    (schema_file,) = glob.glob(str(base / "run" / "pipeline_root" / "SchemaGen" / "schema" / "*" / "schema.pbtxt"))
+    schema = text_format.Parse(open(schema_file).read(), schema_pb2.Schema())
+    rating = next(f for f in schema.feature if f.name == "rating")
+    rating.float_domain.max = 2.0  # a curated schema that this data breaks: ratings go up to 5
+    curated = tmp_path / "schema.pbtxt"
+    curated.write_text(text_format.MessageToString(schema))
+    (tmp_path / "config.yaml").write_text(f"schema_path: {curated}\n")
+    result = recdistill("run", "--data", str(base / "data"), "--output", str(tmp_path / "run"),
+                        "--config", str(tmp_path / "config.yaml"), "--until", "Transform")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "ValidationGate: ExampleValidator found" in result.stderr and "'rating'" in result.stderr
+    assert "[Transform]" not in result.stdout
+
+
+def test_report_command(finished_run, tmp_path):
+    base, _, _ = finished_run
+    result = recdistill("report", str(base / "run"))
+    assert result.returncode == 0 and "interactions.csv" in result.stdout and "Transform" in result.stdout
+    missing = recdistill("report", str(tmp_path))
+    assert missing.returncode == 2 and "no report" in missing.stderr
+
+
+def test_bad_arguments_exit_2_without_traceback(tmp_path):
+    assert recdistill("run", "--data", str(tmp_path / "absent"), "--output", str(tmp_path / "o")).returncode == 2
+    (tmp_path / "c.yaml").write_text("colour: blue\n")
+    os.makedirs(tmp_path / "d")
+    result = recdistill("run", "--data", str(tmp_path / "d"), "--output", str(tmp_path / "o"), "--config", str(tmp_path / "c.yaml"))
+    assert result.returncode == 2 and "unknown setting" in result.stderr and "Traceback" not in result.stderr
+    empty = recdistill("run", "--data", str(tmp_path / "d"), "--output", str(tmp_path / "o"))
+    assert empty.returncode == 2 and "interactions.csv" in empty.stderr and "not found" in empty.stderr

@@ -1,0 +1,58 @@
+"""The DAG's shape: components, their order and edges, --until, a curated schema."""
+
+import pytest
+
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.pipeline import component_index, create_pipeline
+
+
+def _pipeline(tmp_path, config=PipelineConfig(), until=None):
+    return create_pipeline(config, "movielens-100k", str(tmp_path), "digest", str(tmp_path / "root"),
+                           str(tmp_path / "m.sqlite"), until=until)
+
+
+def _upstream(pipeline):
+    return {c.id: sorted(u.id for u in c.upstream_nodes) for c in pipeline.components}
+
+
+def test_components_and_edges(tmp_path):
+    pipeline = _pipeline(tmp_path)
+    assert [c.id for c in pipeline.components] == [
+        "InteractionsExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "ValidationGate", "Transform"]
+    assert _upstream(pipeline) == {
+        "InteractionsExampleGen": [],
+        "StatisticsGen": ["InteractionsExampleGen"],
+        "SchemaGen": ["StatisticsGen"],
+        "ExampleValidator": ["SchemaGen", "StatisticsGen"],
+        "ValidationGate": ["ExampleValidator"],
+        "Transform": ["InteractionsExampleGen", "SchemaGen", "ValidationGate"],
+    }
+    assert pipeline.enable_cache
+    assert "--direct_num_workers=1" in pipeline.beam_pipeline_args
+
+
+def test_example_gen_gets_the_benchmark_split_for_movielens(tmp_path):
+    example_gen = _pipeline(tmp_path).components[0]
+    settings = example_gen.exec_properties["settings_json"]
+    assert '"method": "stratified"' in settings and '"seed": 42' in settings and '"test_share": 0.25' in settings
+
+
+def test_until_keeps_the_components_up_to_the_named_one(tmp_path):
+    assert [c.id for c in _pipeline(tmp_path, until="SchemaGen").components] == [
+        "InteractionsExampleGen", "StatisticsGen", "SchemaGen"]
+    assert len(_pipeline(tmp_path, until="examplegen").components) == 1
+    with pytest.raises(ValueError, match="no component 'Trainer'"):
+        _pipeline(tmp_path, until="Trainer")
+
+
+def test_curated_schema_replaces_schema_gen(tmp_path):
+    pipeline = _pipeline(tmp_path, PipelineConfig(schema_path=str(tmp_path / "schema.pbtxt")))
+    ids = [c.id for c in pipeline.components]
+    assert "ImportSchemaGen" in ids and "SchemaGen" not in ids
+
+
+def test_component_index_needs_a_unique_match(tmp_path):
+    components = _pipeline(tmp_path).components
+    assert component_index(components, "transform") == 5
+    with pytest.raises(ValueError):
+        component_index(components, "Gen")
