@@ -9,15 +9,13 @@ Layout of an output directory:
 """
 
 import dataclasses
-import hashlib
 import os
 import time
 from typing import Dict, Optional
 
 from tfx import v1 as tfx
 
-from components.ingest import rows
-from tfx_pipeline import mlmd_outputs, report
+from tfx_pipeline import fingerprints, mlmd_outputs, report
 from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
 from tfx_pipeline.progress import RunLogging
@@ -66,26 +64,13 @@ def resolve_data(data: str, paths: RunPaths) -> str:
     return os.path.abspath(data)
 
 
-def fingerprint(data_dir: str) -> str:
-    """A digest of the input files' bytes: a changed file invalidates ExampleGen's cache."""
-    digest = hashlib.sha256()
-    for name in (rows.INTERACTIONS_FILE, rows.USERS_FILE, rows.ITEMS_FILE):
-        digest.update(name.encode())
-        path = os.path.join(data_dir, name)
-        if os.path.isfile(path):  # a missing file is reported by ExampleGen, with its name
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()
-
-
 def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optional[str] = None) -> Dict:
     """Runs the pipeline (up to `until`), writes report/ and returns the report dict."""
     paths = RunPaths(output_dir)
     os.makedirs(os.path.dirname(paths.log), exist_ok=True)
     started = time.monotonic()
     data_dir = resolve_data(data, paths)
-    pipeline = create_pipeline(config, data, data_dir, fingerprint(data_dir), paths.pipeline_root, paths.metadata, until)
+    pipeline = create_pipeline(config, data, data_dir, fingerprints.data_digest(data_dir), paths.pipeline_root, paths.metadata, until)
     with RunLogging(paths.log) as progress:
         try:
             tfx.orchestration.LocalDagRunner().run(pipeline)

@@ -4,12 +4,13 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
-from components import transform_module
+from components import ingest, transform_module
 from components.ingest.beam_ingest import IngestSettings
 from components.ingest.component import InteractionsExampleGen, settings_to_json
 from components.ingest.splits import SPLITS, TRAIN
 from components.validation_gate import ValidationGate
 from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.fingerprints import code_digest
 
 PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_module.preprocessing_fn.__name__}"
 
@@ -46,7 +47,9 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         list_columns=config.list_columns,
     )
     example_gen = InteractionsExampleGen(
-        input_dir=data_dir, input_fingerprint=data_fingerprint, settings_json=settings_to_json(settings)
+        input_dir=data_dir,
+        input_fingerprint=f"{data_fingerprint}:{code_digest(ingest)}",
+        settings_json=settings_to_json(settings),
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if config.schema_path:
@@ -61,7 +64,8 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=config.transform_config(),
+        # The digest is ignored by preprocessing_fn: it makes a changed module miss the cache.
+        custom_config={**config.transform_config(), "code_digest": code_digest(transform_module)},
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
     )
     # Transform reads the examples directly; the gate only orders it after a clean validation.

@@ -1,10 +1,9 @@
 """The Beam pipeline of ingestion: read, validate, join, deduplicate, split, encode, write.
 
-    users.csv ──read──┐ (side inputs: id -> row, column types)
-    items.csv ──read──┼──────────────┐
-    interactions.csv ─read─> join ─> group by user ─> dedupe + split ─> tf.Example ─> Split-*/
-                             └── bad rows (every stage) ─> data-quality summary ─> summary.json
-    items ─> tf.Example ─> catalog Split-catalog/
+    users.csv, items.csv ─read─> column types ─> features encoded once per id (side inputs)
+    interactions.csv ─read─> join ─> group by user ─> dedupe, split, tf.Example ─> Split-*/
+    items ─> tf.Example ─> Split-catalog/ (the catalog artifact)
+    bad rows of every stage, rows read per file ─> data-quality summary ─> ingest_summary.json
 """
 
 import dataclasses
@@ -53,40 +52,37 @@ def ingest(
     item_types = items[None] | "ItemTypes" >> beam.CombineGlobally(
         _ColumnTypes(rows.feature_columns(path(rows.ITEMS_FILE), rows.ITEMS_FILE),
                      settings.item_text_columns, settings.list_columns))
-    users_by_id = pvalue.AsDict(users[None] | "KeyUsers" >> beam.Map(lambda e: (e.id, e)))
-    items_by_id = pvalue.AsDict(items[None] | "KeyItems" >> beam.Map(lambda e: (e.id, e)))
+    # Every user's and item's features are encoded once; interactions reuse the bytes.
+    user_features = users[None] | "EncodeUsers" >> beam.Map(_encode_entity, "user_", pvalue.AsSingleton(user_types))
+    item_features = items[None] | "EncodeItems" >> beam.Map(_encode_entity, "item_", pvalue.AsSingleton(item_types))
+    users_by_id, items_by_id = pvalue.AsDict(user_features), pvalue.AsDict(item_features)
 
-    joined = (
-        inter[None]
-        | "Fan out" >> beam.Reshuffle()
-        | "Join" >> beam.ParDo(_check_references, users_by_id, items_by_id).with_outputs(BAD, main="ok")
-    )
-    by_user = joined.ok | "ByUser" >> beam.GroupByKey()
+    joined = inter[None] | "Join" >> beam.ParDo(_check_references, users_by_id, items_by_id).with_outputs(BAD, main="ok")
+    cutoffs = None
     if settings.split.method == "time_cutoff":
-        cutoffs = _time_cutoffs(joined.ok, settings.split)
-        assigned = by_user | "Split" >> beam.ParDo(_split_by_time, pvalue.AsSingleton(cutoffs)).with_outputs(BAD, main="ok")
-    else:
-        assigned = by_user | "Split" >> beam.ParDo(_split_user, settings.split).with_outputs(BAD, main="ok")
-
-    encoded = assigned.ok | "Encode" >> beam.Map(
-        _encode_interaction, users_by_id, items_by_id,
-        pvalue.AsSingleton(user_types), pvalue.AsSingleton(item_types))
-    parts = encoded | "BySplit" >> beam.Partition(lambda kv, n: splits.SPLITS.index(kv[0]), len(splits.SPLITS))
+        cutoffs = pvalue.AsSingleton(_time_cutoffs(joined.ok, settings.split))
+    encoded = (
+        joined.ok
+        | "ByUser" >> beam.GroupByKey()
+        | "SplitAndEncode" >> beam.ParDo(_split_and_encode, settings.split, cutoffs, users_by_id, items_by_id)
+        .with_outputs(BAD, main="ok")
+    )
+    parts = encoded.ok | "BySplit" >> beam.Partition(lambda kv, n: splits.SPLITS.index(kv[0]), len(splits.SPLITS))
     for name, part in zip(splits.SPLITS, parts):
         _ = part | f"Values {name}" >> beam.Values() | f"Write {name}" >> _write(examples_uri, name)
     _ = (
-        items[None]
-        | "EncodeCatalog" >> beam.Map(_encode_item, pvalue.AsSingleton(item_types))
+        item_features
+        | "EncodeCatalog" >> beam.MapTuple(examples.catalog_example)
         | "WriteCatalog" >> _write(catalog_uri, CATALOG_SPLIT)
     )
 
     summary = (
-        [users[BAD], users[COUNT], items[BAD], items[COUNT], inter[BAD], inter[COUNT], joined[BAD], assigned[BAD]]
+        [users[BAD], users[COUNT], items[BAD], items[COUNT], inter[BAD], inter[COUNT], joined[BAD], encoded[BAD]]
         | "AllBad" >> beam.Flatten()
         | "Quality" >> beam.CombineGlobally(quality.SummarizeQuality())
     )
     split_counts = (
-        encoded | "SplitNames" >> beam.Keys() | beam.combiners.Count.PerElement() | beam.combiners.ToDict()
+        encoded.ok | "SplitNames" >> beam.Keys() | beam.combiners.Count.PerElement() | beam.combiners.ToDict()
     )
     _ = (
         p
@@ -133,27 +129,21 @@ def _check_references(row: rows.Interaction, users: Dict, items: Dict):
         yield pvalue.TaggedOutput(BAD, BadRow(rows.INTERACTIONS_FILE, row.line, reasons.UNKNOWN_ITEM,
                                               f"item_id {row.item_id!r} is not in items.csv"))
     else:
-        yield row.user_id, row
+        yield row.user_id, tuple(row)  # a plain tuple crosses the shuffle without pickling
 
 
-def _dedupe(user_rows: Iterable[rows.Interaction]):
-    kept, repeats = splits.drop_duplicates(user_rows)
-    bad = [pvalue.TaggedOutput(BAD, BadRow(rows.INTERACTIONS_FILE, r.line, reasons.DUPLICATE_ROW,
-                                           "exact repeat of an earlier row")) for r in repeats]
-    return kept, bad
-
-
-def _split_user(keyed, spec: splits.SplitSpec):
-    kept, bad = _dedupe(keyed[1])
-    yield from bad
-    yield from splits.split_user(kept, spec)
-
-
-def _split_by_time(keyed, cutoffs):
-    kept, bad = _dedupe(keyed[1])
-    yield from bad
-    for row in kept:
-        yield splits.split_by_time(row, *cutoffs), row
+def _split_and_encode(keyed, spec: splits.SplitSpec, cutoffs, users: Dict, items: Dict):
+    """Drops one user's exact repeats, assigns splits, yields (split, serialized tf.Example)."""
+    kept, repeats = splits.drop_duplicates(rows.Interaction._make(t) for t in keyed[1])
+    for r in repeats:
+        yield pvalue.TaggedOutput(BAD, BadRow(rows.INTERACTIONS_FILE, r.line, reasons.DUPLICATE_ROW,
+                                              "exact repeat of an earlier row"))
+    if cutoffs is None:
+        assigned = splits.split_user(kept, spec)
+    else:
+        assigned = [(splits.split_by_time(r, *cutoffs), r) for r in kept]
+    for split, row in assigned:
+        yield split, examples.interaction_example(row, users[row.user_id], items[row.item_id])
 
 
 def _time_cutoffs(keyed_rows, spec: splits.SplitSpec):
@@ -169,20 +159,14 @@ def _time_cutoffs(keyed_rows, spec: splits.SplitSpec):
 
     return (
         keyed_rows
-        | "Timestamps" >> beam.Map(lambda kv: kv[1].timestamp)
+        | "Timestamps" >> beam.Map(lambda kv: rows.Interaction._make(kv[1]).timestamp)
         | "Quantiles" >> beam.ApproximateQuantiles.Globally(1001)
         | "Cutoffs" >> beam.Map(pick)
     )
 
 
-def _encode_interaction(assigned, users, items, user_types, item_types):
-    split, row = assigned
-    example = examples.interaction_example(row, users[row.user_id], items[row.item_id], user_types, item_types)
-    return split, example.SerializeToString()
-
-
-def _encode_item(item: rows.Entity, item_types) -> bytes:
-    return examples.catalog_example(item, item_types).SerializeToString()
+def _encode_entity(entity: rows.Entity, prefix: str, types) -> tuple:
+    return entity.id, examples.entity_features(prefix, entity, types)
 
 
 def _write(uri: str, split: str) -> beam.PTransform:

@@ -31,8 +31,8 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
 ) -> None:
     """Reads, validates, joins and splits the input directory (DESIGN.md "Input format").
 
-    input_fingerprint is not read here: it is a digest of the input files, so that TFX's cache
-    reruns this component when the files change and reuses it when they do not.
+    input_fingerprint is not read here: it is a digest of the input files and of the ingestion
+    code, so that TFX's cache reruns this component when either changes and reuses it otherwise.
     """
     del input_fingerprint
     settings = settings_from_json(settings_json)

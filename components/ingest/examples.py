@@ -26,8 +26,9 @@ def value_type(value: str) -> Optional[str]:
     """The narrowest type of one non-empty value (None for an empty one)."""
     if not value:
         return None
-    if _INTEGER.fullmatch(value) and _INT64[0] <= int(value) <= _INT64[1]:
-        return INT
+    if _INTEGER.fullmatch(value):
+        # An integer too long for int64 is a code or an id: a float would silently round it.
+        return INT if _INT64[0] <= int(value) <= _INT64[1] else BYTES
     try:
         float(value)
         return FLOAT
@@ -55,13 +56,24 @@ def finalize_types(
     return final
 
 
-def interaction_example(
-    row: Interaction,
-    user: Entity,
-    item: Entity,
-    user_types: Mapping[str, str],
-    item_types: Mapping[str, str],
-) -> tf.train.Example:
+def entity_features(prefix: str, entity: Entity, types: Mapping[str, str]) -> bytes:
+    """A user's or an item's features (`prefix`_<column>) as a serialized tf.Example.
+
+    Computed once per user and per item: an interaction's example is the concatenation of its
+    own fields with these bytes (see interaction_example).
+    """
+    feature = {}
+    _add_columns(feature, prefix, entity.features, types)
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def interaction_example(row: Interaction, user_features: bytes, item_features: bytes) -> bytes:
+    """The serialized tf.Example of one interaction with its user's and item's features.
+
+    Protocol buffers define concatenated serialized messages as the merge of those messages, and
+    a map merges by key: so the bytes of three Examples with disjoint feature names are the bytes
+    of one Example holding all the features, without building it feature by feature.
+    """
     feature = {
         "user_id": _bytes([row.user_id]),
         "item_id": _bytes([row.item_id]),
@@ -69,15 +81,14 @@ def interaction_example(
     }
     if row.rating is not None:
         feature["rating"] = tf.train.Feature(float_list=tf.train.FloatList(value=[row.rating]))
-    _add_columns(feature, "user_", user.features, user_types)
-    _add_columns(feature, "item_", item.features, item_types)
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+    own = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return own + user_features + item_features
 
 
-def catalog_example(item: Entity, item_types: Mapping[str, str]) -> tf.train.Example:
-    feature = {"item_id": _bytes([item.id])}
-    _add_columns(feature, "item_", item.features, item_types)
-    return tf.train.Example(features=tf.train.Features(feature=feature))
+def catalog_example(item_id: str, item_features: bytes) -> bytes:
+    """The serialized tf.Example of one catalog item: its id and its features."""
+    own = tf.train.Example(features=tf.train.Features(feature={"item_id": _bytes([item_id])}))
+    return own.SerializeToString() + item_features
 
 
 def _add_columns(feature, prefix: str, values: Mapping[str, str], types: Mapping[str, str]):

@@ -9,7 +9,7 @@ The three input files (DESIGN.md, "Input format"):
 import dataclasses
 import math
 import re
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -31,8 +31,9 @@ _INTEGER = re.compile(r"[+-]?\d+")
 _ORDER_KEY_CHUNK = 65536
 
 
-@dataclasses.dataclass(frozen=True)
-class Interaction:
+class Interaction(NamedTuple):
+    """A valid interaction row. A tuple, so that Beam encodes it fast between stages."""
+
     user_id: str
     item_id: str
     timestamp: int
