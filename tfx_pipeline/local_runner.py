@@ -15,6 +15,8 @@ from typing import Dict, Optional
 
 from tfx import v1 as tfx
 
+from components.ingest.splits import SPLITS
+
 from tfx_pipeline import fingerprints, mlmd_outputs, report
 from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
@@ -86,6 +88,7 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     metadata = mlmd_outputs.RunMetadata(paths.metadata)
     examples = metadata.latest_output(config.pipeline_name, EXAMPLE_GEN, "examples")
     split = dataclasses.asdict(config.split_spec(dataset))
-    split["counts"] = mlmd_outputs.custom_json(examples, "split_counts") if examples else None
+    counts = mlmd_outputs.custom_json(examples, "split_counts") if examples else None
+    split["counts"] = {name: counts[name] for name in SPLITS if name in counts} if counts else None
     quality = mlmd_outputs.custom_json(examples, "data_quality") if examples else None
     return report.build_report(dataset, split, wall, quality, components)

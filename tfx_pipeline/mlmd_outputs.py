@@ -1,7 +1,7 @@
 """Reading a finished run's artifacts back from ML Metadata (for the report and later stages)."""
 
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -44,12 +44,3 @@ def custom_json(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
     if name not in artifact.custom_properties:
         return None
     return json.loads(artifact.custom_properties[name].string_value)
-
-
-def custom_string(artifact: metadata_store_pb2.Artifact, name: str) -> Optional[str]:
-    value = artifact.custom_properties.get(name)
-    return value.string_value if value is not None else None
-
-
-def as_dict(artifact: Optional[metadata_store_pb2.Artifact]) -> Dict[str, Any]:
-    return {} if artifact is None else {"uri": artifact.uri, "id": artifact.id}

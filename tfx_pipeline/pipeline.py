@@ -67,6 +67,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         # The digest is ignored by preprocessing_fn: it makes a changed module miss the cache.
         custom_config={**config.transform_config(), "code_digest": code_digest(transform_module)},
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
+        disable_statistics=True,
     )
     # Transform reads the examples directly; the gate only orders it after a clean validation.
     transform.add_upstream_node(validation_gate)

@@ -154,6 +154,8 @@ def _time_cutoffs(keyed_rows, spec: splits.SplitSpec):
     eval_q, test_q = spec.cutoff_quantiles()
 
     def pick(quantiles):
+        if not quantiles:  # no valid interaction at all: nothing to split
+            return 0, 0
         at = lambda q: quantiles[min(round(q * (len(quantiles) - 1)), len(quantiles) - 1)]  # noqa: E731
         return at(eval_q), at(test_q)
 
@@ -186,7 +188,7 @@ def _write_summary(path: str, data_quality, split_counts, user_types, item_types
 
 
 class _ColumnTypes(beam.CombineFn):
-    """Infers the type of every feature column (see examples.infer_column_types)."""
+    """Infers the type of every feature column: the widest of its values' types (examples.py)."""
 
     def __init__(self, columns, text_columns, list_columns):
         self._columns, self._text, self._lists = list(columns), tuple(text_columns), tuple(list_columns)
