@@ -43,6 +43,13 @@ class PipelineConfig:
     beam_args: Tuple[str, ...] = ()
     # A curated schema.pbtxt: ImportSchemaGen replaces SchemaGen, so drift in new data is caught.
     schema_path: Optional[str] = None
+    # Teacher overrides (keys of models/teacher.py TeacherConfig, e.g. {epochs: 5, history: 100}).
+    teacher: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # "minilm": the pretrained MiniLM-L6 BERT; "tiny": a random 2-layer BERT (tests only).
+    teacher_encoder: str = "minilm"
+    text_length: int = 32
+    # Teacher scoring: per training interaction, this many sampled and this many hard negatives.
+    scoring_negatives: int = 20
 
     def __post_init__(self):
         if not 0.0 <= self.max_bad_share < 1.0:
@@ -52,6 +59,13 @@ class PipelineConfig:
         unknown = set(self.split) - {f.name for f in dataclasses.fields(SplitSpec)}
         if unknown:
             raise ConfigError(f"unknown split setting(s): {', '.join(sorted(unknown))}")
+        from models.teacher import TeacherConfig
+
+        unknown = set(self.teacher) - {f.name for f in dataclasses.fields(TeacherConfig)}
+        if unknown:
+            raise ConfigError(f"unknown teacher setting(s): {', '.join(sorted(unknown))}")
+        if self.teacher_encoder not in ("minilm", "tiny"):
+            raise ConfigError(f"teacher_encoder must be minilm or tiny, got {self.teacher_encoder!r}")
 
     def split_spec(self, dataset: str) -> SplitSpec:
         """The dataset's default split with this config's overrides applied."""
@@ -66,6 +80,11 @@ class PipelineConfig:
                 "max_list_values", "numeric_buckets")
         return {k: list(v) if isinstance(v, tuple) else v for k, v in
                 ((k, getattr(self, k)) for k in keys)}
+
+    def teacher_settings(self) -> Dict[str, Any]:
+        """What TeacherTrainer receives (components/teacher/training.py)."""
+        return {"teacher": dict(self.teacher), "encoder": self.teacher_encoder,
+                "text_length": self.text_length, "item_text_columns": list(self.item_text_columns)}
 
     def beam_pipeline_args(self) -> list:
         mode = "multi_processing" if self.beam_workers > 1 else "in_memory"
@@ -105,8 +124,8 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> Pipeline
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{source}: {name} must be a list, got {value!r}")
             value = tuple(value)
-        elif name == "split" and not isinstance(value, dict):
-            raise ConfigError(f"{source}: split must be a mapping, got {value!r}")
+        elif name in ("split", "teacher") and not isinstance(value, dict):
+            raise ConfigError(f"{source}: {name} must be a mapping, got {value!r}")
         values[name] = value
     try:
         return PipelineConfig(**values)

@@ -23,6 +23,7 @@ from tfx_pipeline.pipeline import create_pipeline
 from tfx_pipeline.progress import RunLogging
 
 EXAMPLE_GEN = "InteractionsExampleGen"
+EVALUATOR = "ModelEvaluator"
 
 
 class ComponentFailed(RuntimeError):
@@ -91,4 +92,6 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     counts = mlmd_outputs.custom_json(examples, "split_counts") if examples else None
     split["counts"] = {name: counts[name] for name in SPLITS if name in counts} if counts else None
     quality = mlmd_outputs.custom_json(examples, "data_quality") if examples else None
-    return report.build_report(dataset, split, wall, quality, components)
+    evaluation = metadata.latest_output(config.pipeline_name, EVALUATOR, "evaluation") if EVALUATOR in components else None
+    models = mlmd_outputs.custom_json(evaluation, "models") if evaluation else None
+    return report.build_report(dataset, split, wall, quality, components, models)

@@ -1,13 +1,18 @@
 """The recdistill TFX DAG. This file only wires components; the work lives in components/."""
 
+import json
 from typing import List, Optional
 
 from tfx import v1 as tfx
 
+import models
 from components import ingest, transform_module
+from components import teacher as teacher_package
+from components.evaluation.component import ModelEvaluator
 from components.ingest.beam_ingest import IngestSettings
 from components.ingest.component import InteractionsExampleGen, settings_to_json
 from components.ingest.splits import SPLITS, TRAIN
+from components.teacher.component import TeacherScorer, TeacherTrainer
 from components.validation_gate import ValidationGate
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.fingerprints import code_digest
@@ -71,7 +76,16 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     )
     # Transform reads the examples directly; the gate only orders it after a clean validation.
     transform.add_upstream_node(validation_gate)
-    return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform]
+    teacher_trainer = TeacherTrainer(
+        examples=example_gen.outputs["examples"],
+        catalog=example_gen.outputs["catalog"],
+        transform_graph=transform.outputs["transform_graph"],
+        settings_json=json.dumps({**config.teacher_settings(), "code_digest": code_digest(teacher_package, models)}),
+    )
+    teacher_scorer = TeacherScorer(teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives)
+    model_evaluator = ModelEvaluator(teacher=teacher_trainer.outputs["model"])
+    return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
+            teacher_trainer, teacher_scorer, model_evaluator]
 
 
 def component_ids(components: List) -> List[str]:

@@ -18,7 +18,8 @@ def _upstream(pipeline):
 def test_components_and_edges(tmp_path):
     pipeline = _pipeline(tmp_path)
     assert [c.id for c in pipeline.components] == [
-        "InteractionsExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "ValidationGate", "Transform"]
+        "InteractionsExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "ValidationGate", "Transform",
+        "TeacherTrainer", "TeacherScorer", "ModelEvaluator"]
     assert _upstream(pipeline) == {
         "InteractionsExampleGen": [],
         "StatisticsGen": ["InteractionsExampleGen"],
@@ -26,6 +27,9 @@ def test_components_and_edges(tmp_path):
         "ExampleValidator": ["SchemaGen", "StatisticsGen"],
         "ValidationGate": ["ExampleValidator"],
         "Transform": ["InteractionsExampleGen", "SchemaGen", "ValidationGate"],
+        "TeacherTrainer": ["InteractionsExampleGen", "Transform"],
+        "TeacherScorer": ["TeacherTrainer"],
+        "ModelEvaluator": ["TeacherTrainer"],
     }
     assert pipeline.enable_cache
     assert "--direct_num_workers=1" in pipeline.beam_pipeline_args

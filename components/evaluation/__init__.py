@@ -1,0 +1,1 @@
+"""Side-by-side retrieval evaluation of every model on the test split."""

@@ -1,0 +1,22 @@
+"""ModelEvaluator: every model side by side on the test split (components/evaluation/evaluate.py)."""
+
+import json
+import os
+
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
+from components.evaluation import evaluate
+
+RESULTS_FILE = "models.json"
+
+
+@tfx.dsl.components.component
+def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
+    teacher: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
+    evaluation: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelEvaluation],
+) -> None:
+    results = evaluate.evaluate_baseline_and_teacher(teacher.uri)
+    with open(os.path.join(evaluation.uri, RESULTS_FILE), "w") as f:
+        json.dump(results, f, indent=2)
+    evaluation.set_string_custom_property("models", json.dumps(results, sort_keys=True))

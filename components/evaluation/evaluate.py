@@ -1,0 +1,82 @@
+"""Evaluates the models on the test split with the shared protocol (models/retrieval_metrics.py).
+
+Every catalog item is ranked for each test user; the items the user interacted with in train
+and eval (the benchmark's training set) are removed. Each model's entry follows report.json's M:
+recall@10, ndcg@10, recall@100, precision@10, params, bytes (as deployed), gzip_bytes,
+latency_ms_p50 (one user per call, this machine).
+"""
+
+import gzip
+import os
+import tempfile
+import time
+from typing import Callable, Dict
+
+import numpy as np
+
+from components.teacher import training
+from models.interaction_data import load_dataset
+from models.popularity import PopularityModel
+from models.retrieval_metrics import RetrievalEvaluator
+
+METRICS = ("recall@10", "ndcg@10", "recall@100", "precision@10")
+LATENCY_CALLS = 50
+
+
+def evaluate_baseline_and_teacher(teacher_dir: str) -> Dict[str, Dict]:
+    import tensorflow as tf
+
+    dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
+    train, valid, test = (dataset.splits[s] for s in ("train", "eval", "test"))
+    seen_users = np.concatenate([train.user, valid.user, np.arange(dataset.num_users)])
+    # Index 0 (unknown item, padding) is "seen" by everyone: it is never a recommendation.
+    seen_items = np.concatenate([train.item, valid.item, np.zeros(dataset.num_users, np.int64)])
+    evaluator = RetrievalEvaluator(dataset.num_items, (seen_users, seen_items), (test.user, test.item))
+
+    popularity = PopularityModel(dataset.num_items).fit(np.concatenate([train.item, valid.item]))
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = popularity.save(os.path.join(tmp, "popularity"))
+        pop_sizes = _sizes(saved)
+    results = {"popularity": _entry(evaluator, popularity.score, popularity.params, pop_sizes)}
+
+    model = tf.saved_model.load(os.path.join(teacher_dir, training.SAVED_MODEL_DIR))
+    summary = training.read_summary(teacher_dir)
+    latest = training.latest_histories(dataset, summary["config"]["history"])
+
+    def teacher_scores(users):
+        return model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy()
+
+    results["teacher"] = _entry(evaluator, teacher_scores, summary["params"],
+                                _sizes(os.path.join(teacher_dir, training.SAVED_MODEL_DIR)))
+    return results
+
+
+def _entry(evaluator: RetrievalEvaluator, score_fn: Callable, params: int, sizes) -> Dict:
+    metrics = evaluator.evaluate(score_fn, ks=(10, 100))
+    entry = {k: round(float(metrics[k]), 4) for k in METRICS}
+    entry.update(params=int(params), bytes=sizes[0], gzip_bytes=sizes[1], latency_ms_p50=_latency_ms(score_fn))
+    entry["users"] = int(metrics["users"])
+    return entry
+
+
+def _latency_ms(score_fn: Callable) -> float:
+    user = np.array([1], np.int64)
+    score_fn(user)  # the first call traces and warms up
+    times = []
+    for _ in range(LATENCY_CALLS):
+        start = time.perf_counter()
+        score_fn(user)
+        times.append((time.perf_counter() - start) * 1000)
+    return round(float(np.median(times)), 3)
+
+
+def _sizes(path: str):
+    """(bytes, gzip_bytes) of a file, or of every file under a directory."""
+    files = [path] if os.path.isfile(path) else [
+        os.path.join(d, f) for d, _, names in os.walk(path) for f in names]
+    raw = sum(os.path.getsize(f) for f in files)
+    zipped = 0
+    for name in files:
+        with open(name, "rb") as f:
+            zipped += len(gzip.compress(f.read(), 6))
+    return raw, zipped

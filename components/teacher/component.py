@@ -1,0 +1,49 @@
+"""TeacherTrainer (the BERT teacher on ExampleGen's examples, in Transform's index space) and
+TeacherScorer (its soft labels for every training interaction, on Beam)."""
+
+import json
+
+import apache_beam as beam
+from tfx import v1 as tfx
+from tfx.types import artifact_utils, standard_artifacts
+
+from components.teacher import scoring, training
+
+
+@tfx.dsl.components.component
+def TeacherTrainer(  # noqa: N802 (TFX names components like classes)
+    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    catalog: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    transform_graph: tfx.dsl.components.InputArtifact[standard_artifacts.TransformGraph],
+    settings_json: tfx.dsl.components.Parameter[str],
+    model: tfx.dsl.components.OutputArtifact[standard_artifacts.Model],
+) -> None:
+    """Exports the teacher SavedModel, its dataset index and training.json into `model`."""
+    import tensorflow_transform as tft
+
+    vocab = tft.TFTransformOutput(transform_graph.uri)
+    vocabularies = tuple(
+        [v.decode("utf-8") for v in vocab.vocabulary_by_name(name)] for name in ("user_id", "item_id"))
+    summary = training.train_and_export(examples.uri, catalog.uri, vocabularies, model.uri, json.loads(settings_json))
+    for key in ("params", "epochs", "encoder"):
+        value = summary[key]
+        if isinstance(value, int):
+            model.set_int_custom_property(key, value)
+        else:
+            model.set_string_custom_property(key, value)
+    model.set_string_custom_property("seconds", json.dumps(summary["seconds"]))
+
+
+@tfx.dsl.components.component(use_beam=True)
+def TeacherScorer(  # noqa: N802
+    teacher: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
+    negatives: tfx.dsl.components.Parameter[int],
+    scored_examples: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
+    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
+) -> None:
+    """Scores every training interaction's candidates with the teacher (components/teacher/scoring.py)."""
+    with beam_pipeline as p:
+        scoring.score_training_rows(p, teacher.uri, scored_examples.uri, negatives)
+    scored_examples.split_names = artifact_utils.encode_split_names(["train"])
+    scored_examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
+    scored_examples.set_int_custom_property("negatives", negatives)

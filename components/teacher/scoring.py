@@ -1,0 +1,104 @@
+"""Teacher scoring on Beam, in the manner of TFX's BulkInferrer: soft labels for distillation.
+
+For every training interaction, the teacher scores a candidate set: the positive item first, then
+N items drawn uniformly from those the user has not interacted with in train, then the N
+highest-scored such items (hard negatives). Output, one tf.Example per training interaction:
+    row (int64)               position of the interaction in the train split
+    user_index, item_index    (int64) as in the teacher's dataset index (interaction_data.py)
+    candidates                (int64 [1 + 2N]) positive, N sampled, N hard
+    teacher_scores            (float [1 + 2N]) the teacher's logits for the candidates
+Workers load the SavedModel once (DoFn.setup) and score rows in chunks; the draws depend only on
+the seed and the row, so the output is the same for any number of workers.
+"""
+
+import os
+from typing import Iterator, Tuple
+
+import apache_beam as beam
+import numpy as np
+
+from components.teacher import training
+
+CHUNK_ROWS = 512
+
+
+def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, negatives: int, seed: int = 0) -> None:
+    dataset_size = len(_load_dataset(teacher_dir).splits["train"].user)
+    chunks = [(start, min(start + CHUNK_ROWS, dataset_size)) for start in range(0, dataset_size, CHUNK_ROWS)]
+    _ = (
+        p
+        | "Chunks" >> beam.Create(chunks)
+        | "Spread" >> beam.Reshuffle()
+        | "Score" >> beam.ParDo(ScoreRows(teacher_dir, negatives, seed))
+        | "Write" >> beam.io.WriteToTFRecord(os.path.join(output_dir, "Split-train", "data_tfrecord"),
+                                             file_name_suffix=".gz")
+    )
+
+
+class ScoreRows(beam.DoFn):
+    def __init__(self, teacher_dir: str, negatives: int, seed: int):
+        self._dir, self._negatives, self._seed = teacher_dir, negatives, seed
+
+    def setup(self):
+        import tensorflow as tf
+
+        self._model = tf.saved_model.load(os.path.join(self._dir, training.SAVED_MODEL_DIR))
+        dataset = _load_dataset(self._dir)
+        self._train = dataset.splits["train"]
+        from models.interaction_data import histories
+
+        length = training.read_summary(self._dir)["config"]["history"]
+        self._history, _ = histories(self._train, dataset.num_users, length)
+        self._num_items = dataset.num_items
+        self._seen = _seen_by_user(self._train, dataset.num_users)
+        self._seen_sets = [set(s.tolist()) for s in self._seen]
+
+    def process(self, chunk: Tuple[int, int]) -> Iterator[bytes]:
+        import tensorflow as tf
+
+        rows = np.arange(*chunk)
+        users, items = self._train.user[rows], self._train.item[rows]
+        scores = self._model.score(tf.constant(users), tf.constant(self._history[rows])).numpy()
+        for b, row in enumerate(rows):
+            candidates = self.candidates(row, users[b], items[b], scores[b])
+            yield _example(row, users[b], items[b], candidates, scores[b][candidates])
+
+    def candidates(self, row: int, user: int, positive: int, scores: np.ndarray) -> np.ndarray:
+        seen, seen_set = self._seen[user], self._seen_sets[user]
+        masked = scores.copy()
+        masked[seen] = -np.inf
+        masked[0] = -np.inf
+        n = min(self._negatives, self._num_items - 1 - len(seen))
+        hard = np.argpartition(-masked, n)[:n] if n > 0 else np.zeros([0], np.int64)
+        hard = hard[np.lexsort((hard, -masked[hard]))]  # best first, ties by index
+        rng = np.random.default_rng([self._seed, int(row)])
+        sampled = []
+        while len(sampled) < n:  # rejection sampling: a user has seen few of the catalog's items
+            draw = int(rng.integers(1, self._num_items))
+            if draw not in seen_set and draw not in sampled:
+                sampled.append(draw)
+        return np.concatenate([[positive], np.array(sampled, np.int64), hard]).astype(np.int64)
+
+
+def _seen_by_user(train, num_users: int):
+    seen = [set() for _ in range(num_users)]
+    for user, item in zip(train.user.tolist(), train.item.tolist()):
+        seen[user].add(item)
+    return [np.array(sorted(s), np.int64) for s in seen]
+
+
+def _load_dataset(teacher_dir: str):
+    from models.interaction_data import load_dataset
+
+    return load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
+
+
+def _example(row, user, item, candidates, scores) -> bytes:
+    import tensorflow as tf
+
+    ints = lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=v))  # noqa: E731
+    return tf.train.Example(features=tf.train.Features(feature={
+        "row": ints([int(row)]), "user_index": ints([int(user)]), "item_index": ints([int(item)]),
+        "candidates": ints(candidates.tolist()),
+        "teacher_scores": tf.train.Feature(float_list=tf.train.FloatList(value=scores.tolist())),
+    })).SerializeToString()

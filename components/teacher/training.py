@@ -1,0 +1,86 @@
+"""Teacher training, outside TFX's plumbing: examples in, SavedModel and dataset index out.
+
+Layout of the output directory (the Model artifact):
+    Format-Serving/   the teacher SavedModel (models/teacher.py, export_teacher)
+    dataset.npz       the index spaces, texts and splits the teacher was trained on
+    training.json     timings, parameters, per-epoch losses
+"""
+
+import dataclasses
+import json
+import os
+import time
+from typing import Any, Dict
+
+import numpy as np
+
+from models import interaction_data, teacher, text_encoder
+
+SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
+DATASET_FILE = "dataset.npz"
+TRAINING_FILE = "training.json"
+SPLITS = ("train", "eval", "test")
+
+
+def train_and_export(examples_uri: str, catalog_uri: str, vocabularies, out_dir: str, settings: Dict[str, Any]) -> Dict:
+    """vocabularies: (user ids, item ids) in Transform's vocabulary order. Returns training.json."""
+    started = time.monotonic()
+    config = teacher.TeacherConfig(**settings.get("teacher", {}))
+    dataset = interaction_data.build_dataset(
+        {s: os.path.join(examples_uri, f"Split-{s}") for s in SPLITS},
+        os.path.join(catalog_uri, "Split-catalog"), *vocabularies,
+        item_text_columns=settings.get("item_text_columns", ("title",)))
+    read_seconds = time.monotonic() - started
+
+    encoder = _encoder(settings, dataset)
+    started = time.monotonic()
+    user_text = encoder.encode(dataset.user_texts)
+    item_text = encoder.encode(dataset.item_texts)
+    encode_seconds = time.monotonic() - started
+
+    train, valid = dataset.splits["train"], dataset.splits["eval"]
+    per_row, latest = interaction_data.histories(train, dataset.num_users, config.history)
+    model = teacher.build_teacher(user_text, item_text, config)
+    started = time.monotonic()
+    history = teacher.train_teacher(
+        model, {"user": train.user, "history": per_row}, train.item,
+        {"user": valid.user, "history": latest[valid.user]}, valid.item, config)
+    train_seconds = time.monotonic() - started
+
+    teacher.export_teacher(model, os.path.join(out_dir, SAVED_MODEL_DIR), config.history)
+    interaction_data.save_dataset(dataset, os.path.join(out_dir, DATASET_FILE))
+    summary = {
+        "encoder": settings.get("encoder", "minilm"),
+        "config": dataclasses.asdict(config),
+        "params": encoder.params + teacher.head_params(model),
+        "encoder_params": encoder.params,
+        "head_params": teacher.head_params(model),
+        "texts_encoded": len(dataset.user_texts) + len(dataset.item_texts),
+        "seconds": {"read": round(read_seconds, 1), "encode": round(encode_seconds, 1), "train": round(train_seconds, 1)},
+        "epochs": len(history["loss"]),
+        "loss": [round(float(x), 4) for x in history["loss"]],
+        "val_loss": [round(float(x), 4) for x in history["val_loss"]],
+    }
+    with open(os.path.join(out_dir, TRAINING_FILE), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def _encoder(settings: Dict[str, Any], dataset) -> text_encoder.TextEncoder:
+    length = settings.get("text_length", 32)
+    if settings.get("encoder", "minilm") == "tiny":
+        # Tests: a random 2-layer, 32-wide BERT over the words of the data's own texts.
+        words = sorted({w for t in dataset.user_texts + dataset.item_texts for w in t.lower().split()})
+        return text_encoder.tiny_random(words, sequence_length=length)
+    return text_encoder.load_pretrained(sequence_length=length)
+
+
+def read_summary(teacher_dir: str) -> Dict[str, Any]:
+    """training.json of an exported teacher (its config gives the history length it expects)."""
+    with open(os.path.join(teacher_dir, TRAINING_FILE)) as f:
+        return json.load(f)
+
+
+def latest_histories(dataset, length: int) -> np.ndarray:
+    """[num_users, length] each user's most recent train items, for ranking (evaluation, serving)."""
+    return interaction_data.histories(dataset.splits["train"], dataset.num_users, length)[1]

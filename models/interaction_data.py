@@ -1,0 +1,174 @@
+"""Interactions, users and items as numpy arrays in one index space, for the models.
+
+Index spaces (shared by teacher, students and evaluation; 0 is out-of-vocabulary and padding):
+  users  1..U in the order of Transform's `user_id` vocabulary (train users, most active first)
+  items  1..V in the order of Transform's `item_id` vocabulary, then V+1.. for the catalog items
+         that never occur in train (sorted by id), so that every catalog item can be ranked.
+"""
+
+import dataclasses
+import glob
+import os
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+
+@dataclasses.dataclass
+class Split:
+    """One split's interactions: [N] arrays (user and item indices, Unix seconds)."""
+
+    user: np.ndarray
+    item: np.ndarray
+    timestamp: np.ndarray
+
+
+@dataclasses.dataclass
+class Dataset:
+    user_ids: List[str]  # index -> raw id ("" at 0)
+    item_ids: List[str]
+    user_texts: List[str]  # index -> profile text ("" at 0 and for users without features)
+    item_texts: List[str]
+    splits: Dict[str, Split]
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+
+def read_records(split_dir: str) -> List[bytes]:
+    """The serialized tf.Examples of a Split-<name> directory (gzipped TFRecord files)."""
+    import tensorflow as tf
+
+    files = sorted(glob.glob(os.path.join(split_dir, "*")))
+    return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")] if files else []
+
+
+def parse(record: bytes) -> Dict[str, list]:
+    """One serialized tf.Example as {feature: [values]} (bytes decoded as UTF-8)."""
+    import tensorflow as tf
+
+    features = tf.train.Example.FromString(record).features.feature
+    return {name: _values(f) for name, f in features.items()}
+
+
+def build_dataset(
+    split_dirs: Dict[str, str],
+    catalog_dir: str,
+    user_vocabulary: Sequence[str],
+    item_vocabulary: Sequence[str],
+    item_text_columns: Sequence[str] = ("title",),
+) -> Dataset:
+    """Reads ExampleGen's splits and catalog into index arrays and texts (see the docstring)."""
+    import tensorflow as tf
+
+    catalog = [parse(r) for r in read_records(catalog_dir)]
+    user_ids = [""] + list(user_vocabulary)
+    known = set(item_vocabulary)
+    cold = sorted(row["item_id"][0] for row in catalog if row["item_id"][0] not in known)
+    item_ids = [""] + list(item_vocabulary) + cold
+    user_index = {u: i for i, u in enumerate(user_ids) if i}
+    item_index = {v: i for i, v in enumerate(item_ids) if i}
+
+    item_texts = [""] * len(item_ids)
+    for row in catalog:
+        item_texts[item_index[row["item_id"][0]]] = item_text(row, item_text_columns)
+    user_texts = [""] * len(user_ids)
+    spec = {"user_id": tf.io.FixedLenFeature([], tf.string), "item_id": tf.io.FixedLenFeature([], tf.string),
+            "timestamp": tf.io.FixedLenFeature([], tf.int64)}
+    splits = {}
+    for name, split_dir in split_dirs.items():
+        records = read_records(split_dir)
+        ids = tf.io.parse_example(records, spec) if records else {k: np.zeros([0]) for k in spec}
+        users = [user_index.get(u.decode(), 0) for u in np.asarray(ids["user_id"]).tolist()]
+        for row, user in enumerate(users):
+            if user and not user_texts[user]:  # profile features are the same on every row
+                user_texts[user] = user_text(parse(records[row]))
+        splits[name] = Split(
+            user=np.array(users, np.int64),
+            item=np.array([item_index.get(i.decode(), 0) for i in np.asarray(ids["item_id"]).tolist()], np.int64),
+            timestamp=np.asarray(ids["timestamp"], np.int64),
+        )
+    return Dataset(user_ids, item_ids, user_texts, item_texts, splits)
+
+
+def item_text(row: Dict[str, list], text_columns: Sequence[str]) -> str:
+    """'Toy Story (1995). genres: Animation, Comedy' from an item's raw features."""
+    title = " ".join(str(v) for c in text_columns for v in row.get(f"item_{c}", []))
+    year = row.get("item_year", [])
+    parts = [f"{title} ({year[0]})" if year else title]
+    for name, values in sorted(row.items()):
+        column = name[len("item_"):]
+        if name.startswith("item_") and column not in (*text_columns, "id", "year") and values:
+            parts.append(f"{column.replace('_', ' ')}: {', '.join(str(v) for v in values)}")
+    return ". ".join(p for p in parts if p)
+
+
+def user_text(row: Dict[str, list]) -> str:
+    """'age 24, gender M, occupation technician' from a user's raw features."""
+    return ", ".join(
+        f"{name[len('user_'):].replace('_', ' ')} {', '.join(str(v) for v in values)}"
+        for name, values in sorted(row.items())
+        if name.startswith("user_") and name != "user_id" and values
+    )
+
+
+def histories(train: Split, num_users: int, length: int) -> (np.ndarray, np.ndarray):
+    """Most recent items first, 0-padded.
+
+    Returns:
+      per_row: [N, length] for each train row, the user's train items strictly before it in time
+        (ties broken by row order), so a row never sees itself or the future.
+      latest: [num_users, length] each user's last `length` train items (for ranking at test).
+    """
+    order = np.lexsort((np.arange(len(train.user)), train.timestamp, train.user))
+    per_row = np.zeros([len(train.user), length], np.int64)
+    latest = np.zeros([num_users, length], np.int64)
+    start = 0
+    while start < len(order):
+        user = train.user[order[start]]
+        end = start
+        while end < len(order) and train.user[order[end]] == user:
+            end += 1
+        items = train.item[order[start:end]]
+        for k, row in enumerate(order[start:end]):
+            recent = items[max(0, k - length):k][::-1]
+            per_row[row, :len(recent)] = recent
+        recent = items[max(0, len(items) - length):][::-1]
+        latest[user, :len(recent)] = recent
+        start = end
+    return per_row, latest
+
+
+def _values(feature) -> list:
+    kind = feature.WhichOneof("kind")
+    if kind is None:
+        return []
+    values = list(getattr(feature, kind).value)
+    return [v.decode("utf-8") for v in values] if kind == "bytes_list" else values
+
+
+def save_dataset(dataset: Dataset, path: str) -> None:
+    """One .npz file: ids, texts and every split's arrays (read back by load_dataset)."""
+    arrays = {
+        "user_ids": np.array(dataset.user_ids, dtype=object), "item_ids": np.array(dataset.item_ids, dtype=object),
+        "user_texts": np.array(dataset.user_texts, dtype=object), "item_texts": np.array(dataset.item_texts, dtype=object),
+    }
+    for name, split in dataset.splits.items():
+        for field in ("user", "item", "timestamp"):
+            arrays[f"split.{name}.{field}"] = getattr(split, field)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def load_dataset(path: str) -> Dataset:
+    with np.load(path, allow_pickle=True) as z:
+        names = sorted({k.split(".")[1] for k in z.files if k.startswith("split.")})
+        splits = {n: Split(z[f"split.{n}.user"], z[f"split.{n}.item"], z[f"split.{n}.timestamp"]) for n in names}
+        return Dataset(*(z[k].tolist() for k in ("user_ids", "item_ids", "user_texts", "item_texts")), splits=splits)
