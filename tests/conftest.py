@@ -4,7 +4,10 @@ import os
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before any test imports TF)
 
+import numpy as np
 import pytest
+
+from models.interaction_data import Dataset, Split
 
 USERS = "user_id,age,gender\nu1,24,M\nu2,53,F\nu3,,F\n"
 ITEMS = (
@@ -48,3 +51,28 @@ def tiny_dir(tmp_path):
         rows[1],  # exact duplicate of the first row
     ]
     return _write_files(tmp_path / "data", "\n".join(rows) + "\n")
+
+def toy_dataset(num_users=40, num_items=31, per_user=8, seed=0) -> Dataset:
+    """Users of cluster c interact mostly with items of cluster c (3 clusters, by index mod 3)."""
+    rng = np.random.default_rng(seed)
+    rows = {"train": [], "eval": [], "test": []}
+    for user in range(1, num_users):
+        own = [i for i in range(1, num_items) if i % 3 == user % 3]
+        items = rng.choice(own, size=min(per_user, len(own)), replace=False)
+        for k, item in enumerate(items):
+            split = "test" if k >= per_user - 2 else "eval" if k == per_user - 3 else "train"
+            rows[split].append((user, item, 1000 * user + k))
+    splits = {name: Split(*(np.array(col, np.int64) for col in zip(*r))) for name, r in rows.items()}
+    genres = ["comedy", "drama", "horror"]
+    return Dataset(
+        user_ids=[""] + [f"u{u}" for u in range(1, num_users)],
+        item_ids=[""] + [f"i{i}" for i in range(1, num_items)],
+        user_texts=[""] + [f"likes {genres[u % 3]}" for u in range(1, num_users)],
+        item_texts=[""] + [f"movie {i} genres: {genres[i % 3]}" for i in range(1, num_items)],
+        splits=splits,
+    )
+
+
+@pytest.fixture
+def toy():
+    return toy_dataset()

@@ -25,13 +25,16 @@ SPLITS = ("train", "eval", "test")
 def train_and_export(examples_uri: str, catalog_uri: str, vocabularies, out_dir: str, settings: Dict[str, Any]) -> Dict:
     """vocabularies: (user ids, item ids) in Transform's vocabulary order. Returns training.json."""
     started = time.monotonic()
-    config = teacher.TeacherConfig(**settings.get("teacher", {}))
     dataset = interaction_data.build_dataset(
         {s: os.path.join(examples_uri, f"Split-{s}") for s in SPLITS},
         os.path.join(catalog_uri, "Split-catalog"), *vocabularies,
         item_text_columns=settings.get("item_text_columns", ("title",)))
-    read_seconds = time.monotonic() - started
+    return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started)
 
+
+def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds: float = 0.0) -> Dict:
+    """Encodes the texts, trains, exports into out_dir; returns what training.json holds."""
+    config = teacher.TeacherConfig(**settings.get("teacher", {}))
     encoder = _encoder(settings, dataset)
     started = time.monotonic()
     user_text = encoder.encode(dataset.user_texts)

@@ -1,4 +1,4 @@
-"""End to end: the `recdistill` command on tiny synthetic data, through Transform."""
+"""End to end: the `recdistill` command on tiny synthetic data, the whole DAG with a tiny BERT."""
 
 import glob
 import json
@@ -14,6 +14,13 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_pipeline.datasets.synth import write_synthetic
 
 pytestmark = pytest.mark.e2e
+# A random 2-layer, 32-wide BERT instead of MiniLM, and a small teacher: the DAG, not the quality.
+TINY_CONFIG = """
+teacher_encoder: tiny
+text_length: 16
+teacher: {dim: 8, text_hidden: 8, id_dim: 4, history: 10, epochs: 2, batch_size: 256}
+scoring_negatives: 3
+"""
 
 
 def recdistill(*args, timeout=600):
@@ -25,7 +32,8 @@ def recdistill(*args, timeout=600):
 def finished_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
     synth = write_synthetic(base / "data", users=120, items=80, interactions=2500, seed=1, bad_share=0.004)
-    result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--until", "Transform")
+    (base / "tiny.yaml").write_text(TINY_CONFIG)
+    result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--config", str(base / "tiny.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     return base, synth, result
 
@@ -40,9 +48,22 @@ def test_run_through_transform_counts_bad_rows_by_reason(finished_run):
     assert sum(counts.values()) == 2500 - sum(synth["bad"].values())
     assert report["split"]["method"] == "temporal"
     assert set(report["wall_seconds"]) >= {"total", "InteractionsExampleGen", "Transform"}
-    assert report["models"]["teacher"] is None and report["blessed"] is False
+    assert report["blessed"] is False
     assert "[Transform] finished" in result.stdout and "bad_timestamp" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_teacher_and_popularity_are_evaluated_and_scored(finished_run):
+    base, _, _ = finished_run
+    report = json.loads((base / "run" / "report" / "report.json").read_text())
+    for name in ("popularity", "teacher"):
+        entry = report["models"][name]
+        assert 0 <= entry["ndcg@10"] <= 1 and 0 <= entry["recall@100"] <= 1 and entry["bytes"] > 0
+        assert entry["params"] > 0 and entry["latency_ms_p50"] > 0
+    assert report["models"]["student_kd"] is None
+    (scored_dir,) = glob.glob(str(base / "run" / "pipeline_root" / "TeacherScorer" / "scored_examples" / "*"))
+    files = glob.glob(os.path.join(scored_dir, "Split-train", "*.gz"))
+    assert sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) == report["split"]["counts"]["train"]
 
 
 def test_transformed_examples_match_the_split_counts(finished_run):
@@ -57,10 +78,10 @@ def test_transformed_examples_match_the_split_counts(finished_run):
 
 def test_rerun_is_answered_from_the_cache(finished_run):
     base, _, _ = finished_run
-    result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--until", "Transform")
+    result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--config", str(base / "tiny.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     finished = [line for line in result.stdout.splitlines() if "finished in" in line]
-    assert len(finished) == 6 and all("(cached)" in line for line in finished)
+    assert len(finished) == 9 and all("(cached)" in line for line in finished)
 
 
 def test_too_many_bad_rows_stop_with_one_line_naming_file_and_line(tmp_path):
