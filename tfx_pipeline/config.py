@@ -48,14 +48,16 @@ class PipelineConfig:
     # "minilm": the pretrained MiniLM-L6 BERT; "tiny": a random 2-layer BERT (tests only).
     teacher_encoder: str = "minilm"
     text_length: int = 32
-    # Teacher scoring: per training interaction, this many sampled and this many hard negatives.
+    # Teacher scoring: per training interaction, this many sampled and this many hard negatives,
+    # on this many Beam worker processes (each loads the teacher once).
     scoring_negatives: int = 20
+    scoring_workers: int = 2
 
     def __post_init__(self):
         if not 0.0 <= self.max_bad_share < 1.0:
             raise ConfigError(f"max_bad_share must be in [0, 1), got {self.max_bad_share}")
-        if self.beam_workers < 1:
-            raise ConfigError(f"beam_workers must be at least 1, got {self.beam_workers}")
+        if self.beam_workers < 1 or self.scoring_workers < 1:
+            raise ConfigError("beam_workers and scoring_workers must be at least 1")
         unknown = set(self.split) - {f.name for f in dataclasses.fields(SplitSpec)}
         if unknown:
             raise ConfigError(f"unknown split setting(s): {', '.join(sorted(unknown))}")
@@ -86,10 +88,10 @@ class PipelineConfig:
         return {"teacher": dict(self.teacher), "encoder": self.teacher_encoder,
                 "text_length": self.text_length, "item_text_columns": list(self.item_text_columns)}
 
-    def beam_pipeline_args(self) -> list:
-        mode = "multi_processing" if self.beam_workers > 1 else "in_memory"
-        return [f"--direct_running_mode={mode}", f"--direct_num_workers={self.beam_workers}",
-                *self.beam_args]
+    def beam_pipeline_args(self, workers: Optional[int] = None) -> list:
+        workers = workers or self.beam_workers
+        mode = "multi_processing" if workers > 1 else "in_memory"
+        return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}", *self.beam_args]
 
 
 def default_split(dataset: str) -> SplitSpec:

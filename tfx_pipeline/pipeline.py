@@ -82,7 +82,9 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         transform_graph=transform.outputs["transform_graph"],
         settings_json=json.dumps({**config.teacher_settings(), "code_digest": code_digest(teacher_package, models)}),
     )
-    teacher_scorer = TeacherScorer(teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives)
+    teacher_scorer = TeacherScorer(
+        teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives
+    ).with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
     model_evaluator = ModelEvaluator(teacher=teacher_trainer.outputs["model"])
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
             teacher_trainer, teacher_scorer, model_evaluator]

@@ -33,6 +33,8 @@ def test_components_and_edges(tmp_path):
     }
     assert pipeline.enable_cache
     assert "--direct_num_workers=1" in pipeline.beam_pipeline_args
+    scorer = next(c for c in pipeline.components if c.id == "TeacherScorer")
+    assert "--direct_num_workers=2" in scorer.executor_spec.beam_pipeline_args  # one teacher per worker
 
 
 def test_example_gen_gets_the_benchmark_split_for_movielens(tmp_path):
