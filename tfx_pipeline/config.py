@@ -91,7 +91,9 @@ class PipelineConfig:
     def beam_pipeline_args(self, workers: Optional[int] = None) -> list:
         workers = workers or self.beam_workers
         mode = "multi_processing" if workers > 1 else "in_memory"
-        return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}", *self.beam_args]
+        # Worker processes log every bundle at INFO to the terminal; the run's log has the rest.
+        return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}",
+                "--default_sdk_harness_log_level=ERROR", *self.beam_args]
 
 
 def default_split(dataset: str) -> SplitSpec:

@@ -13,6 +13,8 @@ _was_set = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # TensorFlow's C++ start-up chatter (CPU feature notes, oneDNN) drowns the component log lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Beam worker processes inherit this: Google client libraries warn about Python versions on import.
+os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
 
 if "tensorflow" in sys.modules and not _was_set:
     # Too late to switch Keras versions in this process: say so instead of failing obscurely later.
