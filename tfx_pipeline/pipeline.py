@@ -8,6 +8,7 @@ from tfx import v1 as tfx
 import models
 from components import ingest, transform_module
 from components import teacher as teacher_package
+from components import evaluation as evaluation_package
 from components.evaluation.component import ModelEvaluator
 from components.ingest.beam_ingest import IngestSettings
 from components.ingest.component import InteractionsExampleGen, settings_to_json
@@ -83,9 +84,11 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         settings_json=json.dumps({**config.teacher_settings(), "code_digest": code_digest(teacher_package, models)}),
     )
     teacher_scorer = TeacherScorer(
-        teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives
+        teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives,
+        code_digest=code_digest(teacher_package, models),
     ).with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
-    model_evaluator = ModelEvaluator(teacher=teacher_trainer.outputs["model"])
+    model_evaluator = ModelEvaluator(
+        teacher=teacher_trainer.outputs["model"], code_digest=code_digest(evaluation_package, models))
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
             teacher_trainer, teacher_scorer, model_evaluator]
 

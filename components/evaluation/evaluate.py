@@ -31,7 +31,9 @@ def evaluate_baseline_and_teacher(teacher_dir: str) -> Dict[str, Dict]:
     seen_users = np.concatenate([train.user, valid.user, np.arange(dataset.num_users)])
     # Index 0 (unknown item, padding) is "seen" by everyone: it is never a recommendation.
     seen_items = np.concatenate([train.item, valid.item, np.zeros(dataset.num_users, np.int64)])
-    evaluator = RetrievalEvaluator(dataset.num_items, (seen_users, seen_items), (test.user, test.item))
+    # A test user unknown to training (index 0; possible with time_cutoff) has nothing to rank by.
+    known = test.user != 0
+    evaluator = RetrievalEvaluator(dataset.num_items, (seen_users, seen_items), (test.user[known], test.item[known]))
 
     popularity = PopularityModel(dataset.num_items).fit(np.concatenate([train.item, valid.item]))
     with tempfile.TemporaryDirectory() as tmp:

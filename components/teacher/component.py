@@ -38,10 +38,15 @@ def TeacherTrainer(  # noqa: N802 (TFX names components like classes)
 def TeacherScorer(  # noqa: N802
     teacher: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
     negatives: tfx.dsl.components.Parameter[int],
+    code_digest: tfx.dsl.components.Parameter[str],
     scored_examples: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
-    """Scores every training interaction's candidates with the teacher (components/teacher/scoring.py)."""
+    """Scores every training interaction's candidates with the teacher (components/teacher/scoring.py).
+
+    code_digest is not read: it makes TFX's cache miss when the scoring code changes.
+    """
+    del code_digest
     with beam_pipeline as p:
         scoring.score_training_rows(p, teacher.uri, scored_examples.uri, negatives)
     scored_examples.split_names = artifact_utils.encode_split_names(["train"])
