@@ -95,11 +95,13 @@ def train_teacher(model, train_inputs, train_items, eval_inputs, eval_items, con
     """Fits with early stopping on the validation loss; returns the Keras history dict."""
     import keras
 
-    stop = keras.callbacks.EarlyStopping(patience=config.patience, restore_best_weights=True)
+    has_eval = len(eval_items) > 0  # eval_share 0 leaves no validation split: stop on train loss
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss" if has_eval else "loss", patience=config.patience, restore_best_weights=True)
     history = model.fit(
-        train_inputs, train_items, validation_data=(eval_inputs, eval_items),
+        train_inputs, train_items, validation_data=(eval_inputs, eval_items) if has_eval else None,
         batch_size=config.batch_size, epochs=config.epochs, callbacks=[stop], verbose=0, shuffle=True)
-    return history.history
+    return {"val_loss": [], **history.history}
 
 
 def export_teacher(model, path: str, history: int) -> None:

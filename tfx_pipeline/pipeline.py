@@ -88,7 +88,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         code_digest=code_digest(teacher_package, models),
     ).with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
     model_evaluator = ModelEvaluator(
-        teacher=teacher_trainer.outputs["model"], code_digest=code_digest(evaluation_package, models))
+        teacher=teacher_trainer.outputs["model"], code_digest=code_digest(evaluation_package, teacher_package, models))
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
             teacher_trainer, teacher_scorer, model_evaluator]
 

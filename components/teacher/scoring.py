@@ -1,8 +1,9 @@
 """Teacher scoring on Beam, in the manner of TFX's BulkInferrer: soft labels for distillation.
 
 For every training interaction, the teacher scores a candidate set: the positive item first, then
-N items drawn uniformly from those the user has not interacted with in train, then the N
-highest-scored such items (hard negatives). Output, one tf.Example per training interaction:
+N items drawn uniformly from those the user has not interacted with in train or eval, then the N
+highest-scored such items (hard negatives); the two kinds never share an item. Every row has
+1 + 2N candidates unless the catalog is too small for that. Output, one tf.Example per training interaction:
     row (int64)               position of the interaction in the train split
     user_index, item_index    (int64) as in the teacher's dataset index (interaction_data.py)
     candidates                (int64 [1 + 2N]) positive, N sampled, N hard
@@ -50,7 +51,8 @@ class ScoreRows(beam.DoFn):
         length = training.read_summary(self._dir)["config"]["history"]
         self._history, _ = histories(self._train, dataset.num_users, length)
         self._num_items = dataset.num_items
-        self._seen = _seen_by_user(self._train, dataset.num_users)
+        # Eval positives are known positives too: never offer them as negatives (test is not read).
+        self._seen = _seen_by_user(dataset.splits["train"], dataset.splits["eval"], dataset.num_users)
         self._seen_sets = [set(s.tolist()) for s in self._seen]
 
     def process(self, chunk: Tuple[int, int]) -> Iterator[bytes]:
@@ -68,22 +70,25 @@ class ScoreRows(beam.DoFn):
         masked = scores.copy()
         masked[seen] = -np.inf
         masked[0] = -np.inf
-        n = min(self._negatives, self._num_items - 1 - len(seen))
+        # Fewer unseen items than 2N (a tiny catalog): fewer candidates, never a repeated one.
+        n = min(self._negatives, (self._num_items - 1 - len(seen)) // 2)
         hard = np.argpartition(-masked, n)[:n] if n > 0 else np.zeros([0], np.int64)
         hard = hard[np.lexsort((hard, -masked[hard]))]  # best first, ties by index
+        hard_set = set(hard.tolist())  # sampled and hard negatives are distinct items
         rng = np.random.default_rng([self._seed, int(row)])
         sampled = []
         while len(sampled) < n:  # rejection sampling: a user has seen few of the catalog's items
             draw = int(rng.integers(1, self._num_items))
-            if draw not in seen_set and draw not in sampled:
+            if draw not in seen_set and draw not in sampled and draw not in hard_set:
                 sampled.append(draw)
         return np.concatenate([[positive], np.array(sampled, np.int64), hard]).astype(np.int64)
 
 
-def _seen_by_user(train, num_users: int):
+def _seen_by_user(train, valid, num_users: int):
     seen = [set() for _ in range(num_users)]
-    for user, item in zip(train.user.tolist(), train.item.tolist()):
-        seen[user].add(item)
+    for split in (train, valid):
+        for user, item in zip(split.user.tolist(), split.item.tolist()):
+            seen[user].add(item)
     return [np.array(sorted(s), np.int64) for s in seen]
 
 

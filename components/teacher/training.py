@@ -85,5 +85,12 @@ def read_summary(teacher_dir: str) -> Dict[str, Any]:
 
 
 def latest_histories(dataset, length: int) -> np.ndarray:
-    """[num_users, length] each user's most recent train items, for ranking (evaluation, serving)."""
-    return interaction_data.histories(dataset.splits["train"], dataset.num_users, length)[1]
+    """[num_users, length] each user's most recent train and eval items, for ranking at test.
+
+    Eval is part of the benchmark's training share: the evaluation masks those items as seen and
+    the popularity baseline counts them, so the teacher's history includes them too.
+    """
+    train, valid = dataset.splits["train"], dataset.splits["eval"]
+    known = interaction_data.Split(*(np.concatenate([getattr(train, f), getattr(valid, f)])
+                                     for f in ("user", "item", "timestamp")))
+    return interaction_data.histories(known, dataset.num_users, length)[1]

@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import interaction_data, teacher, text_encoder
+from models.interaction_data import Split
 
 
 def test_mean_pool_by_hand():
@@ -52,3 +53,10 @@ def test_saved_model_round_trip(toy, tmp_path):
     got = loaded.score(tf.constant(users), tf.constant(latest[users])).numpy()
     assert np.allclose(got, expected, atol=1e-4)
     assert loaded.item_embeddings().numpy().shape == (toy.num_items, config.dim)
+
+
+def test_training_without_a_validation_split(toy):
+    empty = Split(*(np.zeros([0], np.int64) for _ in range(3)))
+    toy.splits["eval"] = empty
+    _, history, _, _ = _train(toy, epochs=2)
+    assert len(history["loss"]) == 2 and history["val_loss"] == []

@@ -42,8 +42,10 @@ def test_scoring(toy, tmp_path):
         assert out["user_index"] == [user] and out["item_index"] == [positive]
         candidates = np.array(out["candidates"])
         assert len(candidates) == 1 + 2 * NEGATIVES and candidates[0] == positive
-        seen = set(train.item[train.user == user].tolist())
+        valid = toy.splits["eval"]
+        seen = set(train.item[train.user == user].tolist()) | set(valid.item[valid.user == user].tolist())
         assert not (set(candidates[1:].tolist()) & (seen | {0}))
+        assert len(set(candidates[1:].tolist())) == 2 * NEGATIVES  # sampled and hard never repeat
         scores = model.score(tf.constant([user], tf.int64), tf.constant(per_row[[row]])).numpy()[0]
         assert np.allclose(out["teacher_scores"], scores[candidates], atol=1e-5)
         unseen = [i for i in np.argsort(-scores, kind="stable") if i not in seen and i != 0]
