@@ -17,10 +17,6 @@ class DataQualityError(ValueError):
     """Too much of an input file is bad, or a file is unusable: the run stops (exit code 2)."""
 
 
-def empty_summary(files: Iterable[str]) -> Dict:
-    return {f: {"rows": 0, "bad": {}, "first_bad": {}} for f in files}
-
-
 def add_rows(summary: Dict, file: str, rows: int) -> None:
     summary.setdefault(file, {"rows": 0, "bad": {}, "first_bad": {}})["rows"] += rows
 
