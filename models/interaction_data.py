@@ -32,6 +32,10 @@ class Dataset:
     user_texts: List[str]  # index -> profile text ("" at 0 and for users without features)
     item_texts: List[str]
     splits: Dict[str, Split]
+    # Not saved: one raw tf.Example per user (its first row) and per catalog item, by index, for
+    # running Transform's graph over the users' and items' features (models/feature_tables.py).
+    user_records: Dict[int, bytes] = dataclasses.field(default_factory=dict)
+    item_records: Dict[int, bytes] = dataclasses.field(default_factory=dict)
 
     @property
     def num_users(self) -> int:
@@ -68,7 +72,8 @@ def build_dataset(
     """Reads ExampleGen's splits and catalog into index arrays and texts (see the docstring)."""
     import tensorflow as tf
 
-    catalog = [parse(r) for r in read_records(catalog_dir)]
+    catalog_records = read_records(catalog_dir)
+    catalog = [parse(r) for r in catalog_records]
     user_ids = [""] + list(user_vocabulary)
     known = set(item_vocabulary)
     cold = sorted(row["item_id"][0] for row in catalog if row["item_id"][0] not in known)
@@ -77,8 +82,11 @@ def build_dataset(
     item_index = {v: i for i, v in enumerate(item_ids) if i}
 
     item_texts = [""] * len(item_ids)
-    for row in catalog:
+    item_records = {}
+    for row, record in zip(catalog, catalog_records):
         item_texts[item_index[row["item_id"][0]]] = item_text(row, item_text_columns)
+        item_records[item_index[row["item_id"][0]]] = record
+    user_records = {}
     user_texts = [""] * len(user_ids)
     spec = {"user_id": tf.io.FixedLenFeature([], tf.string), "item_id": tf.io.FixedLenFeature([], tf.string),
             "timestamp": tf.io.FixedLenFeature([], tf.int64)}
@@ -88,14 +96,15 @@ def build_dataset(
         ids = tf.io.parse_example(records, spec) if records else {k: np.zeros([0]) for k in spec}
         users = [user_index.get(u.decode(), 0) for u in np.asarray(ids["user_id"]).tolist()]
         for row, user in enumerate(users):
-            if user and not user_texts[user]:  # profile features are the same on every row
+            if user and user not in user_records:  # profile features are the same on every row
+                user_records[user] = records[row]
                 user_texts[user] = user_text(parse(records[row]))
         splits[name] = Split(
             user=np.array(users, np.int64),
             item=np.array([item_index.get(i.decode(), 0) for i in np.asarray(ids["item_id"]).tolist()], np.int64),
             timestamp=np.asarray(ids["timestamp"], np.int64),
         )
-    return Dataset(user_ids, item_ids, user_texts, item_texts, splits)
+    return Dataset(user_ids, item_ids, user_texts, item_texts, splits, user_records, item_records)
 
 
 def item_text(row: Dict[str, list], text_columns: Sequence[str]) -> str:

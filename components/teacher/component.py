@@ -24,7 +24,8 @@ def TeacherTrainer(  # noqa: N802 (TFX names components like classes)
     vocab = tft.TFTransformOutput(transform_graph.uri)
     vocabularies = tuple(
         [v.decode("utf-8") for v in vocab.vocabulary_by_name(name)] for name in ("user_id", "item_id"))
-    summary = training.train_and_export(examples.uri, catalog.uri, vocabularies, model.uri, json.loads(settings_json))
+    summary = training.train_and_export(
+        examples.uri, catalog.uri, transform_graph.uri, vocabularies, model.uri, json.loads(settings_json))
     for key in ("params", "epochs", "encoder"):
         value = summary[key]
         if isinstance(value, int):
@@ -49,6 +50,6 @@ def TeacherScorer(  # noqa: N802
     del code_digest
     with beam_pipeline as p:
         scoring.score_training_rows(p, teacher.uri, scored_examples.uri, negatives)
-    scored_examples.split_names = artifact_utils.encode_split_names(["train"])
+    scored_examples.split_names = artifact_utils.encode_split_names(list(scoring.SCORED_SPLITS))
     scored_examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
     scored_examples.set_int_custom_property("negatives", negatives)

@@ -1,10 +1,15 @@
 """Teacher scoring on Beam, in the manner of TFX's BulkInferrer: soft labels for distillation.
 
 For every training interaction, the teacher scores a candidate set: the positive item first, then
-N items drawn uniformly from those the user has not interacted with in train or eval, then the N
-highest-scored such items (hard negatives); the two kinds never share an item. Every row has
-1 + 2N candidates unless the catalog is too small for that. Output, one tf.Example per training interaction:
-    row (int64)               position of the interaction in the train split
+N items drawn uniformly from those the user has not interacted with in train, then the N
+highest-scored such items (hard negatives); the two kinds never share an item. The teacher sees
+the user's latest training items as history, as it was trained. Eval items may be negatives, as
+test items may: the student's early stopping on the eval split is then an unbiased stand-in for
+test (when eval items were excluded, the KD student learned to rank them apart from the others,
+its validation ndcg rose while test ndcg fell, and early stopping chose the wrong epoch). Every row has
+1 + 2N candidates unless the catalog is too small for that. Output, one tf.Example per training
+interaction (Split-train) and per validation interaction (Split-eval):
+    row (int64)               position of the interaction in its split
     user_index, item_index    (int64) as in the teacher's dataset index (interaction_data.py)
     candidates                (int64 [1 + 2N]) positive, N sampled, N hard
     teacher_scores            (float [1 + 2N]) the teacher's logits for the candidates
@@ -23,44 +28,50 @@ from components.teacher import training
 CHUNK_ROWS = 512
 
 
+SCORED_SPLITS = ("train", "eval")
+
+
 def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, negatives: int, seed: int = 0) -> None:
-    dataset_size = len(_load_dataset(teacher_dir).splits["train"].user)
-    chunks = [(start, min(start + CHUNK_ROWS, dataset_size)) for start in range(0, dataset_size, CHUNK_ROWS)]
-    _ = (
-        p
-        | "Chunks" >> beam.Create(chunks)
-        | "Spread" >> beam.Reshuffle()
-        | "Score" >> beam.ParDo(ScoreRows(teacher_dir, negatives, seed))
-        | "Write" >> beam.io.WriteToTFRecord(os.path.join(output_dir, "Split-train", "data_tfrecord"),
-                                             file_name_suffix=".gz")
-    )
+    """Writes Split-train and Split-eval (the validation interactions, scored the same way)."""
+    splits = _load_dataset(teacher_dir).splits
+    for split in SCORED_SPLITS:
+        size = len(splits[split].user)
+        chunks = [(start, min(start + CHUNK_ROWS, size)) for start in range(0, size, CHUNK_ROWS)]
+        _ = (
+            p
+            | f"Chunks[{split}]" >> beam.Create(chunks)
+            | f"Spread[{split}]" >> beam.Reshuffle()
+            | f"Score[{split}]" >> beam.ParDo(ScoreRows(teacher_dir, negatives, seed, split))
+            | f"Write[{split}]" >> beam.io.WriteToTFRecord(
+                os.path.join(output_dir, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
+        )
 
 
 class ScoreRows(beam.DoFn):
-    def __init__(self, teacher_dir: str, negatives: int, seed: int):
-        self._dir, self._negatives, self._seed = teacher_dir, negatives, seed
+    def __init__(self, teacher_dir: str, negatives: int, seed: int, split: str = "train"):
+        self._dir, self._negatives, self._seed, self._split = teacher_dir, negatives, seed, split
 
     def setup(self):
         import tensorflow as tf
 
         self._model = tf.saved_model.load(os.path.join(self._dir, training.SAVED_MODEL_DIR))
         dataset = _load_dataset(self._dir)
-        self._train = dataset.splits["train"]
+        self._rows = dataset.splits[self._split]
         from models.interaction_data import histories
 
         length = training.read_summary(self._dir)["config"]["history"]
-        self._history, _ = histories(self._train, dataset.num_users, length)
+        _, self._latest = histories(dataset.splits["train"], dataset.num_users, length)
         self._num_items = dataset.num_items
-        # Eval positives are known positives too: never offer them as negatives (test is not read).
-        self._seen = _seen_by_user(dataset.splits["train"], dataset.splits["eval"], dataset.num_users)
+        # Only the training split is read: eval and test items are what the student must find.
+        self._seen = _seen_by_user(dataset.splits["train"], dataset.num_users)
         self._seen_sets = [set(s.tolist()) for s in self._seen]
 
     def process(self, chunk: Tuple[int, int]) -> Iterator[bytes]:
         import tensorflow as tf
 
         rows = np.arange(*chunk)
-        users, items = self._train.user[rows], self._train.item[rows]
-        scores = self._model.score(tf.constant(users), tf.constant(self._history[rows])).numpy()
+        users, items = self._rows.user[rows], self._rows.item[rows]
+        scores = self._model.score(tf.constant(users), tf.constant(self._latest[users])).numpy()
         for b, row in enumerate(rows):
             candidates = self.candidates(row, users[b], items[b], scores[b])
             yield _example(row, users[b], items[b], candidates, scores[b][candidates])
@@ -75,7 +86,7 @@ class ScoreRows(beam.DoFn):
         hard = np.argpartition(-masked, n)[:n] if n > 0 else np.zeros([0], np.int64)
         hard = hard[np.lexsort((hard, -masked[hard]))]  # best first, ties by index
         hard_set = set(hard.tolist())  # sampled and hard negatives are distinct items
-        rng = np.random.default_rng([self._seed, int(row)])
+        rng = np.random.default_rng([self._seed, SCORED_SPLITS.index(self._split), int(row)])
         sampled = []
         while len(sampled) < n:  # rejection sampling: a user has seen few of the catalog's items
             draw = int(rng.integers(1, self._num_items))
@@ -84,11 +95,10 @@ class ScoreRows(beam.DoFn):
         return np.concatenate([[positive], np.array(sampled, np.int64), hard]).astype(np.int64)
 
 
-def _seen_by_user(train, valid, num_users: int):
+def _seen_by_user(train, num_users: int):
     seen = [set() for _ in range(num_users)]
-    for split in (train, valid):
-        for user, item in zip(split.user.tolist(), split.item.tolist()):
-            seen[user].add(item)
+    for user, item in zip(train.user.tolist(), train.item.tolist()):
+        seen[user].add(item)
     return [np.array(sorted(s), np.int64) for s in seen]
 
 

@@ -3,7 +3,9 @@
 Layout of the output directory (the Model artifact):
     Format-Serving/   the teacher SavedModel (models/teacher.py, export_teacher)
     dataset.npz       the index spaces, texts and splits the teacher was trained on
+    features.npz      users' and items' Transform features in that index space (for the student)
     training.json     timings, parameters, per-epoch losses
+    logs/             TensorBoard logs of the training
 """
 
 import dataclasses
@@ -14,21 +16,28 @@ from typing import Any, Dict
 
 import numpy as np
 
-from models import interaction_data, teacher, text_encoder
+from models import feature_tables, interaction_data, teacher, text_encoder
 
 SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
 DATASET_FILE = "dataset.npz"
 TRAINING_FILE = "training.json"
+LOG_DIR = "logs"  # TensorBoard
 SPLITS = ("train", "eval", "test")
 
 
-def train_and_export(examples_uri: str, catalog_uri: str, vocabularies, out_dir: str, settings: Dict[str, Any]) -> Dict:
-    """vocabularies: (user ids, item ids) in Transform's vocabulary order. Returns training.json."""
+def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: str, vocabularies, out_dir: str,
+                     settings: Dict[str, Any]) -> Dict:
+    """vocabularies: (user ids, item ids) in Transform's vocabulary order. Returns training.json.
+
+    Also writes the users' and items' Transform features in the same index space for the student
+    (features.npz, models/feature_tables.py).
+    """
     started = time.monotonic()
     dataset = interaction_data.build_dataset(
         {s: os.path.join(examples_uri, f"Split-{s}") for s in SPLITS},
         os.path.join(catalog_uri, "Split-catalog"), *vocabularies,
         item_text_columns=settings.get("item_text_columns", ("title",)))
+    feature_tables.save(feature_tables.build(transform_graph_uri, dataset), os.path.join(out_dir, feature_tables.FILE))
     return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started)
 
 
@@ -42,12 +51,10 @@ def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds
     encode_seconds = time.monotonic() - started
 
     train, valid = dataset.splits["train"], dataset.splits["eval"]
-    per_row, latest = interaction_data.histories(train, dataset.num_users, config.history)
+    _, latest = interaction_data.histories(train, dataset.num_users, config.history)
     model = teacher.build_teacher(user_text, item_text, config)
     started = time.monotonic()
-    history = teacher.train_teacher(
-        model, {"user": train.user, "history": per_row}, train.item,
-        {"user": valid.user, "history": latest[valid.user]}, valid.item, config)
+    history = teacher.train_teacher(model, train, valid, latest, config, log_dir=os.path.join(out_dir, LOG_DIR))
     train_seconds = time.monotonic() - started
 
     teacher.export_teacher(model, os.path.join(out_dir, SAVED_MODEL_DIR), config.history)

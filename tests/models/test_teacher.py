@@ -23,14 +23,40 @@ def test_tiny_encoder_shapes_and_padding_invariance():
 
 def _train(toy, epochs):
     encoder = text_encoder.tiny_random(sorted({w for t in toy.item_texts + toy.user_texts for w in t.split()}))
-    config = teacher.TeacherConfig(dim=8, text_hidden=8, id_dim=4, history=5, epochs=epochs, patience=epochs,
-                                   batch_size=32, learning_rate=1e-2, dropout=0.0)
+    config = teacher.TeacherConfig(dim=8, history=5, epochs=epochs, patience=epochs, batch_size=32, learning_rate=1e-2)
     train, valid = toy.splits["train"], toy.splits["eval"]
-    per_row, latest = interaction_data.histories(train, toy.num_users, config.history)
+    _, latest = interaction_data.histories(train, toy.num_users, config.history)
     model = teacher.build_teacher(encoder.encode(toy.user_texts), encoder.encode(toy.item_texts), config)
-    history = teacher.train_teacher(model, {"user": train.user, "history": per_row}, train.item,
-                                    {"user": valid.user, "history": latest[valid.user]}, valid.item, config)
+    history = teacher.train_teacher(model, train, valid, latest, config)
     return model, history, latest, config
+
+
+def test_normalized_text_is_centred_unit_norm_times_scale():
+    raw = np.array([[9.0, 9.0], [1.0, 3.0], [3.0, 3.0], [5.0, 6.0]])
+    out = teacher.normalize_text(raw, 0.1)
+    centred = raw[1:] - raw[1:].mean(axis=0)
+    expected = centred / np.linalg.norm(centred, axis=1, keepdims=True) * 0.1
+    assert np.allclose(out[0], 0) and np.allclose(out[1:], expected, atol=1e-6)
+
+
+def test_training_rows_never_see_their_own_item_in_the_history():
+    latest = np.array([[0, 0, 0], [4, 2, 7]])
+    data = teacher.training_inputs(np.array([1, 1]), np.array([2, 5]), latest, batch_size=2, seed=0, shuffle=False)
+    inputs, labels = next(iter(data))
+    model_mask = np.not_equal(inputs["history"].numpy(), 0) & np.not_equal(inputs["history"].numpy(),
+                                                                          inputs["target"].numpy()[:, None])
+    assert labels.numpy().tolist() == [2, 5]
+    assert model_mask.tolist() == [[True, False, True], [True, True, True]]
+
+
+def test_the_models_history_mask_excludes_the_target(toy):
+    model, _, latest, _ = _train(toy, epochs=1)
+    user = np.array([1])
+    history = latest[user]
+    target = history[:, :1]
+    with_target = np.asarray(model.user_embeddings(user, history, target[:, 0]))
+    without = np.asarray(model.user_embeddings(user, np.where(history == target, 0, history)))
+    assert np.allclose(with_target, without, atol=1e-6)
 
 
 def test_teacher_learns_the_clusters(toy):

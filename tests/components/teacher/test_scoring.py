@@ -16,6 +16,7 @@ def _score(teacher_dir, out):
     with beam.Pipeline() as p:
         scoring.score_training_rows(p, teacher_dir, out, NEGATIVES, seed=7)
     files = glob.glob(os.path.join(out, "Split-train", "*.gz"))
+    assert glob.glob(os.path.join(out, "Split-eval", "*.gz"))  # the validation rows, scored the same way
     rows = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     get = lambda e, k: list(getattr(e.features.feature[k], e.features.feature[k].WhichOneof("kind")).value)  # noqa: E731
     return {get(e, "row")[0]: {k: get(e, k) for k in ("user_index", "item_index", "candidates", "teacher_scores")}
@@ -23,8 +24,7 @@ def _score(teacher_dir, out):
 
 
 def test_scoring(toy, tmp_path):
-    settings = {"encoder": "tiny", "text_length": 16,
-                "teacher": {"dim": 8, "text_hidden": 8, "id_dim": 4, "history": 5, "epochs": 2, "batch_size": 32}}
+    settings = {"encoder": "tiny", "text_length": 16, "teacher": {"dim": 8, "history": 5, "epochs": 2, "batch_size": 32}}
     teacher_dir = str(tmp_path / "teacher")
     os.makedirs(teacher_dir)
     training.fit_and_export(toy, teacher_dir, settings)
@@ -35,18 +35,17 @@ def test_scoring(toy, tmp_path):
     model = tf.saved_model.load(os.path.join(teacher_dir, training.SAVED_MODEL_DIR))
     from models.interaction_data import histories
 
-    per_row, _ = histories(train, toy.num_users, 5)
+    _, latest = histories(train, toy.num_users, 5)
     for row in (0, 7, len(train.user) - 1):
         out = scored[row]
         user, positive = int(train.user[row]), int(train.item[row])
         assert out["user_index"] == [user] and out["item_index"] == [positive]
         candidates = np.array(out["candidates"])
         assert len(candidates) == 1 + 2 * NEGATIVES and candidates[0] == positive
-        valid = toy.splits["eval"]
-        seen = set(train.item[train.user == user].tolist()) | set(valid.item[valid.user == user].tolist())
+        seen = set(train.item[train.user == user].tolist())  # only train: eval items stay like test items
         assert not (set(candidates[1:].tolist()) & (seen | {0}))
         assert len(set(candidates[1:].tolist())) == 2 * NEGATIVES  # sampled and hard never repeat
-        scores = model.score(tf.constant([user], tf.int64), tf.constant(per_row[[row]])).numpy()[0]
+        scores = model.score(tf.constant([user], tf.int64), tf.constant(latest[[user]])).numpy()[0]
         assert np.allclose(out["teacher_scores"], scores[candidates], atol=1e-5)
         unseen = [i for i in np.argsort(-scores, kind="stable") if i not in seen and i != 0]
         assert sorted(candidates[1 + NEGATIVES:].tolist()) == sorted(unseen[:NEGATIVES])  # hard = top unseen
