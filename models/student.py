@@ -1,0 +1,207 @@
+"""The student: a small TFRS two-tower retrieval model on tf_keras, trained by distillation.
+
+  query tower:     q = E_user[u] + mean_{j in history} E_item[j] + sum_f E_f[feature_f(u)]
+  candidate tower: c = E_item[i] + sum_f E_f[feature_f(i)]     (genres, year, hashed title tokens)
+  score(u, i) = q . c
+Every term is a standard Keras Embedding (TF-MOT can wrap each one). The history shares the
+candidate tower's item id table (`share_item_embeddings`): 94K instead of 148K parameters on
+MovieLens-100K, and the distilled student loses 0.002 ndcg@10 by it. Features come from constant
+tables in the index space (models/feature_tables.py); a multi-valued feature (genres, title
+tokens) is the mean of its values' vectors, 0 padding excluded; features with more values than
+`max_feature_bins` (zip codes, title words) are hashed into that many bins. The history is the
+user's H most recent items, most recent first, 0 padding. Additive towers, because MLP towers
+(Dense 64 relu -> Dense 32) lost most of the personalisation on MovieLens-100K: test ndcg@10 0.25
+(popularity's level) against 0.43 for the same embeddings summed.
+"""
+
+import dataclasses
+from typing import Dict, Mapping
+
+import numpy as np
+
+from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+import tensorflow as tf  # noqa: E402  (after env: tf.keras is tf_keras 2)
+import tensorflow_recommenders as tfrs  # noqa: E402
+
+from models import distillation  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentConfig:
+    dim: int = 32
+    history: int = 10
+    max_feature_bins: int = 128
+    # The query tower's history reuses the candidate tower's item id table (fewer parameters).
+    share_item_embeddings: bool = True
+    # The objective (models/distillation.py): alpha * hard + beta * soft + gamma * hint.
+    # Measured on MovieLens-100K (test ndcg@10 of student_kd / student_no_kd, seed 42, 50 + 50
+    # scored negatives): beta 1, T 2: 1.025 (20 + 20 negatives); beta 2, T 3: 1.079.
+    alpha: float = 1.0
+    beta: float = 2.0
+    gamma: float = 0.0
+    temperature: float = 3.0
+    # "full": softmax over the whole catalog; "in_batch": TFRS Retrieval over the batch's
+    # positives with the log-Q sampling correction (for catalogs too large for a full softmax).
+    hard_negatives: str = "full"
+    batch_size: int = 512
+    learning_rate: float = 3e-3
+    epochs: int = 40
+    patience: int = 3
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.hard_negatives not in ("full", "in_batch"):
+            raise ValueError(f"hard_negatives must be full or in_batch, got {self.hard_negatives!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+    def without_distillation(self) -> "StudentConfig":
+        """The twin trained on the hard loss alone (beta = gamma = 0), all else equal."""
+        return dataclasses.replace(self, beta=0.0, gamma=0.0)
+
+
+class FeatureEmbedding(tf.keras.layers.Layer):
+    """Index features [N] or [N, values] (0 = padding/unknown) -> [N, dim] (mean over values).
+
+    size: the feature's index range; above max_bins the indices are hashed into max_bins bins.
+    """
+
+    def __init__(self, size: int, dim: int, max_bins: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size, self.dim, self.max_bins = int(size), int(dim), int(max_bins)
+        self.bins = min(self.size, self.max_bins)
+        self.hashing = tf.keras.layers.Hashing(self.bins - 1) if self.size > self.max_bins else None
+        self.embedding = tf.keras.layers.Embedding(self.bins, self.dim)
+
+    def call(self, indices):
+        indices = tf.cast(indices, tf.int64)
+        if self.hashing is not None:  # bin 0 stays padding: hash the rest into 1..bins-1
+            indices = tf.where(indices > 0, self.hashing(indices) + 1, 0)
+        vectors = self.embedding(indices)
+        if indices.shape.rank == 1:
+            return vectors
+        mask = tf.cast(indices > 0, vectors.dtype)[..., None]
+        return tf.reduce_sum(vectors * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "dim": self.dim, "max_bins": self.max_bins}
+
+
+class _Tower(tf.keras.Model):
+    """Shared by both towers: an id embedding plus the side's feature embeddings."""
+
+    def __init__(self, count: int, tables: Mapping[str, np.ndarray], sizes: Mapping[str, int],
+                 config: StudentConfig, name: str):
+        super().__init__(name=name)
+        # layers
+        self.id_embedding = tf.keras.layers.Embedding(count, config.dim, name="id")
+        self.feature_names = sorted(tables)
+        self.feature_embeddings = [FeatureEmbedding(sizes[f], config.dim, config.max_feature_bins, name=f)
+                                   for f in self.feature_names]
+        # constant feature tables, looked up by index (not weights: they are data)
+        self.tables = [tf.constant(tables[f], tf.int64) for f in self.feature_names]
+
+    def features(self, index, overrides=None):
+        """Sum of the feature vectors [N, dim] of the rows `index` [N] (overrides: {feature: values})."""
+        total = 0.0
+        for name, layer, table in zip(self.feature_names, self.feature_embeddings, self.tables):
+            values = overrides[name] if overrides and name in overrides else tf.gather(table, index)
+            total += layer(values)
+        return total
+
+
+class QueryTower(_Tower):
+    """{"user_index": [B], "history": [B, H]} (+ optional user features) -> [B, dim]."""
+
+    def __init__(self, num_users: int, num_items: int, tables, sizes, config: StudentConfig, history_embedding=None):
+        super().__init__(num_users, tables, sizes, config, name="query")
+        self.history_embedding = history_embedding or tf.keras.layers.Embedding(num_items, config.dim, name="history")
+
+    def call(self, inputs, training=False):
+        user, history = tf.cast(inputs["user_index"], tf.int64), tf.cast(inputs["history"], tf.int64)
+        mask = tf.cast(history > 0, tf.float32)[..., None]
+        recent = tf.reduce_sum(self.history_embedding(history) * mask, axis=1)
+        recent /= tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+        return self.id_embedding(user) + recent + self.features(user, inputs)
+
+
+class CandidateTower(_Tower):
+    """item indices [N] -> [N, dim]."""
+
+    def __init__(self, num_items: int, tables, sizes, config: StudentConfig):
+        super().__init__(num_items, tables, sizes, config, name="candidate")
+
+    def call(self, items, training=False):
+        items = tf.cast(items, tf.int64)
+        return self.id_embedding(items) + self.features(items)
+
+
+class StudentModel(tfrs.Model):
+    """The two towers and the distillation objective.
+
+    Training batches: user_index [B], history [B, H], item_index [B] (the positive), and for
+    distillation candidates [B, C] with teacher_scores [B, C].
+    item_frequency: [num_items] share of training interactions (the in-batch log-Q correction).
+    teacher_items: [num_items, D] teacher item embeddings, for the hint loss (gamma > 0).
+    """
+
+    def __init__(self, num_users: int, num_items: int, tables: Mapping[str, Mapping], config: StudentConfig,
+                 item_frequency: np.ndarray = None, teacher_items: np.ndarray = None):
+        super().__init__()
+        self.config, self.num_items = config, num_items
+        sizes = tables["size"]
+        self.candidate_tower = CandidateTower(num_items, tables["item"], sizes, config)
+        shared = self.candidate_tower.id_embedding if config.share_item_embeddings else None
+        self.query_tower = QueryTower(num_users, num_items, tables["user"], sizes, config, shared)
+        self.retrieval = tfrs.tasks.Retrieval(
+            loss=tf.keras.losses.CategoricalCrossentropy(from_logits=True, reduction="sum_over_batch_size"),
+            remove_accidental_hits=True)
+        frequency = np.ones(num_items) if item_frequency is None else np.asarray(item_frequency, np.float64)
+        self.item_probability = tf.constant(np.maximum(frequency / frequency.sum(), 1e-9), tf.float32)
+        if config.gamma > 0:
+            if teacher_items is None:
+                raise ValueError("gamma > 0 (hint loss) needs the teacher's item embeddings")
+            self.teacher_items = tf.constant(teacher_items, tf.float32)
+            self.hint_projection = tf.keras.layers.Dense(teacher_items.shape[1], use_bias=False, name="hint")
+
+    def all_items(self, training=False):
+        """[num_items, dim]: every catalog item through the candidate tower."""
+        return self.candidate_tower(tf.range(self.num_items, dtype=tf.int64), training=training)
+
+    def score(self, user_index, history):
+        """[B, num_items] logits; index 0 (OOV) masked."""
+        query = self.query_tower({"user_index": user_index, "history": history})
+        logits = tf.matmul(query, self.all_items(), transpose_b=True)
+        return logits + distillation.MASKED * tf.one_hot(0, self.num_items)
+
+    def compute_loss(self, inputs, training=False):
+        losses = self.loss_terms(inputs, training)
+        c = self.config
+        return c.alpha * losses["hard"] + c.beta * losses.get("soft", 0.0) + c.gamma * losses.get("hint", 0.0)
+
+    def loss_terms(self, inputs, training=False) -> Dict[str, tf.Tensor]:
+        # training=training reaches every layer: TF-MOT's pruning wrappers count steps through it.
+        query = self.query_tower(inputs, training=training)
+        items = self.all_items(training=training)
+        positives = tf.cast(inputs["item_index"], tf.int64)
+        if self.config.hard_negatives == "full":
+            terms = {"hard": distillation.full_catalog_loss(query, items, positives)}
+        else:
+            terms = {"hard": self.retrieval(
+                query, tf.gather(items, positives), compute_metrics=False,
+                candidate_sampling_probability=tf.gather(self.item_probability, positives),
+                candidate_ids=positives)}
+        if self.config.beta > 0:
+            candidates = tf.cast(inputs["candidates"], tf.int64)
+            student = tf.einsum("bd,bcd->bc", query, tf.gather(items, candidates))
+            terms["soft"] = distillation.soft_loss(student, inputs["teacher_scores"], candidates, self.config.temperature)
+        if self.config.gamma > 0:
+            terms["hint"] = distillation.hint_loss(self.hint_projection(items[1:]), self.teacher_items[1:])
+        return terms
+
+
+def params(model: StudentModel) -> int:
+    """Parameters of the deployed towers (the hint projection is training-only)."""
+    towers = {id(w): w for w in model.query_tower.weights + model.candidate_tower.weights}  # shared once
+    return int(sum(np.prod(w.shape) for w in towers.values()))

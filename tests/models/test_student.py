@@ -1,0 +1,161 @@
+"""The student on tiny data: tower shapes, features, learning with and without KD, export round trip."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import student, student_training
+from models.interaction_data import histories
+
+TINY = student.StudentConfig(dim=8, history=4, max_feature_bins=8, batch_size=32, learning_rate=2e-2,
+                             epochs=12, patience=12, temperature=2.0)
+
+
+def tables_for(dataset):
+    """Feature tables like feature_tables.build's: a user 'cluster' feature, item genres (multi-valued)."""
+    users = np.arange(dataset.num_users)
+    items = np.arange(dataset.num_items)
+    genres = np.stack([items % 3 + 1, np.where(items % 2 == 0, 4, 0)], axis=1)
+    genres[0] = 0
+    return {"user": {"user_cluster_index": np.where(users > 0, users % 3 + 1, 0)},
+            "item": {"item_genres_indices": genres, "item_title_tokens": np.where(items[:, None] > 0, items[:, None] + 20, 0)},
+            "size": {"user_cluster_index": 4, "item_genres_indices": 5, "item_title_tokens": 51}}
+
+
+def rows_for(dataset, negatives=3, seed=0):
+    """Scored rows as TeacherScorer writes them, with a teacher that knows the clusters."""
+    train = dataset.splits["train"]
+    rng = np.random.default_rng(seed)
+    candidates = np.concatenate([train.item[:, None], rng.integers(1, dataset.num_items, (len(train.item), negatives))], 1)
+    same = (candidates % 3) == (train.user % 3)[:, None]
+    return {"user_index": train.user, "item_index": train.item, "candidates": candidates,
+            "teacher_scores": np.where(same, 4.0, -4.0).astype(np.float32)}
+
+
+def _model(toy, config=TINY, **kwargs):
+    tf.keras.utils.set_random_seed(config.seed)
+    return student.StudentModel(toy.num_users, toy.num_items, tables_for(toy), config, **kwargs)
+
+
+def test_tower_shapes_and_masked_oov(toy):
+    model = _model(toy)
+    users = tf.constant([1, 2, 3], tf.int64)
+    history = tf.constant([[4, 7, 0, 0], [0, 0, 0, 0], [1, 2, 3, 5]], tf.int64)
+    assert model.query_tower({"user_index": users, "history": history}).shape == (3, TINY.dim)
+    assert model.candidate_tower(tf.constant([0, 5, 9], tf.int64)).shape == (3, TINY.dim)
+    scores = model.score(users, history).numpy()
+    assert scores.shape == (3, toy.num_items) and np.all(scores[:, 0] < -1e8)
+
+
+def test_feature_embedding_means_over_values_and_hashes_into_range():
+    layer = student.FeatureEmbedding(size=5, dim=2, max_bins=8)
+    out = layer(tf.constant([[1, 3, 0], [0, 0, 0]])).numpy()
+    table = layer.embedding.get_weights()[0]
+    assert np.allclose(out[0], (table[1] + table[3]) / 2) and np.allclose(out[1], 0)  # padding is excluded
+    hashed = student.FeatureEmbedding(size=1000, dim=2, max_bins=8)
+    assert hashed.embedding.input_dim == 8
+    values = tf.constant(np.arange(0, 1000, dtype=np.int64))
+    bins = tf.where(values > 0, hashed.hashing(values) + 1, 0).numpy()
+    assert bins[0] == 0 and bins[1:].min() >= 1 and bins.max() <= 7 and len(set(bins[1:].tolist())) == 7
+
+
+def test_feature_overrides_replace_the_table_lookup(toy):
+    model = _model(toy)
+    users, history = tf.constant([1], tf.int64), tf.zeros([1, 4], tf.int64)
+    base = model.query_tower({"user_index": users, "history": history}).numpy()
+    same = model.query_tower({"user_index": users, "history": history, "user_cluster_index": tf.constant([2])}).numpy()
+    other = model.query_tower({"user_index": users, "history": history, "user_cluster_index": tf.constant([3])}).numpy()
+    assert np.allclose(base, same) and not np.allclose(base, other)  # user 1 is in cluster 1 % 3 + 1 = 2
+
+
+def test_no_kd_twin_has_beta_and_gamma_zero_and_nothing_else_changed():
+    config = dataclasses.replace(TINY, beta=0.7, gamma=0.2, temperature=3.0)
+    twin = config.without_distillation()
+    assert twin.beta == 0 and twin.gamma == 0
+    assert dataclasses.replace(twin, beta=0.7, gamma=0.2) == config
+
+
+def _cluster_precision(model, toy, latest):
+    users = np.arange(1, toy.num_users)
+    scores = model.score(tf.constant(users), tf.constant(latest[users])).numpy()
+    top = np.argsort(-scores, axis=1)[:, :5]
+    return np.mean(top % 3 == (users % 3)[:, None])
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_student_learns_the_clusters_with_and_without_kd(toy, beta):
+    config = dataclasses.replace(TINY, beta=beta)
+    model = _model(toy, config)
+    _, latest = histories(toy.splits["train"], toy.num_users, config.history)
+    before = _cluster_precision(model, toy, latest)
+    curves = student_training.fit(model, rows_for(toy), latest, validation=None)
+    assert curves["loss"][-1] < 0.8 * curves["loss"][0]
+    assert _cluster_precision(model, toy, latest) > max(0.8, before + 0.3)  # chance is one third
+
+
+def test_soft_term_is_in_the_loss_only_with_beta(toy):
+    inputs = {k: tf.constant(v[:8]) for k, v in rows_for(toy).items()}
+    inputs["history"] = tf.zeros([8, TINY.history], tf.int64)
+    kd = _model(toy).loss_terms(inputs)
+    no_kd = _model(toy, TINY.without_distillation()).loss_terms(inputs)
+    assert set(kd) == {"hard", "soft"} and set(no_kd) == {"hard"}
+    assert np.isclose(float(kd["hard"]), float(no_kd["hard"]))  # same seed, same weights
+
+
+def test_in_batch_hard_loss_and_hint_loss_run(toy):
+    config = dataclasses.replace(TINY, hard_negatives="in_batch", gamma=0.5, epochs=2)
+    teacher_items = np.random.default_rng(0).normal(size=(toy.num_items, 6)).astype(np.float32)
+    with pytest.raises(ValueError, match="teacher"):
+        _model(toy, config)
+    model = _model(toy, config, item_frequency=np.bincount(toy.splits["train"].item, minlength=toy.num_items),
+                   teacher_items=teacher_items)
+    _, latest = histories(toy.splits["train"], toy.num_users, config.history)
+    curves = student_training.fit(model, rows_for(toy), latest, validation=None)
+    assert np.all(np.isfinite(curves["loss"]))
+    assert student.params(model) < sum(int(np.prod(w.shape)) for w in model.weights)  # hint projection excluded
+
+
+def test_masked_histories_hide_the_rows_own_item():
+    latest = np.array([[0, 0, 0], [5, 3, 2]])
+    out = student_training.masked_histories(np.array([1, 1]), np.array([3, 9]), latest)
+    assert out.tolist() == [[5, 0, 2], [5, 3, 2]]
+
+
+def test_saved_model_round_trip(toy, tmp_path):
+    model = _model(toy)
+    _, latest = histories(toy.splits["train"], toy.num_users, TINY.history)
+    student_training.fit(model, rows_for(toy), latest, validation=None)
+    student_training.export(model, str(tmp_path / "sm"))
+    loaded = tf.saved_model.load(str(tmp_path / "sm"))
+    users = np.array([1, 2, 7], np.int64)
+    expected = model.score(tf.constant(users), tf.constant(latest[users])).numpy()
+    got = loaded.score(tf.constant(users), tf.constant(latest[users])).numpy()
+    assert np.allclose(got, expected, atol=1e-5)
+    restored = _model(toy)
+    restored.score(tf.constant(users), tf.constant(latest[users]))  # build
+    restored.load_weights(str(tmp_path / "sm" / student_training.WEIGHTS))
+    assert np.allclose(restored.score(tf.constant(users), tf.constant(latest[users])).numpy(), expected, atol=1e-5)
+
+
+class _ScriptedEvaluator:
+    """Returns the given validation ndcg values in turn and notes the weights each was measured on."""
+
+    def __init__(self, model, values):
+        self.model, self.values, self.weights = model, list(values), []
+
+    def evaluate(self, score_fn, ks):
+        score_fn(np.array([1, 2]))  # the callback's scorer runs on the current weights
+        self.weights.append([w.copy() for w in self.model.get_weights()])
+        return {"ndcg@10": self.values.pop(0)}
+
+
+def test_early_stopping_on_validation_ndcg_keeps_the_best_epoch(toy):
+    config = dataclasses.replace(TINY, epochs=10, patience=2)
+    model = _model(toy, config)
+    _, latest = histories(toy.splits["train"], toy.num_users, config.history)
+    evaluator = _ScriptedEvaluator(model, [0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
+    curves = student_training.fit(model, rows_for(toy), latest, validation=evaluator)
+    assert curves["val_ndcg@10"] == [0.1, 0.3, 0.2, 0.25] and curves["best_epoch"] == 2  # stopped after 2 worse
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), evaluator.weights[1]))
