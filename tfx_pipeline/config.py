@@ -49,9 +49,13 @@ class PipelineConfig:
     teacher_encoder: str = "minilm"
     text_length: int = 32
     # Teacher scoring: per training interaction, this many sampled and this many hard negatives,
-    # on this many Beam worker processes (each loads the teacher once).
-    scoring_negatives: int = 20
+    # on this many Beam worker processes (each loads the teacher once). 50 rather than 20: the
+    # KD gain on MovieLens-100K rose from 1.019-1.049x to 1.040-1.057x over three seeds.
+    scoring_negatives: int = 50
     scoring_workers: int = 2
+    # Student overrides (keys of models/student.py StudentConfig: dim, history, alpha, beta, gamma,
+    # temperature, hard_negatives, ...); the no-KD twin is the same with beta = gamma = 0.
+    student: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if not 0.0 <= self.max_bad_share < 1.0:
@@ -66,6 +70,15 @@ class PipelineConfig:
         unknown = set(self.teacher) - {f.name for f in dataclasses.fields(TeacherConfig)}
         if unknown:
             raise ConfigError(f"unknown teacher setting(s): {', '.join(sorted(unknown))}")
+        from models.student import StudentConfig
+
+        unknown = set(self.student) - {f.name for f in dataclasses.fields(StudentConfig)}
+        if unknown:
+            raise ConfigError(f"unknown student setting(s): {', '.join(sorted(unknown))}")
+        try:
+            StudentConfig(**self.student)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"student: {error}") from None
         if self.teacher_encoder not in ("minilm", "tiny"):
             raise ConfigError(f"teacher_encoder must be minilm or tiny, got {self.teacher_encoder!r}")
 
@@ -128,7 +141,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> Pipeline
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{source}: {name} must be a list, got {value!r}")
             value = tuple(value)
-        elif name in ("split", "teacher") and not isinstance(value, dict):
+        elif name in ("split", "teacher", "student") and not isinstance(value, dict):
             raise ConfigError(f"{source}: {name} must be a mapping, got {value!r}")
         values[name] = value
     try:

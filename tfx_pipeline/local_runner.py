@@ -94,4 +94,5 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     quality = mlmd_outputs.custom_json(examples, "data_quality") if examples else None
     evaluation = metadata.latest_output(config.pipeline_name, EVALUATOR, "evaluation") if EVALUATOR in components else None
     models = mlmd_outputs.custom_json(evaluation, "models") if evaluation else None
-    return report.build_report(dataset, split, wall, quality, components, models)
+    curves = mlmd_outputs.custom_json(evaluation, "curves") if evaluation else None
+    return report.build_report(dataset, split, wall, quality, components, models, curves)

@@ -9,6 +9,8 @@ import models
 from components import ingest, transform_module
 from components import teacher as teacher_package
 from components import evaluation as evaluation_package
+from components import student as student_package
+from components.student import trainer_module
 from components.evaluation.component import ModelEvaluator
 from components.ingest.beam_ingest import IngestSettings
 from components.ingest.component import InteractionsExampleGen, settings_to_json
@@ -19,6 +21,7 @@ from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.fingerprints import code_digest
 
 PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_module.preprocessing_fn.__name__}"
+STUDENT_RUN_FN = f"{trainer_module.run_fn.__module__}.{trainer_module.run_fn.__name__}"
 
 
 def create_pipeline(
@@ -87,10 +90,21 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives,
         code_digest=code_digest(teacher_package, models),
     ).with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
+    # The teacher is the student's base model: not to warm-start from (another architecture and
+    # Keras), but its artifact holds the index spaces, feature tables and item embeddings (hints).
+    student_trainer = tfx.components.Trainer(
+        run_fn=STUDENT_RUN_FN,
+        examples=teacher_scorer.outputs["scored_examples"],
+        base_model=teacher_trainer.outputs["model"],
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={"student": dict(config.student), "code_digest": code_digest(student_package, models)},
+    ).with_id("StudentTrainer")
     model_evaluator = ModelEvaluator(
-        teacher=teacher_trainer.outputs["model"], code_digest=code_digest(evaluation_package, teacher_package, models))
+        teacher=teacher_trainer.outputs["model"], student=student_trainer.outputs["model"],
+        code_digest=code_digest(evaluation_package, teacher_package, student_package, models))
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
-            teacher_trainer, teacher_scorer, model_evaluator]
+            teacher_trainer, teacher_scorer, student_trainer, model_evaluator]
 
 
 def component_ids(components: List) -> List[str]:

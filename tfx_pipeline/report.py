@@ -16,6 +16,7 @@ def build_report(
     data_quality: Optional[Dict[str, Any]],
     components: List[str],
     models: Optional[Dict[str, Any]] = None,
+    curves: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """A report of what ran; models that did not run are null, as keys that do not apply are."""
     models = models or {}
@@ -28,6 +29,7 @@ def build_report(
         "blessed": False,
         "pushed": {"serving": None, "mobile": None},
         "components": components,
+        "training_curves": curves,
     }
 
 
@@ -37,6 +39,9 @@ def write_report(output_dir: str, report: Dict[str, Any]) -> str:
     path = os.path.join(directory, "report.json")
     _atomic_write(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
     _atomic_write(os.path.join(directory, "report.md"), render(report, markdown=True))
+    from tfx_pipeline import report_plots
+
+    report_plots.write_plots(directory, report["models"], report.get("training_curves"))
     return path
 
 
@@ -70,7 +75,20 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
     if models:
         lines.append("")
         lines += _table(["model", *METRIC_KEYS], models, markdown)
+        gain = _kd_gain(report["models"])
+        if gain:
+            lines += ["", gain]
     return "\n".join(lines) + "\n"
+
+
+def _kd_gain(models: Dict[str, Any]) -> Optional[str]:
+    kd, no_kd, teacher = models.get("student_kd"), models.get("student_no_kd"), models.get("teacher")
+    if not (kd and no_kd and no_kd.get("ndcg@10")):
+        return None
+    line = f"distillation: student_kd ndcg@10 = {kd['ndcg@10'] / no_kd['ndcg@10']:.3f} x student_no_kd"
+    if teacher and teacher.get("params") and kd.get("params"):
+        line += f"; teacher params = {teacher['params'] / kd['params']:.0f} x student"
+    return line
 
 
 def _cell(value: Any) -> str:

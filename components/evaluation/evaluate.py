@@ -7,6 +7,7 @@ latency_ms_p50 (one user per call, this machine).
 """
 
 import gzip
+import json
 import os
 import tempfile
 import time
@@ -14,6 +15,7 @@ from typing import Callable, Dict
 
 import numpy as np
 
+from components.student import trainer_module
 from components.teacher import training
 from models.interaction_data import load_dataset
 from models.popularity import PopularityModel
@@ -21,19 +23,70 @@ from models.retrieval_metrics import RetrievalEvaluator
 
 METRICS = ("recall@10", "ndcg@10", "recall@100", "precision@10")
 LATENCY_CALLS = 50
+CURVES_FILE = "curves.json"
+STUDENT_DIRS = {"student_kd": training.SAVED_MODEL_DIR, "student_no_kd": trainer_module.NO_KD_DIR}
 
 
-def evaluate_baseline_and_teacher(teacher_dir: str) -> Dict[str, Dict]:
+def evaluate_all(teacher_dir: str, student_dir: str) -> Dict[str, Dict]:
+    """popularity, teacher, student_no_kd and student_kd on the test split (report.json's M)."""
+    results = evaluate_baseline_and_teacher(teacher_dir)
+    results.update(evaluate_students(teacher_dir, student_dir))
+    return results
+
+
+def evaluate_students(teacher_dir: str, student_dir: str) -> Dict[str, Dict]:
     import tensorflow as tf
 
     dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
+    evaluator = _test_evaluator(dataset)
+    summary = _read_json(os.path.join(student_dir, trainer_module.TRAINING_FILE))
+    latest = training.latest_histories(dataset, summary["config"]["history"])
+    results = {}
+    for name, subdir in STUDENT_DIRS.items():
+        path = os.path.join(student_dir, subdir)
+        model = tf.saved_model.load(path)
+
+        def scores(users, model=model):
+            return model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy()
+
+        # bytes: the SavedModel as exported (the Keras weights beside it are for compression).
+        results[name] = _entry(evaluator, scores, summary[name]["params"], _sizes(path, exclude="weights"))
+    return results
+
+
+def write_curves(teacher_dir: str, student_dir: str, path: str) -> Dict:
+    """Per-epoch training curves of the teacher and both students (for the report's plots)."""
+    teacher = training.read_summary(teacher_dir)
+    students = _read_json(os.path.join(student_dir, trainer_module.TRAINING_FILE))
+    curves = {"teacher": {"loss": teacher["loss"], "val_loss": teacher["val_loss"]}}
+    for name in STUDENT_DIRS:
+        curves[name] = {k: students[name][k] for k in ("loss", "val_ndcg@10")}
+    with open(path, "w") as f:
+        json.dump(curves, f, indent=2)
+    return curves
+
+
+def _read_json(path: str) -> Dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _test_evaluator(dataset) -> RetrievalEvaluator:
     train, valid, test = (dataset.splits[s] for s in ("train", "eval", "test"))
     seen_users = np.concatenate([train.user, valid.user, np.arange(dataset.num_users)])
     # Index 0 (unknown item, padding) is "seen" by everyone: it is never a recommendation.
     seen_items = np.concatenate([train.item, valid.item, np.zeros(dataset.num_users, np.int64)])
     # A test user unknown to training (index 0; possible with time_cutoff) has nothing to rank by.
     known = test.user != 0
-    evaluator = RetrievalEvaluator(dataset.num_items, (seen_users, seen_items), (test.user[known], test.item[known]))
+    return RetrievalEvaluator(dataset.num_items, (seen_users, seen_items), (test.user[known], test.item[known]))
+
+
+def evaluate_baseline_and_teacher(teacher_dir: str) -> Dict[str, Dict]:
+    import tensorflow as tf
+
+    dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
+    train, valid = dataset.splits["train"], dataset.splits["eval"]
+    evaluator = _test_evaluator(dataset)
 
     popularity = PopularityModel(dataset.num_items).fit(np.concatenate([train.item, valid.item]))
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,10 +125,11 @@ def _latency_ms(score_fn: Callable) -> float:
     return round(float(np.median(times)), 3)
 
 
-def _sizes(path: str):
-    """(bytes, gzip_bytes) of a file, or of every file under a directory."""
+def _sizes(path: str, exclude: str = None):
+    """(bytes, gzip_bytes) of a file, or of every file under a directory (but its `exclude` subdirectory)."""
+    skip = os.path.join(path, exclude) if exclude else None
     files = [path] if os.path.isfile(path) else [
-        os.path.join(d, f) for d, _, names in os.walk(path) for f in names]
+        os.path.join(d, f) for d, _, names in os.walk(path) for f in names if not (skip and d.startswith(skip))]
     raw = sum(os.path.getsize(f) for f in files)
     zipped = 0
     for name in files:

@@ -35,6 +35,10 @@ def test_json_works_too(tmp_path):
     ("list_columns: genres\n", "must be a list"),
     ("- a\n- b\n", "mapping"),
     ("a: [unclosed\n", "c.yaml"),
+    ("student: {width: 3}\n", "unknown student setting"),
+    ("student: {hard_negatives: sampled}\n", "hard_negatives"),
+    ("student: {temperature: 0}\n", "temperature"),
+    ("student: 3\n", "must be a mapping"),
 ])
 def test_bad_configs_are_reported_with_the_file(tmp_path, text, message):
     path = tmp_path / "c.yaml"

@@ -11,6 +11,8 @@ import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from models import feature_tables
+from models.student import StudentConfig
 from tfx_pipeline.datasets.synth import write_synthetic
 
 pytestmark = pytest.mark.e2e
@@ -18,8 +20,9 @@ pytestmark = pytest.mark.e2e
 TINY_CONFIG = """
 teacher_encoder: tiny
 text_length: 16
-teacher: {dim: 8, text_hidden: 8, id_dim: 4, history: 10, epochs: 2, batch_size: 256}
+teacher: {dim: 8, history: 10, epochs: 2, batch_size: 256}
 scoring_negatives: 3
+student: {dim: 8, history: 4, epochs: 2, batch_size: 256}
 """
 
 
@@ -56,14 +59,40 @@ def test_run_through_transform_counts_bad_rows_by_reason(finished_run):
 def test_teacher_and_popularity_are_evaluated_and_scored(finished_run):
     base, _, _ = finished_run
     report = json.loads((base / "run" / "report" / "report.json").read_text())
-    for name in ("popularity", "teacher"):
+    for name in ("popularity", "teacher", "student_no_kd", "student_kd"):
         entry = report["models"][name]
         assert 0 <= entry["ndcg@10"] <= 1 and 0 <= entry["recall@100"] <= 1 and entry["bytes"] > 0
         assert entry["params"] > 0 and entry["latency_ms_p50"] > 0
-    assert report["models"]["student_kd"] is None
+    assert report["models"]["student_compressed"] is None  # compression comes later
     (scored_dir,) = glob.glob(str(base / "run" / "pipeline_root" / "TeacherScorer" / "scored_examples" / "*"))
     files = glob.glob(os.path.join(scored_dir, "Split-train", "*.gz"))
     assert sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) == report["split"]["counts"]["train"]
+
+
+def test_students_are_distilled_logged_and_plotted(finished_run):
+    base, _, _ = finished_run
+    run = base / "run"
+    (model_dir,) = glob.glob(str(run / "pipeline_root" / "StudentTrainer" / "model" / "*"))
+    summary = json.loads(open(os.path.join(model_dir, "training.json")).read())
+    assert summary["student_kd"]["beta"] == StudentConfig().beta > 0 and summary["student_no_kd"]["beta"] == 0.0
+    assert summary["student_no_kd"]["gamma"] == 0.0
+    assert len(summary["student_kd"]["val_ndcg@10"]) == len(summary["student_kd"]["loss"]) >= 1
+    (run_dir,) = glob.glob(str(run / "pipeline_root" / "StudentTrainer" / "model_run" / "*"))
+    for name in ("student_kd", "student_no_kd"):  # TensorBoard event files of both students
+        assert glob.glob(os.path.join(run_dir, name, "**", "events.out.tfevents.*"), recursive=True)
+    assert glob.glob(str(run / "pipeline_root" / "TeacherTrainer" / "model" / "*" / "logs" / "**" / "events.*"),
+                     recursive=True)
+    (teacher_dir,) = glob.glob(str(run / "pipeline_root" / "TeacherTrainer" / "model" / "*"))
+    tables = feature_tables.load_from(teacher_dir)
+    assert set(tables["item"]) >= {"item_genres_indices", "item_title_tokens"} and "user_age_bucket" in tables["user"]
+    for side in ("user", "item"):
+        for name, table in tables[side].items():
+            assert not table[0].any() and table[1:].any() and table.max() < tables["size"][name], name
+    report_dir = run / "report"
+    for plot in ("quality_vs_params.png", "training_curves.png"):
+        assert (report_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (report_dir / "report.md").read_text()
+    assert "| student_kd |" in markdown and "distillation: student_kd ndcg@10 =" in markdown
 
 
 def test_transformed_examples_match_the_split_counts(finished_run):
@@ -81,7 +110,7 @@ def test_rerun_is_answered_from_the_cache(finished_run):
     result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--config", str(base / "tiny.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     finished = [line for line in result.stdout.splitlines() if "finished in" in line]
-    assert len(finished) == 9 and all("(cached)" in line for line in finished)
+    assert len(finished) == 10 and all("(cached)" in line for line in finished)
 
 
 def test_too_many_bad_rows_stop_with_one_line_naming_file_and_line(tmp_path):

@@ -19,7 +19,7 @@ def test_components_and_edges(tmp_path):
     pipeline = _pipeline(tmp_path)
     assert sorted(c.id for c in pipeline.components) == sorted([
         "InteractionsExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "ValidationGate", "Transform",
-        "TeacherTrainer", "TeacherScorer", "ModelEvaluator"])
+        "TeacherTrainer", "TeacherScorer", "StudentTrainer", "ModelEvaluator"])
     assert _upstream(pipeline) == {
         "InteractionsExampleGen": [],
         "StatisticsGen": ["InteractionsExampleGen"],
@@ -29,7 +29,8 @@ def test_components_and_edges(tmp_path):
         "Transform": ["InteractionsExampleGen", "SchemaGen", "ValidationGate"],
         "TeacherTrainer": ["InteractionsExampleGen", "Transform"],
         "TeacherScorer": ["TeacherTrainer"],
-        "ModelEvaluator": ["TeacherTrainer"],
+        "StudentTrainer": ["TeacherScorer", "TeacherTrainer"],
+        "ModelEvaluator": ["StudentTrainer", "TeacherTrainer"],
     }
     assert pipeline.enable_cache
     assert "--direct_num_workers=1" in pipeline.beam_pipeline_args
@@ -47,9 +48,20 @@ def test_until_keeps_the_components_up_to_the_named_one(tmp_path):
     assert [c.id for c in _pipeline(tmp_path, until="SchemaGen").components] == [
         "InteractionsExampleGen", "StatisticsGen", "SchemaGen"]
     assert len(_pipeline(tmp_path, until="examplegen").components) == 1
-    assert [c.id for c in _pipeline(tmp_path, until="Trainer").components][-1] == "TeacherTrainer"
+    assert [c.id for c in _pipeline(tmp_path, until="TeacherTrainer").components][-1] == "TeacherTrainer"
+    with pytest.raises(ValueError, match="TeacherTrainer, TeacherScorer, StudentTrainer"):
+        _pipeline(tmp_path, until="Trainer")  # ambiguous: the teacher's or the student's
     with pytest.raises(ValueError, match="no component 'Pusher'"):
         _pipeline(tmp_path, until="Pusher")
+
+
+def test_student_trainer_is_a_tfx_trainer_with_the_student_config(tmp_path):
+    pipeline = _pipeline(tmp_path, PipelineConfig(student={"beta": 0.5, "temperature": 3.0}))
+    trainer = next(c for c in pipeline.components if c.id == "StudentTrainer")
+    assert type(trainer).__name__ == "Trainer"
+    assert trainer.exec_properties["run_fn"] == "components.student.trainer_module.run_fn"
+    assert '"beta": 0.5' in trainer.exec_properties["custom_config"]
+    assert '"temperature": 3.0' in trainer.exec_properties["custom_config"]
 
 
 def test_curated_schema_replaces_schema_gen(tmp_path):

@@ -1,0 +1,35 @@
+"""TFX Trainer module: distills the teacher into the student and trains its no-KD twin.
+
+Trainer inputs: `examples` = TeacherScorer's scored examples (per training interaction: user and
+item index, candidates, teacher scores), `base_model` = the teacher, whose artifact also carries
+the dataset index (splits for validation, latest histories) and the Transform feature tables.
+custom_config: {"student": {StudentConfig overrides}}.
+
+The Model artifact:
+    Format-Serving/   the distilled student ("student_kd"; models/student_training.py, export)
+    student_no_kd/    the same student trained on the hard loss alone, same seed, same data
+    training.json     both students' curves, parameters, seconds and settings
+and TensorBoard logs of both in the ModelRun artifact.
+"""
+
+import json
+import os
+
+from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+NO_KD_DIR = "student_no_kd"
+TRAINING_FILE = "training.json"
+
+
+def run_fn(fn_args) -> None:
+    """TFX entry point (tfx.components.Trainer(run_fn=...))."""
+    from components.student import distill
+
+    teacher_dir = os.path.dirname(fn_args.base_model.rstrip("/"))
+    model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
+    summary = distill.train_both(
+        fn_args.train_files, teacher_dir, (fn_args.custom_config or {}).get("student", {}),
+        kd_dir=fn_args.serving_model_dir, no_kd_dir=os.path.join(model_dir, NO_KD_DIR),
+        log_dir=fn_args.model_run_dir)
+    with open(os.path.join(model_dir, TRAINING_FILE), "w") as f:
+        json.dump(summary, f, indent=2)
