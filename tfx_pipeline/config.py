@@ -76,9 +76,11 @@ class PipelineConfig:
         if unknown:
             raise ConfigError(f"unknown student setting(s): {', '.join(sorted(unknown))}")
         try:
-            StudentConfig(**self.student)
+            student = StudentConfig(**self.student)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"student: {error}") from None
+        if self.scoring_negatives < 1 and student.beta > 0:
+            raise ConfigError("scoring_negatives must be at least 1 for distillation (student beta > 0)")
         if self.teacher_encoder not in ("minilm", "tiny"):
             raise ConfigError(f"teacher_encoder must be minilm or tiny, got {self.teacher_encoder!r}")
 

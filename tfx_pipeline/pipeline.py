@@ -6,6 +6,8 @@ from typing import List, Optional
 from tfx import v1 as tfx
 
 import models
+from models import (distillation, feature_tables, interaction_data, retrieval_metrics, student, student_training,
+                    teacher, text_encoder)
 from components import ingest, transform_module
 from components import teacher as teacher_package
 from components import evaluation as evaluation_package
@@ -22,6 +24,10 @@ from tfx_pipeline.fingerprints import code_digest
 
 PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_module.preprocessing_fn.__name__}"
 STUDENT_RUN_FN = f"{trainer_module.run_fn.__module__}.{trainer_module.run_fn.__name__}"
+# The model modules each trainer runs: a change to one retrains only what uses it.
+TEACHER_CODE = (teacher_package, teacher, interaction_data, feature_tables, text_encoder)
+STUDENT_CODE = (student_package, student, student_training, distillation, feature_tables, interaction_data,
+                retrieval_metrics)
 
 
 def create_pipeline(
@@ -84,11 +90,11 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         examples=example_gen.outputs["examples"],
         catalog=example_gen.outputs["catalog"],
         transform_graph=transform.outputs["transform_graph"],
-        settings_json=json.dumps({**config.teacher_settings(), "code_digest": code_digest(teacher_package, models)}),
+        settings_json=json.dumps({**config.teacher_settings(), "code_digest": code_digest(*TEACHER_CODE)}),
     )
     teacher_scorer = TeacherScorer(
         teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives,
-        code_digest=code_digest(teacher_package, models),
+        code_digest=code_digest(*TEACHER_CODE),
     ).with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
     # The teacher is the student's base model: not to warm-start from (another architecture and
     # Keras), but its artifact holds the index spaces, feature tables and item embeddings (hints).
@@ -98,7 +104,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         base_model=teacher_trainer.outputs["model"],
         train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={"student": dict(config.student), "code_digest": code_digest(student_package, models)},
+        custom_config={"student": dict(config.student), "code_digest": code_digest(*STUDENT_CODE)},
     ).with_id("StudentTrainer")
     model_evaluator = ModelEvaluator(
         teacher=teacher_trainer.outputs["model"], student=student_trainer.outputs["model"],
@@ -120,4 +126,6 @@ def component_index(components: List, name: str) -> int:
     matches = [n for n, i in enumerate(lowered) if i.endswith(name.lower())]
     if len(matches) == 1:
         return matches[0]
+    if matches:
+        raise ValueError(f"{name!r} is ambiguous: it matches {', '.join(ids[n] for n in matches)}")
     raise ValueError(f"no component {name!r} in the pipeline; components: {', '.join(ids)}")

@@ -2,8 +2,9 @@
 
 For every training interaction, the teacher scores a candidate set: the positive item first, then
 N items drawn uniformly from those the user has not interacted with in train, then the N
-highest-scored such items (hard negatives); the two kinds never share an item. The teacher sees
-the user's latest training items as history, as it was trained. Eval items may be negatives, as
+highest-scored such items (hard negatives); the two kinds never share an item, and neither holds
+the positive. The teacher sees the user's latest training items as history with the row's own
+item masked out, as it was trained. Eval items may be negatives, as
 test items may: the student's early stopping on the eval split is then an unbiased stand-in for
 test (when eval items were excluded, the KD student learned to rank them apart from the others,
 its validation ndcg rose while test ndcg fell, and early stopping chose the wrong epoch). Every row has
@@ -71,18 +72,21 @@ class ScoreRows(beam.DoFn):
 
         rows = np.arange(*chunk)
         users, items = self._rows.user[rows], self._rows.item[rows]
-        scores = self._model.score(tf.constant(users), tf.constant(self._latest[users])).numpy()
+        # As in training: the user's latest items, the row's own item masked out of them.
+        history = self._latest[users]
+        history = np.where(history == items[:, None], 0, history)
+        scores = self._model.score(tf.constant(users), tf.constant(history)).numpy()
         for b, row in enumerate(rows):
             candidates = self.candidates(row, users[b], items[b], scores[b])
             yield _example(row, users[b], items[b], candidates, scores[b][candidates])
 
     def candidates(self, row: int, user: int, positive: int, scores: np.ndarray) -> np.ndarray:
-        seen, seen_set = self._seen[user], self._seen_sets[user]
+        seen, seen_set = self._seen[user], self._seen_sets[user] | {positive}  # an eval positive is unseen
         masked = scores.copy()
         masked[seen] = -np.inf
-        masked[0] = -np.inf
+        masked[[0, positive]] = -np.inf
         # Fewer unseen items than 2N (a tiny catalog): fewer candidates, never a repeated one.
-        n = min(self._negatives, (self._num_items - 1 - len(seen)) // 2)
+        n = min(self._negatives, (self._num_items - 1 - len(seen_set)) // 2)
         hard = np.argpartition(-masked, n)[:n] if n > 0 else np.zeros([0], np.int64)
         hard = hard[np.lexsort((hard, -masked[hard]))]  # best first, ties by index
         hard_set = set(hard.tolist())  # sampled and hard negatives are distinct items

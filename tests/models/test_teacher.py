@@ -39,24 +39,24 @@ def test_normalized_text_is_centred_unit_norm_times_scale():
     assert np.allclose(out[0], 0) and np.allclose(out[1:], expected, atol=1e-6)
 
 
-def test_training_rows_never_see_their_own_item_in_the_history():
+def test_training_inputs_carry_each_rows_own_item_as_the_target():
     latest = np.array([[0, 0, 0], [4, 2, 7]])
     data = teacher.training_inputs(np.array([1, 1]), np.array([2, 5]), latest, batch_size=2, seed=0, shuffle=False)
     inputs, labels = next(iter(data))
-    model_mask = np.not_equal(inputs["history"].numpy(), 0) & np.not_equal(inputs["history"].numpy(),
-                                                                          inputs["target"].numpy()[:, None])
-    assert labels.numpy().tolist() == [2, 5]
-    assert model_mask.tolist() == [[True, False, True], [True, True, True]]
+    assert labels.numpy().tolist() == [2, 5] and inputs["target"].numpy().tolist() == [2, 5]
+    assert inputs["history"].numpy().tolist() == [[4, 2, 7], [4, 2, 7]]
 
 
 def test_the_models_history_mask_excludes_the_target(toy):
+    """A training row (with its target) scores as if its own item were not in the history."""
     model, _, latest, _ = _train(toy, epochs=1)
-    user = np.array([1])
-    history = latest[user]
-    target = history[:, :1]
-    with_target = np.asarray(model.user_embeddings(user, history, target[:, 0]))
-    without = np.asarray(model.user_embeddings(user, np.where(history == target, 0, history)))
-    assert np.allclose(with_target, without, atol=1e-6)
+    users = np.array([1, 2])
+    history = latest[users]
+    target = history[:, 0]
+    with_target = np.asarray(model({"user": users, "history": history, "target": target}))
+    zeroed = np.asarray(model({"user": users, "history": np.where(history == target[:, None], 0, history)}))
+    unmasked = np.asarray(model({"user": users, "history": history}))
+    assert np.allclose(with_target, zeroed, atol=1e-5) and not np.allclose(with_target, unmasked, atol=1e-5)
 
 
 def test_teacher_learns_the_clusters(toy):

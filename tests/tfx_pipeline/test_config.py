@@ -39,6 +39,10 @@ def test_json_works_too(tmp_path):
     ("student: {hard_negatives: sampled}\n", "hard_negatives"),
     ("student: {temperature: 0}\n", "temperature"),
     ("student: 3\n", "must be a mapping"),
+    ("student: {alpha: 0}\n", "alpha must be positive"),
+    ("student: {beta: -1}\n", "must not be negative"),
+    ("student: {dim: 0}\n", "dim must be at least 1"),
+    ("scoring_negatives: 0\n", "scoring_negatives"),
 ])
 def test_bad_configs_are_reported_with_the_file(tmp_path, text, message):
     path = tmp_path / "c.yaml"

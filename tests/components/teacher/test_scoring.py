@@ -15,8 +15,11 @@ NEGATIVES = 4
 def _score(teacher_dir, out):
     with beam.Pipeline() as p:
         scoring.score_training_rows(p, teacher_dir, out, NEGATIVES, seed=7)
-    files = glob.glob(os.path.join(out, "Split-train", "*.gz"))
-    assert glob.glob(os.path.join(out, "Split-eval", "*.gz"))  # the validation rows, scored the same way
+    return _read(out, "train")
+
+
+def _read(out, split):
+    files = glob.glob(os.path.join(out, f"Split-{split}", "*.gz"))
     rows = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files, compression_type="GZIP")]
     get = lambda e, k: list(getattr(e.features.feature[k], e.features.feature[k].WhichOneof("kind")).value)  # noqa: E731
     return {get(e, "row")[0]: {k: get(e, k) for k in ("user_index", "item_index", "candidates", "teacher_scores")}
@@ -45,9 +48,20 @@ def test_scoring(toy, tmp_path):
         seen = set(train.item[train.user == user].tolist())  # only train: eval items stay like test items
         assert not (set(candidates[1:].tolist()) & (seen | {0}))
         assert len(set(candidates[1:].tolist())) == 2 * NEGATIVES  # sampled and hard never repeat
-        scores = model.score(tf.constant([user], tf.int64), tf.constant(latest[[user]])).numpy()[0]
+        history = np.where(latest[[user]] == positive, 0, latest[[user]])  # the row's own item masked
+        scores = model.score(tf.constant([user], tf.int64), tf.constant(history)).numpy()[0]
         assert np.allclose(out["teacher_scores"], scores[candidates], atol=1e-5)
         unseen = [i for i in np.argsort(-scores, kind="stable") if i not in seen and i != 0]
         assert sorted(candidates[1 + NEGATIVES:].tolist()) == sorted(unseen[:NEGATIVES])  # hard = top unseen
 
     assert _score(teacher_dir, str(tmp_path / "b")) == scored  # deterministic
+
+    valid = toy.splits["eval"]
+    scored_eval = _read(str(tmp_path / "a"), "eval")  # the validation rows, scored the same way
+    assert sorted(scored_eval) == list(range(len(valid.user)))
+    for row, out in scored_eval.items():
+        user, positive = int(valid.user[row]), int(valid.item[row])
+        candidates = out["candidates"]
+        seen = set(train.item[train.user == user].tolist())
+        assert candidates[0] == positive and positive not in candidates[1:]  # an eval positive is not unseen
+        assert len(set(candidates)) == len(candidates) and not (set(candidates[1:]) & (seen | {0}))
