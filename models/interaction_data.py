@@ -155,6 +155,13 @@ def histories(train: Split, num_users: int, length: int) -> (np.ndarray, np.ndar
     return per_row, latest
 
 
+def masked_histories(users: np.ndarray, items: np.ndarray, latest: np.ndarray) -> np.ndarray:
+    """[N, H]: each row's user's latest items (`latest`: [num_users, H]) with the row's own item
+    replaced by 0, so that a training row never sees its label in its history."""
+    rows = latest[users]
+    return np.where(rows == np.asarray(items)[:, None], 0, rows)
+
+
 def _values(feature) -> list:
     kind = feature.WhichOneof("kind")
     if kind is None:

@@ -207,3 +207,16 @@ class RetrievalEvaluator:
                 values[f"ndcg@{k}"].append(dcg / ideal[np.minimum(num_relevant, k)])
         means = {key: float(np.concatenate(parts).mean()) for key, parts in values.items()}
         return {**means, "users": int(self.users.size)}
+
+
+def split_evaluator(dataset, seen_splits, target_split: str) -> "RetrievalEvaluator":
+    """Ranks `target_split`'s interactions of an interaction_data.Dataset over the whole catalog,
+    with the items of `seen_splits` removed. Index 0 (unknown item, padding) counts as seen by
+    everyone, so it is never a recommendation; target rows of an unknown user (index 0, possible
+    with time_cutoff) have nothing to rank by and are left out."""
+    seen = [dataset.splits[s] for s in seen_splits]
+    users = np.concatenate([s.user for s in seen] + [np.arange(dataset.num_users)])
+    items = np.concatenate([s.item for s in seen] + [np.zeros(dataset.num_users, np.int64)])
+    target = dataset.splits[target_split]
+    known = target.user != 0
+    return RetrievalEvaluator(dataset.num_items, (users, items), (target.user[known], target.item[known]))

@@ -19,26 +19,27 @@ from components.student import trainer_module
 from components.teacher import training
 from models.interaction_data import load_dataset
 from models.popularity import PopularityModel
-from models.retrieval_metrics import RetrievalEvaluator
+from models.retrieval_metrics import RetrievalEvaluator, split_evaluator
 
 METRICS = ("recall@10", "ndcg@10", "recall@100", "precision@10")
 LATENCY_CALLS = 50
 CURVES_FILE = "curves.json"
+TRAINING_SPLITS = ("train", "eval")  # the benchmark's training share: removed from every ranking
 STUDENT_DIRS = {"student_kd": training.SAVED_MODEL_DIR, "student_no_kd": trainer_module.NO_KD_DIR}
 
 
 def evaluate_all(teacher_dir: str, student_dir: str) -> Dict[str, Dict]:
     """popularity, teacher, student_no_kd and student_kd on the test split (report.json's M)."""
-    results = evaluate_baseline_and_teacher(teacher_dir)
-    results.update(evaluate_students(teacher_dir, student_dir))
+    dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
+    evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
+    results = evaluate_baseline_and_teacher(teacher_dir, dataset, evaluator)
+    results.update(evaluate_students(student_dir, dataset, evaluator))
     return results
 
 
-def evaluate_students(teacher_dir: str, student_dir: str) -> Dict[str, Dict]:
+def evaluate_students(student_dir: str, dataset, evaluator: RetrievalEvaluator) -> Dict[str, Dict]:
     import tensorflow as tf
 
-    dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
-    evaluator = _test_evaluator(dataset)
     summary = _read_json(os.path.join(student_dir, trainer_module.TRAINING_FILE))
     latest = training.latest_histories(dataset, summary["config"]["history"])
     results = {}
@@ -71,23 +72,10 @@ def _read_json(path: str) -> Dict:
         return json.load(f)
 
 
-def _test_evaluator(dataset) -> RetrievalEvaluator:
-    train, valid, test = (dataset.splits[s] for s in ("train", "eval", "test"))
-    seen_users = np.concatenate([train.user, valid.user, np.arange(dataset.num_users)])
-    # Index 0 (unknown item, padding) is "seen" by everyone: it is never a recommendation.
-    seen_items = np.concatenate([train.item, valid.item, np.zeros(dataset.num_users, np.int64)])
-    # A test user unknown to training (index 0; possible with time_cutoff) has nothing to rank by.
-    known = test.user != 0
-    return RetrievalEvaluator(dataset.num_items, (seen_users, seen_items), (test.user[known], test.item[known]))
-
-
-def evaluate_baseline_and_teacher(teacher_dir: str) -> Dict[str, Dict]:
+def evaluate_baseline_and_teacher(teacher_dir: str, dataset, evaluator: RetrievalEvaluator) -> Dict[str, Dict]:
     import tensorflow as tf
 
-    dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
     train, valid = dataset.splits["train"], dataset.splits["eval"]
-    evaluator = _test_evaluator(dataset)
-
     popularity = PopularityModel(dataset.num_items).fit(np.concatenate([train.item, valid.item]))
     with tempfile.TemporaryDirectory() as tmp:
         saved = popularity.save(os.path.join(tmp, "popularity"))

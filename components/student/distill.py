@@ -13,7 +13,7 @@ import tensorflow as tf  # noqa: E402
 
 from components.teacher import training as teacher_training  # noqa: E402
 from models import feature_tables, interaction_data, student, student_training  # noqa: E402
-from models.retrieval_metrics import RetrievalEvaluator  # noqa: E402
+from models.retrieval_metrics import split_evaluator  # noqa: E402
 
 SCORED_SPEC = {
     "row": tf.io.FixedLenFeature([], tf.int64),
@@ -50,7 +50,7 @@ def train_both(train_files: List[str], teacher_dir: str, overrides: Dict, kd_dir
     rows = read_scored(train_files)
     train, valid = dataset.splits["train"], dataset.splits["eval"]
     _, latest = interaction_data.histories(train, dataset.num_users, config.history)
-    validation = _validation(dataset) if len(valid.user) else None
+    validation = split_evaluator(dataset, ["train"], "eval") if len(valid.user) else None
     frequency = np.bincount(train.item, minlength=dataset.num_items)
     teacher_items = None
     if config.gamma > 0:
@@ -68,11 +68,3 @@ def train_both(train_files: List[str], teacher_dir: str, overrides: Dict, kd_dir
                          "beta": settings.beta, "gamma": settings.gamma}
     return summary
 
-
-def _validation(dataset) -> RetrievalEvaluator:
-    """The eval split ranked against every item, the user's training items removed."""
-    train, valid = dataset.splits["train"], dataset.splits["eval"]
-    users = np.concatenate([train.user, np.arange(dataset.num_users)])
-    items = np.concatenate([train.item, np.zeros(dataset.num_users, np.int64)])  # 0 is never a hit
-    known = valid.user != 0
-    return RetrievalEvaluator(dataset.num_items, (users, items), (valid.user[known], valid.item[known]))

@@ -70,11 +70,12 @@ class ScoreRows(beam.DoFn):
     def process(self, chunk: Tuple[int, int]) -> Iterator[bytes]:
         import tensorflow as tf
 
+        from models.interaction_data import masked_histories
+
         rows = np.arange(*chunk)
         users, items = self._rows.user[rows], self._rows.item[rows]
         # As in training: the user's latest items, the row's own item masked out of them.
-        history = self._latest[users]
-        history = np.where(history == items[:, None], 0, history)
+        history = masked_histories(users, items, self._latest)
         scores = self._model.score(tf.constant(users), tf.constant(history)).numpy()
         for b, row in enumerate(rows):
             candidates = self.candidates(row, users[b], items[b], scores[b])

@@ -30,3 +30,9 @@ def test_dataset_round_trip(toy, tmp_path):
     for name, split in toy.splits.items():
         assert np.array_equal(back.splits[name].item, split.item)
         assert np.array_equal(back.splits[name].timestamp, split.timestamp)
+
+
+def test_masked_histories_hide_the_rows_own_item():
+    latest = np.array([[0, 0, 0], [5, 3, 2]])
+    out = data.masked_histories(np.array([1, 1]), np.array([3, 9]), latest)
+    assert out.tolist() == [[5, 0, 2], [5, 3, 2]]

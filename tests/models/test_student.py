@@ -117,12 +117,6 @@ def test_in_batch_hard_loss_and_hint_loss_run(toy):
     assert student.params(model) < sum(int(np.prod(w.shape)) for w in model.weights)  # hint projection excluded
 
 
-def test_masked_histories_hide_the_rows_own_item():
-    latest = np.array([[0, 0, 0], [5, 3, 2]])
-    out = student_training.masked_histories(np.array([1, 1]), np.array([3, 9]), latest)
-    assert out.tolist() == [[5, 0, 2], [5, 3, 2]]
-
-
 def test_saved_model_round_trip(toy, tmp_path):
     model = _model(toy)
     _, latest = histories(toy.splits["train"], toy.num_users, TINY.history)
