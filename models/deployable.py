@@ -1,0 +1,105 @@
+"""The student in the form it is deployed: a functional tf_keras model over index inputs.
+
+    query  = E_user[user_index] + masked_mean(E_history[history]) + sum_f E_f[feature_f]
+    scores = Dense(num_items - 1, use_bias=False)(query)   # column j scores item j + 1
+
+It is models/student.py's query tower with the candidate tower folded into the scoring layer's
+kernel: the catalog is fixed once trained, so every item's embedding is computed once (cold items
+keep what their features gave them) and becomes a weight. Index 0 (out-of-vocabulary item) has
+no column, so it is never recommended. This is the form TF-MOT works on: standard Embedding and
+Dense layers in a functional model (prune_low_magnitude wraps them; quantize_apply needs a
+functional model and annotates the Dense). User features arrive already in embedding bins
+(`feature_bins`): the hashing of large vocabularies is done when the tables are built, so that
+the graph needs no hashing op (TFLite has none).
+
+Inputs: user_index [B] int, history [B, H] int (0 pads), and one input per user feature named
+as in models/feature_tables.py ([B] or [B, values], 0 = unknown/padding). Output: [B, V - 1].
+"""
+
+from typing import Dict
+
+import numpy as np
+
+from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+import tensorflow as tf  # noqa: E402
+
+from models import student as student_lib  # noqa: E402
+
+USER_INDEX, HISTORY = "user_index", "history"
+
+
+@tf.keras.utils.register_keras_serializable(package="recdistill")
+class MaskedMean(tf.keras.layers.Layer):
+    """[vectors [B, N, d], indices [B, N]] -> [B, d]: mean over the entries whose index is > 0."""
+
+    def call(self, inputs):
+        vectors, indices = inputs
+        mask = tf.cast(indices > 0, vectors.dtype)[..., None]
+        return tf.reduce_sum(vectors * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+@tf.keras.utils.register_keras_serializable(package="recdistill")
+class Indices(tf.keras.layers.Layer):
+    """Index inputs as int64. A layer of its own between each Input and its Embedding: TF-MOT's
+    quantize_apply puts a float QuantizeLayer after an Input that feeds a quantized layer, and
+    ids cannot pass through one."""
+
+    def call(self, indices):
+        return tf.cast(indices, tf.int64)
+
+
+def feature_bins(model: student_lib.StudentModel) -> Dict[str, np.ndarray]:
+    """{user feature: int64 table [num_users, ...]} in the student's embedding bins (hashed if large)."""
+    tower = model.query_tower
+    bins = {}
+    for name, layer, table in zip(tower.feature_names, tower.feature_embeddings, tower.tables):
+        if layer.hashing is not None:
+            table = tf.where(table > 0, layer.hashing(table) + 1, 0)
+        bins[name] = np.asarray(table, np.int64)
+    return bins
+
+
+def build(model: student_lib.StudentModel) -> tf.keras.Model:
+    """The deployed form of a trained student, with its weights (scores equal model.score's)."""
+    config, tower = model.config, model.query_tower
+    bins = feature_bins(model)
+    # functional model
+    user = tf.keras.Input([], dtype=tf.int64, name=USER_INDEX)
+    history = tf.keras.Input([config.history], dtype=tf.int64, name=HISTORY)
+    features = {name: tf.keras.Input(table.shape[1:], dtype=tf.int64, name=name) for name, table in bins.items()}
+    user_embedding = tf.keras.layers.Embedding(*tower.id_embedding.get_weights()[0].shape, name="user_id")
+    history_embedding = tf.keras.layers.Embedding(*tower.history_embedding.get_weights()[0].shape, name="history_items")
+    terms = [user_embedding(Indices(name="user_ids")(user)),
+             MaskedMean(name="history_mean")([history_embedding(Indices(name="history_ids")(history)), history])]
+    feature_embeddings = {}
+    for name, layer in zip(tower.feature_names, tower.feature_embeddings):
+        embedding = feature_embeddings[name] = tf.keras.layers.Embedding(layer.bins, config.dim, name=f"{name}_embedding")
+        vectors = embedding(Indices(name=f"{name}_ids")(features[name]))
+        terms.append(vectors if len(bins[name].shape) == 1 else MaskedMean(name=f"{name}_mean")([vectors, features[name]]))
+    query = tf.keras.layers.Add(name="query")(terms)
+    scoring = tf.keras.layers.Dense(model.num_items - 1, use_bias=False, name="scores")
+    deployed = tf.keras.Model({USER_INDEX: user, HISTORY: history, **features}, scoring(query), name="student")
+    # weights
+    user_embedding.set_weights(tower.id_embedding.get_weights())
+    history_embedding.set_weights(tower.history_embedding.get_weights())
+    for name, layer in zip(tower.feature_names, tower.feature_embeddings):
+        feature_embeddings[name].set_weights(layer.embedding.get_weights())
+    scoring.set_weights([np.asarray(model.all_items())[1:].T])
+    return deployed
+
+
+def inputs_for(bins: Dict[str, tf.Tensor], user_index, history) -> Dict[str, tf.Tensor]:
+    """The deployed model's inputs for users [B] and histories [B, H], features looked up in `bins`."""
+    user_index = tf.cast(user_index, tf.int64)
+    looked_up = {name: tf.gather(table, user_index) for name, table in bins.items()}
+    return {USER_INDEX: user_index, HISTORY: tf.cast(history, tf.int64), **looked_up}
+
+
+def full_scores(logits: tf.Tensor, masked: float = -1e9) -> tf.Tensor:
+    """[B, V - 1] deployed scores -> [B, V] in the index space, index 0 masked (for evaluation)."""
+    return tf.concat([tf.fill([tf.shape(logits)[0], 1], tf.cast(masked, logits.dtype)), logits], axis=1)
+
+
+def params(model: tf.keras.Model) -> int:
+    return int(sum(np.prod(w.shape) for w in model.weights if "kernel" in w.name or "embeddings" in w.name))

@@ -1,0 +1,127 @@
+"""Deployed form, pruning, QAT and TFLite conversion of a tiny student (models/deployable.py,
+models/compression.py, models/mobile_export.py, serving/tflite_runner.py)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
+from models import compression, deployable, mobile_export, signatures, student, student_training
+from models.interaction_data import histories
+from serving.tflite_runner import TFLiteRanker
+from tests.models.test_student import TINY, rows_for, tables_for
+
+# A zip-code-like user feature with more values than bins, so that hashing is exercised.
+FAST = compression.CompressionConfig(target_sparsity=0.75, dense_sparsity=0.5, prune_epochs=3, ramp_epochs=2,
+                                     qat_epochs=1, pruning_frequency=2, learning_rate=1e-2)
+
+
+def _trained(toy, epochs=4):
+    config = dataclasses.replace(TINY, epochs=epochs, max_feature_bins=4)
+    tables = tables_for(toy)
+    tables["user"]["user_zip_index"] = np.where(np.arange(toy.num_users) > 0, np.arange(toy.num_users) + 1, 0)
+    tables["size"]["user_zip_index"] = toy.num_users + 1
+    tf.keras.utils.set_random_seed(config.seed)
+    model = student.StudentModel(toy.num_users, toy.num_items, tables, config)
+    _, latest = histories(toy.splits["train"], toy.num_users, config.history)
+    student_training.fit(model, rows_for(toy), latest, validation=None)
+    return model, latest
+
+
+@pytest.fixture(scope="module")
+def trained():
+    from tests.conftest import toy_dataset
+
+    toy = toy_dataset()
+    model, latest = _trained(toy)
+    return toy, model, latest
+
+
+def _scores(scorer, model, users, latest):
+    bins = {k: tf.constant(v) for k, v in deployable.feature_bins(model).items()}
+    return deployable.full_scores(scorer(deployable.inputs_for(bins, users, latest[users]))).numpy()
+
+
+def test_deployed_form_scores_equal_the_student(trained):
+    toy, model, latest = trained
+    users = np.arange(toy.num_users)
+    expected = model.score(tf.constant(users), tf.constant(latest[users])).numpy()
+    got = _scores(deployable.build(model), model, users, latest)
+    assert got.shape == (toy.num_users, toy.num_items)
+    np.testing.assert_allclose(got[:, 1:], expected[:, 1:], rtol=1e-5, atol=1e-5)
+    assert np.all(got[:, 0] < -1e8)  # index 0 is never recommended
+    bins = deployable.feature_bins(model)["user_zip_index"]
+    assert bins.max() < 4 and np.all(bins[1:] > 0) and bins[0] == 0  # hashed into 1..3, 0 kept for unknown
+
+
+def test_pruning_reaches_each_target_and_strip_removes_the_wrappers(trained):
+    toy, model, latest = trained
+    pruned, log = compression.prune(deployable.build(model), deployable.feature_bins(model), rows_for(toy), latest,
+                                    model.config, FAST, reference=deployable.build(model))
+    assert not any(isinstance(layer, PruneLowMagnitude) for layer in pruned.layers)
+    for layer in pruned.layers:
+        if isinstance(layer, tf.keras.layers.Embedding) and layer.input_dim * layer.output_dim >= 100:
+            share = np.mean(layer.get_weights()[0] == 0)
+            assert share == pytest.approx(0.75, abs=0.02), layer.name
+    kernel = pruned.get_layer("scores").get_weights()[0]
+    assert np.mean(kernel == 0) == pytest.approx(0.5, abs=0.02)
+    assert log["sparsity"]["scores"] == pytest.approx(np.mean(kernel == 0), abs=1e-4)
+    assert len(log["loss"]) == FAST.prune_epochs
+
+
+def test_qat_keeps_the_zeros_and_converts_to_builtin_int8(trained, tmp_path):
+    toy, model, latest = trained
+    bins, rows = deployable.feature_bins(model), rows_for(toy)
+    pruned, _ = compression.prune(deployable.build(model), bins, rows, latest, model.config, FAST)
+    zeros_before = {layer.name: layer.get_weights()[0] == 0 for layer in pruned.layers if layer.weights}
+    quantized, log = compression.quantize_aware(pruned, bins, rows, latest, model.config, FAST)
+    for layer in quantized.layers:
+        inner = getattr(layer, "layer", layer)
+        if inner.name in zeros_before:
+            kind = "embeddings" if isinstance(inner, tf.keras.layers.Embedding) else "kernel"
+            values = [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] == kind][0].numpy()
+            assert np.all(values[zeros_before[inner.name]] == 0), inner.name  # pruning survived QAT
+
+    content = mobile_export.convert(quantized, bins, model.config.history, int8=True)
+    path = tmp_path / signatures.TFLITE_FILE
+    path.write_bytes(content)
+    ranker = TFLiteRanker(str(path), full_scores=True)
+    ops = {op["op_name"] for op in ranker.interpreter._get_ops_details()}
+    assert not any("FLEX" in op or "CUSTOM" in op for op in ops)  # builtin ops only
+    share = mobile_export.zero_share(content)
+    assert share["int8_weights"] > 0 and share["zero_share"] > 0.5  # pruned zeros stored as int8 zeros
+
+    users = np.arange(1, toy.num_users)
+    keras = _scores(quantized, model, users, latest)
+    lite = np.stack([ranker.all_scores(int(u), latest[u]) for u in users])
+    np.testing.assert_allclose(lite[:, 1:], keras[:, 1:], atol=0.05 * np.abs(keras[:, 1:]).max())
+    for row, user in enumerate(users):  # the same best items (ties aside)
+        items, scores = ranker.rank(int(user), latest[user])
+        assert items[0] == np.argmax(lite[row]) or np.isclose(lite[row, items[0]], lite[row].max())
+
+
+def test_tflite_signature_float_model_matches_keras_and_handles_unknown_indices(trained, tmp_path):
+    toy, model, latest = trained
+    scorer = deployable.build(model)
+    path = tmp_path / "float.tflite"
+    path.write_bytes(mobile_export.convert(scorer, deployable.feature_bins(model), model.config.history, int8=False))
+    ranker = TFLiteRanker(str(path))
+    inputs = ranker.runner.get_input_details()
+    outputs = ranker.runner.get_output_details()
+    k = min(signatures.TOP_K, toy.num_items - 1)
+    assert inputs[signatures.USER_INDEX]["dtype"] == np.int32 and list(inputs[signatures.USER_INDEX]["shape"]) == [1]
+    assert list(inputs[signatures.HISTORY_INDICES]["shape"]) == [1, model.config.history]
+    assert outputs[signatures.ITEM_INDICES]["dtype"] == np.int32 and list(outputs[signatures.ITEM_INDICES]["shape"]) == [1, k]
+    assert outputs[signatures.SCORES]["dtype"] == np.float32
+
+    for user in (1, 5, 0):
+        expected = _scores(scorer, model, np.array([user]), latest)[0]
+        items, scores = ranker.rank(user, latest[user])
+        np.testing.assert_allclose(scores, np.sort(expected)[::-1][:k], rtol=1e-4, atol=1e-4)
+        assert 0 not in items and np.allclose(expected[items], scores, atol=1e-4)
+    # Indices outside the vocabularies are served as unknown, not a failed gather.
+    unknown = ranker.rank(10_000, [99_999, -3])
+    padded = ranker.rank(0, [])
+    np.testing.assert_allclose(unknown[1], padded[1], rtol=1e-5)
