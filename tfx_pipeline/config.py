@@ -56,6 +56,12 @@ class PipelineConfig:
     # Student overrides (keys of models/student.py StudentConfig: dim, history, alpha, beta, gamma,
     # temperature, hard_negatives, ...); the no-KD twin is the same with beta = gamma = 0.
     student: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # Compression overrides (keys of models/compression.py CompressionConfig: target_sparsity,
+    # dense_sparsity, prune_epochs, ...).
+    compression: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The push gate: the int8 TFLite model's ndcg@10 must be >= (1 - tolerance) x student_kd's
+    # and >= (1 - tolerance) x the last blessed model's.
+    bless_tolerance: float = 0.02
 
     def __post_init__(self):
         if not 0.0 <= self.max_bad_share < 1.0:
@@ -81,6 +87,17 @@ class PipelineConfig:
             raise ConfigError(f"student: {error}") from None
         if self.scoring_negatives < 1 and student.beta > 0:
             raise ConfigError("scoring_negatives must be at least 1 for distillation (student beta > 0)")
+        from models.compression import CompressionConfig
+
+        unknown = set(self.compression) - {f.name for f in dataclasses.fields(CompressionConfig)}
+        if unknown:
+            raise ConfigError(f"unknown compression setting(s): {', '.join(sorted(unknown))}")
+        try:
+            CompressionConfig(**self.compression)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"compression: {error}") from None
+        if not 0.0 <= self.bless_tolerance < 1.0:
+            raise ConfigError(f"bless_tolerance must be in [0, 1), got {self.bless_tolerance}")
         if self.teacher_encoder not in ("minilm", "tiny"):
             raise ConfigError(f"teacher_encoder must be minilm or tiny, got {self.teacher_encoder!r}")
 
@@ -143,7 +160,7 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> Pipeline
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{source}: {name} must be a list, got {value!r}")
             value = tuple(value)
-        elif name in ("split", "teacher", "student") and not isinstance(value, dict):
+        elif name in ("split", "teacher", "student", "compression") and not isinstance(value, dict):
             raise ConfigError(f"{source}: {name} must be a mapping, got {value!r}")
         values[name] = value
     try:

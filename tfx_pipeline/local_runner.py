@@ -24,6 +24,8 @@ from tfx_pipeline.progress import RunLogging
 
 EXAMPLE_GEN = "InteractionsExampleGen"
 EVALUATOR = "ModelEvaluator"
+COMPRESSOR = "StudentCompressor"
+PUSHERS = {"serving": "ServingPusher", "mobile": "MobilePusher"}
 
 
 class ComponentFailed(RuntimeError):
@@ -95,4 +97,11 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     evaluation = metadata.latest_output(config.pipeline_name, EVALUATOR, "evaluation") if EVALUATOR in components else None
     models = mlmd_outputs.custom_json(evaluation, "models") if evaluation else None
     curves = mlmd_outputs.custom_json(evaluation, "curves") if evaluation else None
-    return report.build_report(dataset, split, wall, quality, components, models, curves)
+    blessing = mlmd_outputs.custom_json(evaluation, "blessing") if evaluation else None
+    pushed = {}
+    for kind, node in PUSHERS.items():
+        artifact = metadata.latest_output(config.pipeline_name, node, "pushed_model") if node in components else None
+        pushed[kind] = mlmd_outputs.pushed_destination(artifact) if artifact else None
+    compressed = metadata.latest_output(config.pipeline_name, COMPRESSOR, "model") if COMPRESSOR in components else None
+    compression = mlmd_outputs.read_json_file(compressed.uri, "compression.json") if compressed else None
+    return report.build_report(dataset, split, wall, quality, components, models, curves, blessing, pushed, compression)

@@ -44,3 +44,22 @@ def custom_json(artifact: metadata_store_pb2.Artifact, name: str) -> Any:
     if name not in artifact.custom_properties:
         return None
     return json.loads(artifact.custom_properties[name].string_value)
+
+
+def pushed_destination(artifact: metadata_store_pb2.Artifact) -> Optional[str]:
+    """Where a pusher's PushedModel says the model went (None when it was not pushed)."""
+    properties = artifact.custom_properties
+    if "pushed" not in properties or properties["pushed"].int_value != 1:
+        return None
+    return properties["pushed_destination"].string_value
+
+
+def read_json_file(directory: str, name: str) -> Any:
+    """A JSON file inside an artifact's directory (None when absent)."""
+    import os
+
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

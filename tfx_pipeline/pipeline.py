@@ -1,19 +1,23 @@
 """The recdistill TFX DAG. This file only wires components; the work lives in components/."""
 
 import json
+import os
 from typing import List, Optional
 
 from tfx import v1 as tfx
 
 import models
-from models import (distillation, feature_tables, interaction_data, retrieval_metrics, student, student_training,
-                    teacher, text_encoder)
+from models import (compression, deployable, distillation, feature_tables, interaction_data, mobile_export,
+                    retrieval_metrics, serving_export, signatures, student, student_training, teacher, text_encoder)
 from components import ingest, transform_module
 from components import teacher as teacher_package
+from components import compression as compression_package
 from components import evaluation as evaluation_package
 from components import student as student_package
+from components.compression import trainer_module as compression_module
 from components.student import trainer_module
 from components.evaluation.component import ModelEvaluator
+from components.push.component import ModelPusher
 from components.ingest.beam_ingest import IngestSettings
 from components.ingest.component import InteractionsExampleGen, settings_to_json
 from components.ingest.splits import SPLITS, TRAIN
@@ -24,10 +28,16 @@ from tfx_pipeline.fingerprints import code_digest
 
 PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_module.preprocessing_fn.__name__}"
 STUDENT_RUN_FN = f"{trainer_module.run_fn.__module__}.{trainer_module.run_fn.__name__}"
+COMPRESSION_RUN_FN = f"{compression_module.run_fn.__module__}.{compression_module.run_fn.__name__}"
 # The model modules each trainer runs: a change to one retrains only what uses it.
 TEACHER_CODE = (teacher_package, teacher, interaction_data, feature_tables, text_encoder)
 STUDENT_CODE = (student_package, student, student_training, distillation, feature_tables, interaction_data,
                 retrieval_metrics)
+COMPRESSION_CODE = (compression_package, compression, deployable, mobile_export, serving_export, signatures,
+                    student, student_training, distillation)
+# Where the pushers publish, under the run's output directory (DESIGN.md, "Outputs").
+SERVING_BASE = ("serving", signatures.MODEL_NAME)
+MOBILE_BASE = ("mobile",)
 
 
 def create_pipeline(
@@ -38,9 +48,12 @@ def create_pipeline(
     pipeline_root: str,
     metadata_path: str,
     until: Optional[str] = None,
+    push_root: Optional[str] = None,
 ) -> tfx.dsl.Pipeline:
-    """The DAG for one dataset; with `until`, only the components up to that one."""
-    components = _components(config, dataset, data_dir, data_fingerprint)
+    """The DAG for one dataset; with `until`, only the components up to that one.
+    push_root: where serving/ and mobile/ are pushed (default: pipeline_root's parent)."""
+    push_root = push_root or os.path.dirname(os.path.abspath(pipeline_root))
+    components = _components(config, dataset, data_dir, data_fingerprint, push_root)
     if until is not None:
         components = components[: component_index(components, until) + 1]
     return tfx.dsl.Pipeline(
@@ -53,7 +66,7 @@ def create_pipeline(
     )
 
 
-def _components(config: PipelineConfig, dataset: str, data_dir: str, data_fingerprint: str) -> List:
+def _components(config: PipelineConfig, dataset: str, data_dir: str, data_fingerprint: str, push_root: str) -> List:
     settings = IngestSettings(
         split=config.split_spec(dataset),
         max_bad_share=config.max_bad_share,
@@ -106,11 +119,34 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
         custom_config={"student": dict(config.student), "code_digest": code_digest(*STUDENT_CODE)},
     ).with_id("StudentTrainer")
+    # Compression fine-tunes the KD student (the base model) on the same scored examples.
+    student_compressor = tfx.components.Trainer(
+        run_fn=COMPRESSION_RUN_FN,
+        examples=teacher_scorer.outputs["scored_examples"],
+        base_model=student_trainer.outputs["model"],
+        transform_graph=transform.outputs["transform_graph"],
+        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
+        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        custom_config={"compression": dict(config.compression), "code_digest": code_digest(*COMPRESSION_CODE)},
+    ).with_id("StudentCompressor")
+    latest_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("LatestBlessedModelResolver")
     model_evaluator = ModelEvaluator(
         teacher=teacher_trainer.outputs["model"], student=student_trainer.outputs["model"],
-        code_digest=code_digest(evaluation_package, teacher_package, student_package, models))
+        compressed=student_compressor.outputs["model"], baseline=latest_blessed.outputs["model"],
+        tolerance=config.bless_tolerance,
+        code_digest=code_digest(evaluation_package, teacher_package, student_package, compression_package, models))
+    pushers = [
+        ModelPusher(model=student_compressor.outputs["model"], blessing=model_evaluator.outputs["blessing"],
+                    kind=kind, destination=os.path.join(push_root, *base),
+                    ).with_id(f"{kind.capitalize()}Pusher")
+        for kind, base in (("serving", SERVING_BASE), ("mobile", MOBILE_BASE))]
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
-            teacher_trainer, teacher_scorer, student_trainer, model_evaluator]
+            teacher_trainer, teacher_scorer, student_trainer, student_compressor, latest_blessed, model_evaluator,
+            *pushers]
 
 
 def component_ids(components: List) -> List[str]:

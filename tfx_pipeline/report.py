@@ -18,20 +18,37 @@ def build_report(
     components: List[str],
     models: Optional[Dict[str, Any]] = None,
     curves: Optional[Dict[str, Any]] = None,
+    blessing: Optional[Dict[str, Any]] = None,
+    pushed: Optional[Dict[str, Optional[str]]] = None,
+    compression: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """A report of what ran; models that did not run are null, as keys that do not apply are."""
     models = models or {}
+    pushed = pushed or {}
     return {
         "dataset": dataset,
         "split": split,
         "wall_seconds": wall_seconds,
         "data_quality": data_quality or {},
         "models": {key: models.get(key) for key in MODEL_KEYS},
-        "blessed": False,
-        "pushed": {"serving": None, "mobile": None},
+        "blessed": bool(blessing and blessing.get("blessed")),
+        "pushed": {"serving": pushed.get("serving"), "mobile": pushed.get("mobile")},
+        "blessing": blessing,
+        "compression": _compression_summary(compression),
         "components": components,
         "training_curves": curves,
     }
+
+
+def _compression_summary(compression: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """What the compressor reports: settings, Keras sparsity per layer, int8 zeros, parity."""
+    if not compression:
+        return None
+    return {"config": compression.get("config"), "sparsity": (compression.get("prune") or {}).get("sparsity"),
+            "int8_zero_share": (compression.get("int8") or {}).get("zero_share"),
+            "parity_top10_overlap": compression.get("parity_top10_overlap"),
+            "seconds": {"prune": (compression.get("prune") or {}).get("seconds"),
+                        "qat": (compression.get("qat") or {}).get("seconds")}}
 
 
 def write_report(output_dir: str, report: Dict[str, Any]) -> str:
@@ -82,6 +99,7 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         gain = _kd_gain(report["models"])
         if gain:
             lines += ["", gain]
+        lines += _compression_lines(report)
     return "\n".join(lines) + "\n"
 
 
@@ -93,6 +111,22 @@ def _kd_gain(models: Dict[str, Any]) -> Optional[str]:
     if teacher and teacher.get("params") and kd.get("params"):
         line += f"; teacher params = {teacher['params'] / kd['params']:.0f} x student"
     return line
+
+
+def _compression_lines(report: Dict[str, Any]) -> List[str]:
+    models, lines = report["models"], []
+    tflite, before, kd = models.get("tflite"), models.get("tflite_float"), models.get("student_kd")
+    if tflite and before and kd and kd.get("ndcg@10"):
+        zeros = (report.get("compression") or {}).get("int8_zero_share")
+        lines.append(f"compression: tflite ndcg@10 = {tflite['ndcg@10'] / kd['ndcg@10']:.3f} x student_kd; "
+                     f"bytes {tflite['bytes'] / before['bytes']:.3f} x and gzip {tflite['gzip_bytes'] / before['bytes']:.3f}"
+                     f" x tflite_float" + (f"; {zeros:.1%} of int8 weights are zero" if zeros is not None else ""))
+    blessing = report.get("blessing")
+    if blessing:
+        lines.append(f"{'blessed' if report.get('blessed') else 'not blessed'}: {blessing.get('reason')}")
+        for kind, path in (report.get("pushed") or {}).items():
+            lines.append(f"pushed {kind}: {path or '-'}")
+    return [""] + lines if lines else []
 
 
 def _cell(value: Any) -> str:

@@ -1,4 +1,11 @@
-"""ModelEvaluator: every model side by side on the test split (components/evaluation/evaluate.py)."""
+"""ModelEvaluator: every model side by side on the test split, and the push gate.
+
+The blessing (a ModelBlessing, as TFX's Evaluator writes it: custom properties `blessed` 0/1 and
+`current_model_id`, so that LatestBlessedModelStrategy finds the last blessed model) says whether
+the compressed student may be pushed: its int8 TFLite ndcg@10 must be at least
+(1 - tolerance) x student_kd's, and at least (1 - tolerance) x the last blessed model's
+(`baseline`, re-evaluated on this run's test split; components/evaluation/blessing.py).
+"""
 
 import json
 import os
@@ -6,6 +13,7 @@ import os
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
+from components.evaluation import blessing as blessing_lib
 from components.evaluation import evaluate
 
 RESULTS_FILE = "models.json"
@@ -15,14 +23,31 @@ RESULTS_FILE = "models.json"
 def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     teacher: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
     student: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
+    compressed: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
+    tolerance: tfx.dsl.components.Parameter[float],
     code_digest: tfx.dsl.components.Parameter[str],
     evaluation: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelEvaluation],
+    blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
+    baseline: tfx.dsl.components.InputArtifact[standard_artifacts.Model] = None,
 ) -> None:
     """code_digest is not read: it makes TFX's cache miss when the evaluation code changes."""
     del code_digest
-    results = evaluate.evaluate_all(teacher.uri, student.uri)
+    results = evaluate.evaluate_all(teacher.uri, student.uri, compressed.uri)
     with open(os.path.join(evaluation.uri, RESULTS_FILE), "w") as f:
         json.dump(results, f, indent=2)
     curves = evaluate.write_curves(teacher.uri, student.uri, os.path.join(evaluation.uri, evaluate.CURVES_FILE))
     evaluation.set_string_custom_property("models", json.dumps(results, sort_keys=True))
     evaluation.set_string_custom_property("curves", json.dumps(curves, sort_keys=True))
+
+    same = baseline is not None and baseline.id == compressed.id
+    decision = blessing_lib.decide(results, tolerance, None if (baseline is None or same) else baseline.uri,
+                                   teacher.uri)
+    blessing.set_int_custom_property("blessed", int(decision["blessed"]))
+    blessing.set_int_custom_property("current_model_id", compressed.id)
+    blessing.set_string_custom_property("current_model", compressed.uri)
+    blessing.set_string_custom_property("reason", decision["reason"])
+    blessing.set_string_custom_property("metrics", json.dumps(results.get("tflite")))
+    evaluation.set_string_custom_property("blessing", json.dumps(decision, sort_keys=True))
+    with open(os.path.join(blessing.uri, "BLESSED" if decision["blessed"] else "NOT_BLESSED"), "w") as f:
+        f.write(decision["reason"] + "\n")
+    print(f"recdistill: {'blessed' if decision['blessed'] else 'not blessed'}: {decision['reason']}")

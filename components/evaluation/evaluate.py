@@ -11,15 +11,18 @@ import json
 import os
 import tempfile
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
+from components.compression import trainer_module as compress
 from components.student import trainer_module
 from components.teacher import training
 from models.interaction_data import load_dataset
 from models.popularity import PopularityModel
+from models import signatures
 from models.retrieval_metrics import RetrievalEvaluator, split_evaluator
+from serving.tflite_runner import TFLiteRanker
 
 METRICS = ("recall@10", "ndcg@10", "recall@100", "precision@10")
 LATENCY_CALLS = 50
@@ -28,13 +31,63 @@ TRAINING_SPLITS = ("train", "eval")  # the benchmark's training share: removed f
 STUDENT_DIRS = {"student_kd": training.SAVED_MODEL_DIR, "student_no_kd": trainer_module.NO_KD_DIR}
 
 
-def evaluate_all(teacher_dir: str, student_dir: str) -> Dict[str, Dict]:
-    """popularity, teacher, student_no_kd and student_kd on the test split (report.json's M)."""
+def evaluate_all(teacher_dir: str, student_dir: str, compressed_dir: Optional[str] = None) -> Dict[str, Dict]:
+    """popularity, teacher, student_no_kd, student_kd and, given the compressor's artifact,
+    student_compressed, tflite_float and tflite on the test split (report.json's M)."""
     dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
     evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
     results = evaluate_baseline_and_teacher(teacher_dir, dataset, evaluator)
     results.update(evaluate_students(student_dir, dataset, evaluator))
+    if compressed_dir:
+        history = _read_json(os.path.join(student_dir, trainer_module.TRAINING_FILE))["config"]["history"]
+        results.update(evaluate_compressed(compressed_dir, dataset, evaluator, history))
     return results
+
+
+def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, history: int) -> Dict[str, Dict]:
+    """The compressed student as TF Serving runs it (its SavedModel) and both TFLite models.
+
+    The TFLite models are ranked over the whole catalog through their own score tensor (the input
+    of their top-K op), and timed per query on one thread through their signature."""
+    import tensorflow as tf
+
+    summary = _read_json(os.path.join(model_dir, compress.SUMMARY_FILE))
+    latest = training.latest_histories(dataset, history)
+    serving_dir = os.path.join(model_dir, training.SAVED_MODEL_DIR)
+    model = tf.saved_model.load(serving_dir)
+
+    def compressed_scores(users):
+        return model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy()
+
+    results = {"student_compressed": _entry(evaluator, compressed_scores, summary["params"], _sizes(serving_dir))}
+    for name, path in (("tflite_float", os.path.join(model_dir, compress.FLOAT_TFLITE)),
+                       ("tflite", os.path.join(model_dir, compress.MOBILE_DIR, signatures.TFLITE_FILE))):
+        results[name] = tflite_entry(path, evaluator, latest, summary["params"])
+    return results
+
+
+def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int) -> Dict:
+    """report.json's M for a TFLite model file (bytes: the file itself)."""
+    full = TFLiteRanker(path, full_scores=True)
+    metrics = evaluator.evaluate(lambda users: np.stack([full.all_scores(int(u), latest[u]) for u in users]), ks=(10, 100))
+    entry = {k: round(float(metrics[k]), 4) for k in METRICS}
+    timed = TFLiteRanker(path, num_threads=1)
+    raw, zipped = _sizes(path)
+    entry.update(params=int(params), bytes=raw, gzip_bytes=zipped,
+                 latency_ms_p50=_latency_ms(lambda users: timed.rank(int(users[0]), latest[users[0]])),
+                 users=int(metrics["users"]))
+    return entry
+
+
+def tflite_ndcg(path: str, dataset) -> float:
+    """ndcg@10 of a TFLite model on `dataset`'s test split (a baseline's, for the blessing)."""
+    with open(os.path.join(os.path.dirname(path), signatures.METADATA)) as f:
+        history = json.load(f)["history"]
+    evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
+    full = TFLiteRanker(path, full_scores=True)
+    latest = training.latest_histories(dataset, history)
+    scores = evaluator.evaluate(lambda users: np.stack([full.all_scores(int(u), latest[u]) for u in users]), ks=(10,))
+    return float(scores["ndcg@10"])
 
 
 def evaluate_students(student_dir: str, dataset, evaluator: RetrievalEvaluator) -> Dict[str, Dict]:

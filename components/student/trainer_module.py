@@ -9,11 +9,14 @@ The Model artifact:
     Format-Serving/   the distilled student ("student_kd"; models/student_training.py, export)
     student_no_kd/    the same student trained on the hard loss alone, same seed, same data
     training.json     both students' curves, parameters, seconds and settings
+    dataset.npz, features.npz  the index spaces and feature tables the students were trained in
+                      (copied from the teacher: the artifact is self-contained for compression)
 and TensorBoard logs of both in the ModelRun artifact.
 """
 
 import json
 import os
+import shutil
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
@@ -33,3 +36,8 @@ def run_fn(fn_args) -> None:
         log_dir=fn_args.model_run_dir)
     with open(os.path.join(model_dir, TRAINING_FILE), "w") as f:
         json.dump(summary, f, indent=2)
+    from components.teacher.training import DATASET_FILE
+    from models.feature_tables import FILE as FEATURES_FILE
+
+    for name in (DATASET_FILE, FEATURES_FILE):
+        shutil.copy(os.path.join(teacher_dir, name), os.path.join(model_dir, name))

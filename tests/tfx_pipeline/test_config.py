@@ -43,6 +43,11 @@ def test_json_works_too(tmp_path):
     ("student: {beta: -1}\n", "must not be negative"),
     ("student: {dim: 0}\n", "dim must be at least 1"),
     ("scoring_negatives: 0\n", "scoring_negatives"),
+    ("compression: {sparsity: 0.5}\n", "unknown compression setting"),
+    ("compression: {target_sparsity: 1.0}\n", "target_sparsity must be in"),
+    ("compression: {ramp_epochs: 9, prune_epochs: 4}\n", "must not exceed prune_epochs"),
+    ("compression: 0.5\n", "must be a mapping"),
+    ("bless_tolerance: 1.5\n", "bless_tolerance"),
 ])
 def test_bad_configs_are_reported_with_the_file(tmp_path, text, message):
     path = tmp_path / "c.yaml"

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from google.protobuf import text_format
@@ -23,6 +24,10 @@ text_length: 16
 teacher: {dim: 8, history: 10, epochs: 2, batch_size: 256}
 scoring_negatives: 3
 student: {dim: 8, history: 4, epochs: 2, batch_size: 256}
+compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1}
+# Tiny models are not the quality under test: the gate is opened so that the push path runs
+# (the closed gate is tested in tests/components/push).
+bless_tolerance: 0.9
 """
 
 
@@ -51,7 +56,6 @@ def test_run_through_transform_counts_bad_rows_by_reason(finished_run):
     assert sum(counts.values()) == 2500 - sum(synth["bad"].values())
     assert report["split"]["method"] == "temporal"
     assert set(report["wall_seconds"]) >= {"total", "InteractionsExampleGen", "Transform"}
-    assert report["blessed"] is False
     assert "[Transform] finished" in result.stdout and "bad_timestamp" in result.stdout
     assert "Traceback" not in result.stderr
 
@@ -63,7 +67,6 @@ def test_teacher_and_popularity_are_evaluated_and_scored(finished_run):
         entry = report["models"][name]
         assert 0 <= entry["ndcg@10"] <= 1 and 0 <= entry["recall@100"] <= 1 and entry["bytes"] > 0
         assert entry["params"] > 0 and entry["latency_ms_p50"] > 0
-    assert report["models"]["student_compressed"] is None  # compression comes later
     (scored_dir,) = glob.glob(str(base / "run" / "pipeline_root" / "TeacherScorer" / "scored_examples" / "*"))
     files = glob.glob(os.path.join(scored_dir, "Split-train", "*.gz"))
     assert sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) == report["split"]["counts"]["train"]
@@ -95,6 +98,41 @@ def test_students_are_distilled_logged_and_plotted(finished_run):
     assert "| student_kd |" in markdown and "distillation: student_kd ndcg@10 =" in markdown
 
 
+def test_the_compressed_student_is_evaluated_blessed_and_pushed(finished_run):
+    from ai_edge_litert.interpreter import Interpreter
+    from tensorflow_serving.apis import prediction_log_pb2
+    from tensorflow_serving.config import model_server_config_pb2
+
+    base, _, _ = finished_run
+    run = base / "run"
+    report = json.loads((run / "report" / "report.json").read_text())
+    for name in ("student_compressed", "tflite_float", "tflite"):
+        entry = report["models"][name]
+        assert 0 <= entry["ndcg@10"] <= 1 and entry["bytes"] > 0 and entry["latency_ms_p50"] > 0, name
+    assert report["models"]["tflite"]["bytes"] < report["models"]["tflite_float"]["bytes"]
+    assert report["blessed"] is True and report["compression"]["int8_zero_share"] > 0.3
+    assert report["pushed"] == {"serving": str(run / "serving" / "recdistill" / "1"), "mobile": str(run / "mobile" / "1")}
+
+    config = text_format.Parse((run / "serving" / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
+    assert config.model_config_list.config[0].name == "recdistill"
+    warmup = glob.glob(str(run / "serving" / "recdistill" / "1" / "assets.extra" / "tf_serving_warmup_requests"))
+    logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in tf.data.TFRecordDataset(warmup)]
+    assert logs and all(log.predict_log.request.model_spec.name == "recdistill" for log in logs)
+
+    serve = tf.saved_model.load(str(run / "serving" / "recdistill" / "1")).signatures["serving_default"]
+    users = (run / "mobile" / "1" / "user_vocab.txt").read_text().split("\n")
+    history = serve.structured_input_signature[1]["history"].shape[1]
+    out = serve(user_id=tf.constant([users[1], "no-such-user"]), history=tf.constant([[""] * history] * 2))
+    assert out["item_ids"].shape[0] == 2 and out["scores"].dtype == tf.float32
+
+    metadata = json.loads((run / "mobile" / "1" / "metadata.json").read_text())
+    assert metadata["version"] == 1 and metadata["metrics"]["ndcg@10"] == report["models"]["tflite"]["ndcg@10"]
+    lite = Interpreter(model_path=str(run / "mobile" / "1" / "model.tflite"))
+    runner = lite.get_signature_runner("serving_default")
+    result = runner(user_index=np.array([1], np.int32), history=np.zeros([1, metadata["history"]], np.int32))
+    assert result["item_indices"].shape == (1, metadata["k"]) and 0 not in result["item_indices"]
+
+
 def test_transformed_examples_match_the_split_counts(finished_run):
     base, _, _ = finished_run
     report = json.loads((base / "run" / "report" / "report.json").read_text())
@@ -110,7 +148,13 @@ def test_rerun_is_answered_from_the_cache(finished_run):
     result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--config", str(base / "tiny.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     finished = [line for line in result.stdout.splitlines() if "finished in" in line]
-    assert len(finished) == 10 and all("(cached)" in line for line in finished)
+    # The resolver (never cached: it queries ML Metadata) now finds the first run's blessed model,
+    # so the evaluator runs again with it as its baseline (as TFX's Evaluator does) and the
+    # pushers get an identical model: no new version.
+    rerun = {"LatestBlessedModelResolver", "ModelEvaluator", "ServingPusher", "MobilePusher"}
+    assert len(finished) == 14
+    assert all("(cached)" in line for line in finished if not any(f"[{c}]" in line for c in rerun))
+    assert os.listdir(base / "run" / "serving" / "recdistill") == ["1"] and os.listdir(base / "run" / "mobile") == ["1"]
 
 
 def test_too_many_bad_rows_stop_with_one_line_naming_file_and_line(tmp_path):

@@ -19,7 +19,8 @@ def test_components_and_edges(tmp_path):
     pipeline = _pipeline(tmp_path)
     assert sorted(c.id for c in pipeline.components) == sorted([
         "InteractionsExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "ValidationGate", "Transform",
-        "TeacherTrainer", "TeacherScorer", "StudentTrainer", "ModelEvaluator"])
+        "TeacherTrainer", "TeacherScorer", "StudentTrainer", "StudentCompressor", "LatestBlessedModelResolver",
+        "ModelEvaluator", "ServingPusher", "MobilePusher"])
     assert _upstream(pipeline) == {
         "InteractionsExampleGen": [],
         "StatisticsGen": ["InteractionsExampleGen"],
@@ -30,7 +31,11 @@ def test_components_and_edges(tmp_path):
         "TeacherTrainer": ["InteractionsExampleGen", "Transform"],
         "TeacherScorer": ["TeacherTrainer"],
         "StudentTrainer": ["TeacherScorer", "TeacherTrainer"],
-        "ModelEvaluator": ["StudentTrainer", "TeacherTrainer"],
+        "StudentCompressor": ["StudentTrainer", "TeacherScorer", "Transform"],
+        "LatestBlessedModelResolver": [],
+        "ModelEvaluator": ["LatestBlessedModelResolver", "StudentCompressor", "StudentTrainer", "TeacherTrainer"],
+        "ServingPusher": ["ModelEvaluator", "StudentCompressor"],
+        "MobilePusher": ["ModelEvaluator", "StudentCompressor"],
     }
     assert pipeline.enable_cache
     assert "--direct_num_workers=1" in pipeline.beam_pipeline_args
@@ -51,8 +56,10 @@ def test_until_keeps_the_components_up_to_the_named_one(tmp_path):
     assert [c.id for c in _pipeline(tmp_path, until="TeacherTrainer").components][-1] == "TeacherTrainer"
     with pytest.raises(ValueError, match="'Trainer' is ambiguous: it matches TeacherTrainer, StudentTrainer"):
         _pipeline(tmp_path, until="Trainer")  # ambiguous: the teacher's or the student's
-    with pytest.raises(ValueError, match="no component 'Pusher'"):
+    with pytest.raises(ValueError, match="'Pusher' is ambiguous: it matches ServingPusher, MobilePusher"):
         _pipeline(tmp_path, until="Pusher")
+    with pytest.raises(ValueError, match="no component 'InfraValidator'"):
+        _pipeline(tmp_path, until="InfraValidator")
 
 
 def test_student_trainer_is_a_tfx_trainer_with_the_student_config(tmp_path):
@@ -62,6 +69,18 @@ def test_student_trainer_is_a_tfx_trainer_with_the_student_config(tmp_path):
     assert trainer.exec_properties["run_fn"] == "components.student.trainer_module.run_fn"
     assert '"beta": 0.5' in trainer.exec_properties["custom_config"]
     assert '"temperature": 3.0' in trainer.exec_properties["custom_config"]
+
+
+def test_compressor_gate_and_pushers_are_configured(tmp_path):
+    config = PipelineConfig(compression={"target_sparsity": 0.5}, bless_tolerance=0.05)
+    components = {c.id: c for c in _pipeline(tmp_path, config).components}
+    compressor = components["StudentCompressor"]
+    assert compressor.exec_properties["run_fn"] == "components.compression.trainer_module.run_fn"
+    assert '"target_sparsity": 0.5' in compressor.exec_properties["custom_config"]
+    assert components["ModelEvaluator"].exec_properties["tolerance"] == 0.05
+    assert components["ServingPusher"].exec_properties["destination"] == str(tmp_path / "serving" / "recdistill")
+    assert components["MobilePusher"].exec_properties["destination"] == str(tmp_path / "mobile")
+    assert components["MobilePusher"].exec_properties["kind"] == "mobile"
 
 
 def test_curated_schema_replaces_schema_gen(tmp_path):

@@ -1,0 +1,120 @@
+"""The compression run: the distilled student in, its compressed deployable forms out.
+
+Reads the KD student (components/student: Keras weights, config, dataset index, feature tables),
+prunes and quantization-aware trains it (models/compression.py) on TeacherScorer's rows, and
+exports, in the manner of TFX's TFLiteRewriter (validate, convert, validate again):
+    Format-Serving/    TF Serving SavedModel of the compressed student (models/serving_export.py)
+    mobile/            model.tflite (int8), user_vocab.txt, item_vocab.txt, metadata.json
+    tflite_float.tflite  the uncompressed KD student as float32 TFLite (the "before")
+    compression.json   fine-tuning logs, sparsity, int8 zero share, TFLite/SavedModel parity
+"""
+
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+import tensorflow as tf  # noqa: E402
+
+from components.student import distill, trainer_module as student_module  # noqa: E402
+from components.teacher import training as teacher_training  # noqa: E402
+from models import (compression, deployable, feature_tables, interaction_data, mobile_export,  # noqa: E402
+                    serving_export, signatures, student, student_training)
+from serving.tflite_runner import TFLiteRanker  # noqa: E402
+
+from components.compression.trainer_module import FLOAT_TFLITE, MOBILE_DIR  # noqa: E402
+PARITY_USERS = 200
+MIN_PARITY = 0.8  # mean top-10 overlap below which the int8 model is refused
+
+
+def load_student(student_dir: str, dataset, tables) -> student.StudentModel:
+    """The KD student (Keras) from a StudentTrainer artifact's weights and settings."""
+    summary = _read_json(os.path.join(student_dir, student_module.TRAINING_FILE))
+    config = student.StudentConfig(**summary["config"])
+    model = student.StudentModel(dataset.num_users, dataset.num_items, tables, config)
+    model.score(tf.zeros([1], tf.int64), tf.zeros([1, config.history], tf.int64))  # builds the variables
+    path = os.path.join(student_dir, teacher_training.SAVED_MODEL_DIR, student_training.WEIGHTS)
+    model.load_weights(path).expect_partial()  # the optimizer's slots are not needed
+    return model
+
+
+def compress_and_export(train_files: List[str], student_dir: str, transform_graph_dir: Optional[str],
+                        overrides: Dict, serving_dir: str, model_dir: str) -> Dict:
+    config = compression.CompressionConfig(**overrides)
+    dataset = interaction_data.load_dataset(os.path.join(student_dir, teacher_training.DATASET_FILE))
+    tables = feature_tables.load_from(student_dir)
+    kd = load_student(student_dir, dataset, tables)
+    settings, history = kd.config, kd.config.history
+    bins = deployable.feature_bins(kd)
+    rows = distill.read_scored(train_files)
+    _, latest_train = interaction_data.histories(dataset.splits["train"], dataset.num_users, history)
+
+    tf.keras.utils.set_random_seed(settings.seed)
+    reference = deployable.build(kd)  # the uncompressed student: the reference term and the "before"
+    pruned, prune_log = compression.prune(deployable.build(kd), bins, rows, latest_train, settings, config, reference)
+    quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, config, reference)
+
+    serving_export.export(quantized, bins, serving_export.hash_bins_of(kd), dataset.user_ids, dataset.item_ids,
+                          history, serving_dir, transform_graph_dir=transform_graph_dir)
+    with open(os.path.join(model_dir, FLOAT_TFLITE), "wb") as f:
+        f.write(mobile_export.convert(reference, bins, history, int8=False))
+    mobile = os.path.join(model_dir, MOBILE_DIR)
+    os.makedirs(mobile, exist_ok=True)
+    int8 = mobile_export.convert(quantized, bins, history, int8=True)
+    with open(os.path.join(mobile, signatures.TFLITE_FILE), "wb") as f:
+        f.write(int8)
+    mobile_export.write_vocabularies(mobile, dataset.user_ids, dataset.item_ids)
+    latest = teacher_training.latest_histories(dataset, history)
+    parity = top10_overlap(serving_dir, os.path.join(mobile, signatures.TFLITE_FILE), latest)
+    if parity < MIN_PARITY:
+        raise ValueError(f"the int8 TFLite model's top-10 overlaps the SavedModel's by {parity:.2f} on average "
+                         f"(below {MIN_PARITY}): the conversion changed the model")
+    zeros = mobile_export.zero_share(int8)
+    _write_json(os.path.join(mobile, signatures.METADATA), mobile_metadata(dataset, history, zeros, parity))
+    return {"config": dataclasses.asdict(config), "prune": prune_log, "qat": qat_log,
+            "params": deployable.params(reference), "int8": zeros, "parity_top10_overlap": round(parity, 4)}
+
+
+def top10_overlap(saved_model_dir: str, tflite_path: str, latest: np.ndarray, users: int = PARITY_USERS) -> float:
+    """Mean share of the SavedModel's top-10 that the TFLite model also returns in its top-10."""
+    model = tf.saved_model.load(saved_model_dir)
+    ranker = TFLiteRanker(tflite_path)
+    sample = np.unique(np.linspace(1, len(latest) - 1, min(users, len(latest) - 1)).astype(np.int64))
+    scores = model.score(tf.constant(sample), tf.constant(latest[sample])).numpy()
+    overlaps = []
+    for row, user in enumerate(sample):
+        expected = set(np.argsort(-scores[row], kind="stable")[:10].tolist())
+        got = set(ranker.rank(int(user), latest[user])[0][:10].tolist())
+        overlaps.append(len(expected & got) / 10)
+    return float(np.mean(overlaps))
+
+
+def mobile_metadata(dataset, history: int, zeros: Dict, parity: float) -> Dict:
+    """metadata.json of mobile/<version>/ (version and metrics are added when it is pushed)."""
+    k = min(signatures.TOP_K, dataset.num_items - 1)
+    return {
+        "signature": signatures.TFLITE_SIGNATURE, "k": k, "history": history,
+        "inputs": {signatures.USER_INDEX: {"dtype": "int32", "shape": [1], "unknown": 0},
+                   signatures.HISTORY_INDICES: {"dtype": "int32", "shape": [1, history], "padding": 0,
+                                                "order": "most recent first"}},
+        "outputs": {signatures.ITEM_INDICES: {"dtype": "int32", "shape": [1, k]},
+                    signatures.SCORES: {"dtype": "float32", "shape": [1, k], "order": "best first"}},
+        "user_vocab": signatures.USER_VOCAB, "item_vocab": signatures.ITEM_VOCAB,
+        "num_users": dataset.num_users, "num_items": dataset.num_items,
+        "int8_zero_share": zeros["zero_share"], "parity_top10_overlap": round(parity, 4),
+        "version": None, "metrics": None,
+    }
+
+
+def _read_json(path: str) -> Dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def _write_json(path: str, value: Dict) -> None:
+    with open(path, "w") as f:
+        json.dump(value, f, indent=2)

@@ -1,0 +1,1 @@
+"""ServingPusher and MobilePusher: atomic, versioned pushes of blessed models."""

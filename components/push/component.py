@@ -1,0 +1,64 @@
+"""ModelPusher: pushes a blessed compressed student, atomically, as a new integer version.
+
+Two instances in the DAG (tfx_pipeline/pipeline.py): ServingPusher (kind "serving": the TF
+Serving SavedModel to <output>/serving/recdistill/<version>/, with models.config and
+batching_parameters.txt beside it) and MobilePusher (kind "mobile": the TFLite model, vocabularies
+and metadata.json to <output>/mobile/<version>/). Like TFX's Pusher, it pushes nothing unless the
+blessing says blessed, and its PushedModel artifact records `pushed`, `pushed_destination` and
+`pushed_version`.
+"""
+
+import json
+import os
+
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
+from components.compression import trainer_module as compression_files
+from components.push import push as push_lib
+from models import signatures
+
+KINDS = ("serving", "mobile")
+
+
+@tfx.dsl.components.component
+def ModelPusher(  # noqa: N802 (TFX names components like classes)
+    model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
+    blessing: tfx.dsl.components.InputArtifact[standard_artifacts.ModelBlessing],
+    kind: tfx.dsl.components.Parameter[str],
+    destination: tfx.dsl.components.Parameter[str],
+    pushed_model: tfx.dsl.components.OutputArtifact[standard_artifacts.PushedModel],
+) -> None:
+    """destination: the model base directory (versions are created under it)."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if blessing.get_int_custom_property("blessed") != 1:
+        pushed_model.set_int_custom_property("pushed", 0)
+        print(f"recdistill: {kind} push skipped: model not blessed "
+              f"({blessing.get_string_custom_property('reason')})")
+        return
+    if kind == "serving":
+        source = os.path.join(model.uri, "Format-Serving")
+        version, path, new = push_lib.push(source, destination)
+        from serving import tf_serving_files
+
+        serving_dir = os.path.dirname(destination.rstrip("/"))
+        tf_serving_files.write_models_config(serving_dir)
+        tf_serving_files.write_batching_parameters(serving_dir)
+    else:
+        metrics = json.loads(blessing.get_string_custom_property("metrics") or "null")
+
+        def stamp(staging: str, number: int) -> None:
+            path = os.path.join(staging, signatures.METADATA)
+            with open(path) as f:
+                metadata = json.load(f)
+            metadata.update(version=number, metrics=metrics)
+            with open(path, "w") as f:
+                json.dump(metadata, f, indent=2)
+
+        source = os.path.join(model.uri, compression_files.MOBILE_DIR)
+        version, path, new = push_lib.push(source, destination, prepare=stamp, compare_exclude=[signatures.METADATA])
+    pushed_model.set_int_custom_property("pushed", 1)
+    pushed_model.set_string_custom_property("pushed_destination", path)
+    pushed_model.set_int_custom_property("pushed_version", version)
+    print(f"recdistill: {kind} model {'pushed to' if new else 'already at'} {path}")
