@@ -41,9 +41,10 @@ class MaskedMean(tf.keras.layers.Layer):
 
 @tf.keras.utils.register_keras_serializable(package="recdistill")
 class Indices(tf.keras.layers.Layer):
-    """Index inputs as int64. A layer of its own between each Input and its Embedding: TF-MOT's
-    quantize_apply puts a float QuantizeLayer after an Input that feeds a quantized layer, and
-    ids cannot pass through one."""
+    """Index inputs as int64, a layer of its own between each Input and its Embedding. It keeps ids
+    out of TF-MOT's input quantization: quantize_apply puts a float QuantizeLayer after an Input
+    that feeds an annotated layer, and ids cannot pass through one (an annotated Embedding failed
+    so: models/compression.py wraps the Embeddings itself instead)."""
 
     def call(self, indices):
         return tf.cast(indices, tf.int64)

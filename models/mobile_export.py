@@ -27,11 +27,11 @@ from models import deployable, signatures  # noqa: E402
 
 
 class _MobileRanker(tf.Module):
-    def __init__(self, scorer: tf.keras.Model, bins: Mapping[str, np.ndarray], history: int, k: int):
+    def __init__(self, scorer: tf.keras.Model, bins: Mapping[str, np.ndarray], history: int, k: int,
+                 num_users: int):
         super().__init__()
         self.scorer = scorer
         self.bins = {name: tf.constant(table.astype(np.int32)) for name, table in bins.items()}
-        num_users = next(iter(bins.values())).shape[0] if bins else scorer.get_layer("user_id").input_dim
         num_items = scorer.output_shape[-1] + 1
         self.k = min(k, num_items - 1)
 
@@ -46,10 +46,11 @@ class _MobileRanker(tf.Module):
             tf.TensorSpec([1, history], tf.int32, name=signatures.HISTORY_INDICES)])
 
 
-def convert(scorer: tf.keras.Model, bins: Mapping[str, np.ndarray], history: int, int8: bool,
+def convert(scorer: tf.keras.Model, bins: Mapping[str, np.ndarray], history: int, int8: bool, num_users: int,
             k: int = signatures.TOP_K) -> bytes:
-    """The TFLite flatbuffer of a deployed-form model (plain, or QAT for int8)."""
-    module = _MobileRanker(scorer, bins, history, k)
+    """The TFLite flatbuffer of a deployed-form model (plain, or QAT for int8); user indices outside
+    [0, num_users) are served as unknown."""
+    module = _MobileRanker(scorer, bins, history, k, num_users)
     with tempfile.TemporaryDirectory() as tmp:
         tf.saved_model.save(module, tmp, signatures={signatures.TFLITE_SIGNATURE: module.serve.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[signatures.TFLITE_SIGNATURE])

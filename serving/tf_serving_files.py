@@ -91,6 +91,8 @@ def _built_batching_parameters():
 def _write(serving_dir: str, name: str, text: str) -> str:
     os.makedirs(serving_dir, exist_ok=True)
     path = os.path.join(serving_dir, name)
-    with open(path, "w", encoding="utf-8") as f:
+    staging = f"{path}.tmp-{os.getpid()}"
+    with open(staging, "w", encoding="utf-8") as f:
         f.write(text)
+    os.replace(staging, path)  # a polling server reads the old file or the new one, never half of one
     return path

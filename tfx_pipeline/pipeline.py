@@ -2,6 +2,7 @@
 
 import json
 import os
+import uuid
 from typing import List, Optional
 
 from tfx import v1 as tfx
@@ -18,6 +19,7 @@ from components.compression import trainer_module as compression_module
 from components.student import trainer_module
 from components.evaluation.component import ModelEvaluator
 from components.push.component import ModelPusher
+from serving import tflite_runner
 from components.ingest.beam_ingest import IngestSettings
 from components.ingest.component import InteractionsExampleGen, settings_to_json
 from components.ingest.splits import SPLITS, TRAIN
@@ -34,7 +36,7 @@ TEACHER_CODE = (teacher_package, teacher, interaction_data, feature_tables, text
 STUDENT_CODE = (student_package, student, student_training, distillation, feature_tables, interaction_data,
                 retrieval_metrics)
 COMPRESSION_CODE = (compression_package, compression, deployable, mobile_export, serving_export, signatures,
-                    student, student_training, distillation)
+                    student, student_training, distillation, tflite_runner)
 # Where the pushers publish, under the run's output directory (DESIGN.md, "Outputs").
 SERVING_BASE = ("serving", signatures.MODEL_NAME)
 MOBILE_BASE = ("mobile",)
@@ -49,11 +51,15 @@ def create_pipeline(
     metadata_path: str,
     until: Optional[str] = None,
     push_root: Optional[str] = None,
+    run_token: Optional[str] = None,
 ) -> tfx.dsl.Pipeline:
     """The DAG for one dataset; with `until`, only the components up to that one.
-    push_root: where serving/ and mobile/ are pushed (default: pipeline_root's parent)."""
+    push_root: where serving/ and mobile/ are pushed (default: pipeline_root's parent).
+    run_token: new in every run (default: a random one), so that the pushers always run: a push
+    is idempotent, and a cached one would not notice a destination that was deleted or changed."""
     push_root = push_root or os.path.dirname(os.path.abspath(pipeline_root))
-    components = _components(config, dataset, data_dir, data_fingerprint, push_root)
+    run_token = run_token or uuid.uuid4().hex
+    components = _components(config, dataset, data_dir, data_fingerprint, push_root, run_token)
     if until is not None:
         components = components[: component_index(components, until) + 1]
     return tfx.dsl.Pipeline(
@@ -66,7 +72,8 @@ def create_pipeline(
     )
 
 
-def _components(config: PipelineConfig, dataset: str, data_dir: str, data_fingerprint: str, push_root: str) -> List:
+def _components(config: PipelineConfig, dataset: str, data_dir: str, data_fingerprint: str, push_root: str,
+                run_token: str) -> List:
     settings = IngestSettings(
         split=config.split_spec(dataset),
         max_bad_share=config.max_bad_share,
@@ -137,11 +144,13 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     model_evaluator = ModelEvaluator(
         teacher=teacher_trainer.outputs["model"], student=student_trainer.outputs["model"],
         compressed=student_compressor.outputs["model"], baseline=latest_blessed.outputs["model"],
+        baseline_blessing=latest_blessed.outputs["model_blessing"],
         tolerance=config.bless_tolerance,
-        code_digest=code_digest(evaluation_package, teacher_package, student_package, compression_package, models))
+        code_digest=code_digest(evaluation_package, teacher_package, student_package, compression_package, models,
+                                tflite_runner))
     pushers = [
         ModelPusher(model=student_compressor.outputs["model"], blessing=model_evaluator.outputs["blessing"],
-                    kind=kind, destination=os.path.join(push_root, *base),
+                    kind=kind, destination=os.path.join(push_root, *base), run_token=run_token,
                     ).with_id(f"{kind.capitalize()}Pusher")
         for kind, base in (("serving", SERVING_BASE), ("mobile", MOBILE_BASE))]
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,

@@ -118,9 +118,12 @@ def _compression_lines(report: Dict[str, Any]) -> List[str]:
     tflite, before, kd = models.get("tflite"), models.get("tflite_float"), models.get("student_kd")
     if tflite and before and kd and kd.get("ndcg@10"):
         zeros = (report.get("compression") or {}).get("int8_zero_share")
-        lines.append(f"compression: tflite ndcg@10 = {tflite['ndcg@10'] / kd['ndcg@10']:.3f} x student_kd; "
-                     f"bytes {tflite['bytes'] / before['bytes']:.3f} x and gzip {tflite['gzip_bytes'] / before['bytes']:.3f}"
-                     f" x tflite_float" + (f"; {zeros:.1%} of int8 weights are zero" if zeros is not None else ""))
+        lines.append(f"compression: tflite ndcg@10 = {tflite['ndcg@10'] / kd['ndcg@10']:.3f} x student_kd; tflite bytes = "
+                     f"{tflite['bytes'] / before['bytes']:.3f} x and gzip_bytes = {tflite['gzip_bytes'] / before['bytes']:.3f}"
+                     f" x tflite_float bytes" + (f"; {zeros:.1%} of the int8 weights are zero" if zeros is not None else ""))
+        if tflite.get("params") and kd.get("params") and tflite["params"] != kd["params"]:
+            lines.append(f"params of the deployed forms ({tflite['params']:,}) include the catalog's item embeddings, "
+                         f"precomputed; the training form ({kd['params']:,}) computes them from the item features")
     blessing = report.get("blessing")
     if blessing:
         lines.append(f"{'blessed' if report.get('blessed') else 'not blessed'}: {blessing.get('reason')}")

@@ -61,10 +61,10 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
     serving_export.export(quantized, bins, serving_export.hash_bins_of(kd), dataset.user_ids, dataset.item_ids,
                           history, serving_dir, transform_graph_dir=transform_graph_dir)
     with open(os.path.join(model_dir, FLOAT_TFLITE), "wb") as f:
-        f.write(mobile_export.convert(reference, bins, history, int8=False))
+        f.write(mobile_export.convert(reference, bins, history, int8=False, num_users=dataset.num_users))
     mobile = os.path.join(model_dir, MOBILE_DIR)
     os.makedirs(mobile, exist_ok=True)
-    int8 = mobile_export.convert(quantized, bins, history, int8=True)
+    int8 = mobile_export.convert(quantized, bins, history, int8=True, num_users=dataset.num_users)
     with open(os.path.join(mobile, signatures.TFLITE_FILE), "wb") as f:
         f.write(int8)
     mobile_export.write_vocabularies(mobile, dataset.user_ids, dataset.item_ids)

@@ -29,6 +29,7 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     evaluation: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelEvaluation],
     blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
     baseline: tfx.dsl.components.InputArtifact[standard_artifacts.Model] = None,
+    baseline_blessing: tfx.dsl.components.InputArtifact[standard_artifacts.ModelBlessing] = None,
 ) -> None:
     """code_digest is not read: it makes TFX's cache miss when the evaluation code changes."""
     del code_digest
@@ -39,9 +40,11 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     evaluation.set_string_custom_property("models", json.dumps(results, sort_keys=True))
     evaluation.set_string_custom_property("curves", json.dumps(curves, sort_keys=True))
 
-    same = baseline is not None and baseline.id == compressed.id
-    decision = blessing_lib.decide(results, tolerance, None if (baseline is None or same) else baseline.uri,
-                                   teacher.uri)
+    recorded = None
+    if baseline_blessing is not None:
+        recorded = (json.loads(baseline_blessing.get_string_custom_property("metrics") or "null") or {}).get("ndcg@10")
+    decision = blessing_lib.decide(results, tolerance, baseline.uri if baseline is not None else None, teacher.uri,
+                                   recorded=recorded, same_model=baseline is not None and baseline.id == compressed.id)
     blessing.set_int_custom_property("blessed", int(decision["blessed"]))
     blessing.set_int_custom_property("current_model_id", compressed.id)
     blessing.set_string_custom_property("current_model", compressed.uri)

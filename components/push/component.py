@@ -5,7 +5,8 @@ Serving SavedModel to <output>/serving/recdistill/<version>/, with models.config
 batching_parameters.txt beside it) and MobilePusher (kind "mobile": the TFLite model, vocabularies
 and metadata.json to <output>/mobile/<version>/). Like TFX's Pusher, it pushes nothing unless the
 blessing says blessed, and its PushedModel artifact records `pushed`, `pushed_destination` and
-`pushed_version`.
+`pushed_version`. It runs in every run (never cached): pushing the model the latest version
+already holds writes nothing, so a rerun is cheap, and a deleted destination is pushed again.
 """
 
 import json
@@ -27,9 +28,12 @@ def ModelPusher(  # noqa: N802 (TFX names components like classes)
     blessing: tfx.dsl.components.InputArtifact[standard_artifacts.ModelBlessing],
     kind: tfx.dsl.components.Parameter[str],
     destination: tfx.dsl.components.Parameter[str],
+    run_token: tfx.dsl.components.Parameter[str],
     pushed_model: tfx.dsl.components.OutputArtifact[standard_artifacts.PushedModel],
 ) -> None:
-    """destination: the model base directory (versions are created under it)."""
+    """destination: the model base directory (versions are created under it). run_token is not
+    read: it differs in every run, so that a push is never answered from the cache."""
+    del run_token
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if blessing.get_int_custom_property("blessed") != 1:

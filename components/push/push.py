@@ -13,6 +13,7 @@ import shutil
 from typing import Callable, Iterable, Optional, Tuple
 
 STAGING_PREFIX = ".incomplete-"
+COLLISION_RETRIES = 10
 
 
 def versions(base_dir: str) -> list:
@@ -45,14 +46,20 @@ def push(source_dir: str, base_dir: str, prepare: Optional[Callable[[str, int], 
     staging = os.path.join(base_dir, f"{STAGING_PREFIX}{version}-{os.getpid()}")
     try:
         shutil.copytree(source_dir, staging)
-        if prepare is not None:
-            prepare(staging, version)
-        final = os.path.join(base_dir, str(version))
-        os.rename(staging, final)  # atomic on one filesystem; fails if another push took the number
-    except BaseException:
+        for _ in range(COLLISION_RETRIES):
+            if prepare is not None:
+                prepare(staging, version)
+            final = os.path.join(base_dir, str(version))
+            try:
+                os.rename(staging, final)  # atomic on one filesystem
+                return version, final, True
+            except OSError:
+                if not os.path.isdir(final):
+                    raise
+                version = latest_version(base_dir) + 1  # another push took the number: take the next
+        raise RuntimeError(f"could not find a free version number in {base_dir}")
+    finally:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return version, final, True
 
 
 def _remove_stale_staging(base_dir: str) -> None:

@@ -84,7 +84,7 @@ def test_qat_keeps_the_zeros_and_converts_to_builtin_int8(trained, tmp_path):
             values = [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] == kind][0].numpy()
             assert np.all(values[zeros_before[inner.name]] == 0), inner.name  # pruning survived QAT
 
-    content = mobile_export.convert(quantized, bins, model.config.history, int8=True)
+    content = mobile_export.convert(quantized, bins, model.config.history, int8=True, num_users=toy.num_users)
     path = tmp_path / signatures.TFLITE_FILE
     path.write_bytes(content)
     ranker = TFLiteRanker(str(path), full_scores=True)
@@ -106,7 +106,8 @@ def test_tflite_signature_float_model_matches_keras_and_handles_unknown_indices(
     toy, model, latest = trained
     scorer = deployable.build(model)
     path = tmp_path / "float.tflite"
-    path.write_bytes(mobile_export.convert(scorer, deployable.feature_bins(model), model.config.history, int8=False))
+    path.write_bytes(mobile_export.convert(scorer, deployable.feature_bins(model), model.config.history, int8=False,
+                                           num_users=toy.num_users))
     ranker = TFLiteRanker(str(path))
     inputs = ranker.runner.get_input_details()
     outputs = ranker.runner.get_output_details()
@@ -125,3 +126,24 @@ def test_tflite_signature_float_model_matches_keras_and_handles_unknown_indices(
     unknown = ranker.rank(10_000, [99_999, -3])
     padded = ranker.rank(0, [])
     np.testing.assert_allclose(unknown[1], padded[1], rtol=1e-5)
+
+
+def test_a_student_without_user_features_compresses_and_converts(tmp_path):
+    from tests.conftest import toy_dataset
+
+    toy = toy_dataset()
+    config = dataclasses.replace(TINY, epochs=1)
+    tables = tables_for(toy)
+    tables["user"], tables["size"] = {}, {k: v for k, v in tables["size"].items() if not k.startswith("user")}
+    model = student.StudentModel(toy.num_users, toy.num_items, tables, config)
+    model.score(tf.zeros([1], tf.int64), tf.zeros([1, config.history], tf.int64))  # builds the weights
+    _, latest = histories(toy.splits["train"], toy.num_users, config.history)
+    fast = dataclasses.replace(FAST, prune_epochs=1, ramp_epochs=1, qat_epochs=0)
+    bins, rows = deployable.feature_bins(model), rows_for(toy)
+    assert bins == {}
+    pruned, _ = compression.prune(deployable.build(model), bins, rows, latest, config, fast)
+    quantized, _ = compression.quantize_aware(pruned, bins, rows, latest, config, fast)
+    path = tmp_path / signatures.TFLITE_FILE
+    path.write_bytes(mobile_export.convert(quantized, bins, config.history, int8=True, num_users=toy.num_users))
+    items, _ = TFLiteRanker(str(path)).rank(toy.num_users + 5, [1, 2])  # an index past the vocabulary: unknown
+    assert len(items) == toy.num_items - 1 and 0 not in items

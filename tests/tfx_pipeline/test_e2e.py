@@ -31,6 +31,19 @@ bless_tolerance: 0.9
 """
 
 
+LITERT_ONLY = """
+import sys
+sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+runner = Interpreter(model_path=sys.argv[1]).get_signature_runner("serving_default")
+history = runner.get_input_details()["history"]["shape"][1]
+out = runner(user_index=np.array([1], np.int32), history=np.zeros([1, history], np.int32))
+assert "tensorflow" not in sys.modules or sys.modules["tensorflow"] is None
+print(out["item_indices"].shape[1])
+"""
+
+
 def recdistill(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "tfx_pipeline.cli", *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
@@ -131,6 +144,10 @@ def test_the_compressed_student_is_evaluated_blessed_and_pushed(finished_run):
     runner = lite.get_signature_runner("serving_default")
     result = runner(user_index=np.array([1], np.int32), history=np.zeros([1, metadata["history"]], np.int32))
     assert result["item_indices"].shape == (1, metadata["k"]) and 0 not in result["item_indices"]
+    # A phone has LiteRT and no TensorFlow: the model must run where importing TensorFlow fails.
+    standalone = subprocess.run([sys.executable, "-c", LITERT_ONLY, str(run / "mobile" / "1" / "model.tflite")],
+                                capture_output=True, text=True, timeout=120)
+    assert standalone.returncode == 0 and standalone.stdout.strip() == str(metadata["k"]), standalone.stderr[-2000:]
 
 
 def test_transformed_examples_match_the_split_counts(finished_run):

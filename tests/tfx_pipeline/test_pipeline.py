@@ -91,6 +91,6 @@ def test_curated_schema_replaces_schema_gen(tmp_path):
 
 def test_component_index_needs_a_unique_match(tmp_path):
     components = _pipeline(tmp_path).components
-    assert component_index(components, "transform") == 5
+    assert components[component_index(components, "transform")].id == "Transform"
     with pytest.raises(ValueError):
         component_index(components, "Gen")

@@ -66,6 +66,24 @@ def test_an_interrupted_push_leaves_no_version_and_no_staging(tmp_path):
     assert push_lib.latest_version(str(base)) is None
 
 
+def test_a_version_number_taken_meanwhile_moves_the_push_to_the_next_one(tmp_path):
+    base = tmp_path / "serving" / "recdistill"
+    push_lib.push(str(_model_dir(tmp_path) / "Format-Serving"), str(base))
+    stamped = []
+
+    def another_push_lands_first(staging, version):
+        stamped.append(version)
+        if len(stamped) == 1:  # a concurrent pusher publishes this number before our rename
+            (base / str(version)).mkdir()
+            (base / str(version) / "saved_model.pb").write_text("theirs")
+
+    version, path, new = push_lib.push(str(_model_dir(tmp_path, "v2") / "Format-Serving"), str(base),
+                                       prepare=another_push_lands_first)
+    assert (version, new, stamped) == (3, True, [2, 3])
+    assert (base / "2" / "saved_model.pb").read_text() == "theirs" and (base / "3" / "saved_model.pb").read_text() == "v2"
+    assert sorted(os.listdir(base)) == ["1", "2", "3"]
+
+
 def test_a_killed_pushs_staging_is_ignored_as_a_version_and_cleaned_up(tmp_path):
     base = tmp_path / "mobile"
     stale = base / f"{push_lib.STAGING_PREFIX}1-999999999"  # a process that no longer exists
@@ -79,7 +97,7 @@ def test_a_killed_pushs_staging_is_ignored_as_a_version_and_cleaned_up(tmp_path)
 def test_no_push_when_not_blessed(tmp_path):
     model, blessing, pushed = _artifacts(_model_dir(tmp_path), blessed=False, tmp_path=tmp_path)
     destination = tmp_path / "out" / "serving" / "recdistill"
-    PUSH(model=model, blessing=blessing, kind="serving", destination=str(destination), pushed_model=pushed)
+    PUSH(model=model, blessing=blessing, kind="serving", destination=str(destination), run_token="t", pushed_model=pushed)
     assert pushed.get_int_custom_property("pushed") == 0
     assert not destination.exists()
 
@@ -87,7 +105,7 @@ def test_no_push_when_not_blessed(tmp_path):
 def test_blessed_pushes_write_serving_files_and_stamp_mobile_metadata(tmp_path):
     model, blessing, pushed = _artifacts(_model_dir(tmp_path), blessed=True, tmp_path=tmp_path)
     serving = tmp_path / "out" / "serving" / "recdistill"
-    PUSH(model=model, blessing=blessing, kind="serving", destination=str(serving), pushed_model=pushed)
+    PUSH(model=model, blessing=blessing, kind="serving", destination=str(serving), run_token="t", pushed_model=pushed)
     assert pushed.get_int_custom_property("pushed") == 1 and pushed.get_int_custom_property("pushed_version") == 1
     assert (serving / "1" / "saved_model.pb").exists()
     assert (serving.parent / signatures.MODELS_CONFIG).exists() and (serving.parent / signatures.BATCHING_PARAMETERS).exists()
@@ -95,10 +113,10 @@ def test_blessed_pushes_write_serving_files_and_stamp_mobile_metadata(tmp_path):
     mobile = tmp_path / "out" / "mobile"
     _, _, pushed_mobile = _artifacts(model.uri, True, tmp_path)
     pushed_mobile.uri = str(tmp_path / "pushed_mobile")
-    PUSH(model=model, blessing=blessing, kind="mobile", destination=str(mobile), pushed_model=pushed_mobile)
+    PUSH(model=model, blessing=blessing, kind="mobile", destination=str(mobile), run_token="t", pushed_model=pushed_mobile)
     metadata = json.loads((mobile / "1" / signatures.METADATA).read_text())
     assert metadata["version"] == 1 and metadata["metrics"] == {"ndcg@10": 0.5}
     # the source artifact is untouched: the stamp is written into the pushed copy only
     assert json.loads((tmp_path / "model" / "mobile" / signatures.METADATA).read_text())["version"] is None
-    PUSH(model=model, blessing=blessing, kind="mobile", destination=str(mobile), pushed_model=pushed_mobile)
+    PUSH(model=model, blessing=blessing, kind="mobile", destination=str(mobile), run_token="t", pushed_model=pushed_mobile)
     assert sorted(os.listdir(mobile)) == ["1"]  # same model again: not a new version
