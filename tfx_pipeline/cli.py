@@ -45,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--bad-share", type=float, default=0.0, help="share of bad interaction rows to inject (4 kinds)")
     synth.set_defaults(handler=_synth)
+
+    lite = commands.add_parser("tflite-predict", help="recommend with a pushed TFLite model (LiteRT), as a phone does")
+    lite.add_argument("--model", required=True, metavar="DIR", help="a mobile/<version> directory of a run")
+    lite.add_argument("--user-id", required=True)
+    lite.add_argument("--history", default="", help="item ids, most recent first, comma-separated")
+    lite.add_argument("--k", type=int, default=10)
+    lite.add_argument("--items", metavar="CSV", help="items.csv for titles (default: the run's input/items.csv)")
+    lite.set_defaults(handler=_tflite_predict)
     return parser
 
 
@@ -94,6 +102,27 @@ def _synth(args) -> int:
     print(f"wrote {summary['interactions']:,} interactions, {summary['users']:,} users, "
           f"{summary['items']:,} items to {args.output}; bad rows: {summary['bad'] or 'none'}")
     return 0
+
+
+def _tflite_predict(args) -> int:
+    from serving import catalog, tflite_predict
+
+    if args.k < 1:
+        return _fail("--k must be at least 1", EXIT_BAD_INPUT)
+    history = [item for item in args.history.split(",") if item]
+    try:
+        ranked = tflite_predict.recommend(args.model, args.user_id, history, args.k)
+    except (FileNotFoundError, ValueError) as error:
+        return _fail(str(error), EXIT_BAD_INPUT)
+    _print_recommendations(ranked, catalog.load_titles(args.items or catalog.default_items_csv(args.model)))
+    return 0
+
+
+def _print_recommendations(ranked, titles) -> None:
+    """rank, item id, score and title (when known), one line each."""
+    width = max([len(item) for item, _ in ranked] + [7])
+    for rank, (item, score) in enumerate(ranked, 1):
+        print(f"{rank:>3}  {item:<{width}}  {score:8.4f}  {titles.get(item, '')}".rstrip())
 
 
 def _fail(message: str, code: int) -> int:

@@ -1,0 +1,54 @@
+"""`recdistill tflite-predict` on a tiny converted model: ids through the vocabularies, titles, errors."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from models import deployable, mobile_export, signatures, student
+from serving import catalog, tflite_predict
+from tests.models.test_student import TINY, tables_for
+from tfx_pipeline import cli
+
+
+@pytest.fixture(scope="module")
+def mobile_dir(tmp_path_factory):
+    from tests.conftest import toy_dataset
+
+    toy = toy_dataset()
+    tf.keras.utils.set_random_seed(0)
+    model = student.StudentModel(toy.num_users, toy.num_items, tables_for(toy), TINY)
+    model.score(tf.zeros([1], tf.int64), tf.zeros([1, TINY.history], tf.int64))
+    run = tmp_path_factory.mktemp("run")
+    directory = run / "mobile" / "1"
+    directory.mkdir(parents=True)
+    bins = deployable.feature_bins(model)
+    content = mobile_export.convert(deployable.build(model), bins, TINY.history, int8=False, num_users=toy.num_users)
+    (directory / signatures.TFLITE_FILE).write_bytes(content)
+    mobile_export.write_vocabularies(str(directory), toy.user_ids, toy.item_ids)
+    (directory / signatures.METADATA).write_text(json.dumps({"k": toy.num_items - 1, "history": TINY.history}))
+    (run / "input").mkdir()
+    (run / "input" / "items.csv").write_text("item_id,title\n" + "".join(f"{i},Title {i}\n" for i in toy.item_ids[1:]))
+    return directory, toy, model
+
+
+def test_ids_map_through_the_vocabularies_and_history_items_are_left_out(mobile_dir):
+    directory, toy, model = mobile_dir
+    ranked = tflite_predict.recommend(str(directory), "u4", ["i7", "i2", "no-such-item"], k=5)
+    users, items = np.array([4]), np.array([[7, 2, 0, 0]])
+    expected = model.score(tf.constant(users), tf.constant(items)).numpy()[0]
+    expected[[0, 7, 2]] = -np.inf  # OOV and the history are not recommended
+    assert [item for item, _ in ranked] == [toy.item_ids[i] for i in np.argsort(-expected, kind="stable")[:5]]
+    np.testing.assert_allclose([s for _, s in ranked], np.sort(expected)[::-1][:5], rtol=1e-4, atol=1e-4)
+    assert len(tflite_predict.recommend(str(directory), "a-new-user", [], k=3)) == 3  # served, not rejected
+
+
+def test_the_command_prints_titles_and_reports_a_wrong_directory(mobile_dir, capsys, tmp_path):
+    directory, _, _ = mobile_dir
+    assert catalog.default_items_csv(str(directory)).endswith("input/items.csv")
+    assert cli.main(["tflite-predict", "--model", str(directory), "--user-id", "u1", "--history", "i3", "--k", "2"]) == 0
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("  1  i") and "Title " in lines[0]
+    assert cli.main(["tflite-predict", "--model", str(tmp_path), "--user-id", "u1"]) == 2
+    assert "no model.tflite" in capsys.readouterr().err
