@@ -53,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
     lite.add_argument("--k", type=int, default=10)
     lite.add_argument("--items", metavar="CSV", help="items.csv for titles (default: the run's input/items.csv)")
     lite.set_defaults(handler=_tflite_predict)
+
+    compile_ = commands.add_parser("compile", help="compile the DAG into a Kubeflow Pipelines v2 spec")
+    compile_.add_argument("--runner", choices=["kubeflow"], default="kubeflow")
+    compile_.add_argument("--output", required=True, help="pipeline.json (Vertex AI PipelineJob) or pipeline.yaml (KFP)")
+    compile_.add_argument("--image", help="the pipeline image (tfx_pipeline/Dockerfile), e.g. REGISTRY/recdistill:TAG")
+    compile_.add_argument("--config", help="a YAML or JSON file of pipeline settings (beam_args select Dataflow, ...)")
+    compile_.add_argument("--data-root", help="the input directory as the cluster sees it (gs://...)")
+    compile_.add_argument("--pipeline-root", help="where artifacts go (gs://...)")
+    compile_.add_argument("--push-root", help="where serving/ and mobile/ are pushed (gs://...)")
+    compile_.set_defaults(handler=_compile)
     return parser
 
 
@@ -115,6 +125,21 @@ def _tflite_predict(args) -> int:
     except (FileNotFoundError, ValueError) as error:
         return _fail(str(error), EXIT_BAD_INPUT)
     _print_recommendations(ranked, catalog.load_titles(args.items or catalog.default_items_csv(args.model)))
+    return 0
+
+
+def _compile(args) -> int:
+    from tfx_pipeline import kubeflow
+    from tfx_pipeline.config import ConfigError, load_config
+
+    roots = {k: v for k, v in (("data_root", args.data_root), ("pipeline_root", args.pipeline_root),
+                               ("push_root", args.push_root)) if v}
+    try:
+        spec = kubeflow.compile_pipeline(args.output, args.image or kubeflow.DEFAULT_IMAGE, load_config(args.config), **roots)
+    except (ConfigError, ValueError, ImportError) as error:
+        return _fail(str(error), EXIT_BAD_INPUT)
+    tasks = (spec.get("pipelineSpec") or spec)["root"]["dag"]["tasks"]
+    print(f"wrote {args.output}: {len(tasks)} tasks ({', '.join(sorted(tasks))})")
     return 0
 
 
