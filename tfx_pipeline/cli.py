@@ -46,6 +46,22 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--bad-share", type=float, default=0.0, help="share of bad interaction rows to inject (4 kinds)")
     synth.set_defaults(handler=_synth)
 
+    server = commands.add_parser("serve", help="a development gRPC server speaking TF Serving's API (no TF Serving binary)")
+    server.add_argument("--model-base-path", required=True, metavar="DIR", help="a run's serving/recdistill")
+    server.add_argument("--port", type=int, default=8500)
+    server.add_argument("--poll-seconds", type=float, default=1.0, help="how often new versions are looked for")
+    server.add_argument("--batch-timeout-ms", type=float, help="how long a request waits to be batched with others")
+    server.set_defaults(handler=_serve)
+
+    query = commands.add_parser("query", help="ask a TF Serving (or `recdistill serve`) server for recommendations")
+    query.add_argument("--target", required=True, metavar="HOST:PORT")
+    query.add_argument("--user-id", required=True)
+    query.add_argument("--history", default="", help="item ids, most recent first, comma-separated")
+    query.add_argument("--k", type=int, default=10)
+    query.add_argument("--timeout", type=float, default=5.0, help="deadline per call, seconds")
+    query.add_argument("--items", metavar="CSV", help="items.csv for titles (default: none)")
+    query.set_defaults(handler=_query)
+
     lite = commands.add_parser("tflite-predict", help="recommend with a pushed TFLite model (LiteRT), as a phone does")
     lite.add_argument("--model", required=True, metavar="DIR", help="a mobile/<version> directory of a run")
     lite.add_argument("--user-id", required=True)
@@ -125,6 +141,34 @@ def _tflite_predict(args) -> int:
     except (FileNotFoundError, ValueError) as error:
         return _fail(str(error), EXIT_BAD_INPUT)
     _print_recommendations(ranked, catalog.load_titles(args.items or catalog.default_items_csv(args.model)))
+    return 0
+
+
+def _serve(args) -> int:
+    from serving import dev_server
+
+    try:
+        extra = {} if args.batch_timeout_ms is None else {"batch_timeout_ms": args.batch_timeout_ms}
+        dev_server.run_until_signal(args.model_base_path, args.port, poll_seconds=args.poll_seconds, **extra)
+    except (FileNotFoundError, OSError, ValueError) as error:
+        return _fail(str(error), EXIT_BAD_INPUT)
+    return 0
+
+
+def _query(args) -> int:
+    from serving import catalog
+    from serving.client import RecommendationClient, ServingError
+
+    if args.k < 1:
+        return _fail("--k must be at least 1", EXIT_BAD_INPUT)
+    history = [item for item in args.history.split(",") if item]
+    try:
+        with RecommendationClient(args.target, timeout_s=args.timeout) as client:
+            ranked = client.recommend([args.user_id], [history], k=args.k + len(history))[0]
+    except ServingError as error:
+        return _fail(f"{args.target}: {error.code.name}: {error.details}", EXIT_FAILURE)
+    seen = set(history)  # the model ranks the whole catalog: the history's items are left out here
+    _print_recommendations([(i, s) for i, s in ranked if i not in seen][: args.k], catalog.load_titles(args.items))
     return 0
 
 
