@@ -16,6 +16,15 @@ def default_items_csv(model_dir: str) -> Optional[str]:
     return None
 
 
+def newest_run_items_csv(runs_dir: str = "runs") -> Optional[str]:
+    """The newest runs/<name>/input/items.csv under the current directory (`make run` writes there),
+    for clients of a server, which answers with ids only."""
+    import glob
+
+    found = glob.glob(os.path.join(runs_dir, "*", "input", "items.csv"))
+    return max(found, key=os.path.getmtime) if found else None
+
+
 def load_titles(items_csv: Optional[str]) -> Dict[str, str]:
     """{item_id: title}; empty when there is no file (ids are printed alone then)."""
     if not items_csv or not os.path.isfile(items_csv):

@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--history", default="", help="item ids, most recent first, comma-separated")
     query.add_argument("--k", type=int, default=10)
     query.add_argument("--timeout", type=float, default=5.0, help="deadline per call, seconds")
-    query.add_argument("--items", metavar="CSV", help="items.csv for titles (default: none)")
+    query.add_argument("--items", metavar="CSV",
+                       help="items.csv for titles (default: the newest runs/*/input/items.csv here, if any)")
     query.set_defaults(handler=_query)
 
     lite = commands.add_parser("tflite-predict", help="recommend with a pushed TFLite model (LiteRT), as a phone does")
@@ -168,7 +169,8 @@ def _query(args) -> int:
     except ServingError as error:
         return _fail(f"{args.target}: {error.code.name}: {error.details}", EXIT_FAILURE)
     seen = set(history)  # the model ranks the whole catalog: the history's items are left out here
-    _print_recommendations([(i, s) for i, s in ranked if i not in seen][: args.k], catalog.load_titles(args.items))
+    _print_recommendations([(i, s) for i, s in ranked if i not in seen][: args.k],
+                           catalog.load_titles(args.items or catalog.newest_run_items_csv()))
     return 0
 
 
