@@ -45,9 +45,15 @@ def bench_server(base_path: str, mobile_dir: str, requests: int, clients: List[i
     try:
         for n in clients:
             work = _requests(mobile_dir, requests)
-            latencies, lock = [], threading.Lock()
+            latencies, errors, lock = [], [], threading.Lock()
 
             def client(chunk):
+                try:
+                    run_client(chunk)
+                except Exception as error:  # a failed client must fail the benchmark, not thin it
+                    errors.append(error)
+
+            def run_client(chunk):
                 with RecommendationClient(f"localhost:{server.port}", timeout_s=10) as c:
                     c.recommend([chunk[0][0]], [chunk[0][1]])  # the channel and H, before timing
                     for user, history in chunk:
@@ -63,6 +69,8 @@ def bench_server(base_path: str, mobile_dir: str, requests: int, clients: List[i
             for t in threads:
                 t.join()
             seconds = time.perf_counter() - started
+            if errors:
+                raise RuntimeError(f"{len(errors)} of {n} clients failed: {errors[0]}")
             results[f"clients_{n}"] = {"requests": len(latencies), "p50_ms": round(float(np.percentile(latencies, 50)), 3),
                                        "p99_ms": round(float(np.percentile(latencies, 99)), 3),
                                        "qps": round(len(latencies) / seconds, 1)}
@@ -95,12 +103,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from tfx_pipeline import report
 
+    clients = [int(c) for c in args.clients.split(",")]
+    if min(clients) < 1 or args.requests < max(clients):
+        parser.error("--clients must be positive and --requests at least the largest of them")
+    if not os.path.isfile(os.path.join(args.run, report.REPORT_DIR, "report.json")):
+        parser.error(f"{args.run}: no report/report.json (has `recdistill run` finished there?)")
     base = os.path.join(args.run, "serving", signatures.MODEL_NAME)
     mobiles = sorted(glob.glob(os.path.join(args.run, "mobile", "*")), key=lambda p: int(os.path.basename(p))
                      if os.path.basename(p).isdigit() else -1)
     if not os.path.isdir(base) or not mobiles:
         parser.error(f"{args.run}: no pushed models (serving/recdistill/ and mobile/<version>/); was it blessed?")
-    results = {"server": bench_server(base, mobiles[-1], args.requests, [int(c) for c in args.clients.split(",")]),
+    results = {"server": bench_server(base, mobiles[-1], args.requests, clients),
                "tflite": bench_tflite(mobiles[-1]), "note": "development server (recdistill serve), this machine"}
     for name, entry in results["server"].items():
         if name.startswith("clients_"):

@@ -62,7 +62,11 @@ class RecommendationClient:
         self._own_channel = channel is None
         self.channel = channel if channel is not None else grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes)])
+            ("grpc.max_send_message_length", max_message_bytes),
+            # gRPC waits about 1 s before reconnecting and fails calls fast meanwhile: retries
+            # with a short backoff would all land in that wait without these.
+            ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000)])
         self.model_name, self.timeout_s, self.retries, self.backoff_s = model_name, timeout_s, retries, backoff_s
         self._prediction = prediction_service_pb2_grpc.PredictionServiceStub(self.channel)
         self._models = model_service_pb2_grpc.ModelServiceStub(self.channel)

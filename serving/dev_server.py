@@ -102,7 +102,7 @@ BATCH_TIMEOUT_MS = 0.3
 
 def serve(model_base_path: str, port: int, model_name: str = signatures.MODEL_NAME, poll_seconds: float = 1.0,
           max_batch_size: int = 64, batch_timeout_ms: float = BATCH_TIMEOUT_MS,
-          max_message_bytes: int = 4 * 1024 * 1024,
+          max_message_bytes: int = 64 * 1024 * 1024,
           *, host: str = "0.0.0.0", max_workers: int = 32, num_batch_threads: int = 2) -> DevServer:
     """Loads the latest version under model_base_path and starts serving it on host:port.
 
@@ -220,7 +220,10 @@ class _Prediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         wanted = signature.outputs_for(request.output_filter)
         if signature.batchable:
             key = (signature, tuple((name, arrays[name].shape[1:]) for name in sorted(arrays)))
-            outputs = self._batcher.submit(key, signature.run, arrays).result(timeout=context.time_remaining())
+            # A call without a deadline has ~9e18 s remaining, beyond what a wait accepts.
+            remaining = context.time_remaining()
+            timeout = None if remaining is None or remaining > threading.TIMEOUT_MAX else remaining
+            outputs = self._batcher.submit(key, signature.run, arrays).result(timeout=timeout)
         else:
             outputs = signature.run(arrays)
         response = predict_pb2.PredictResponse()

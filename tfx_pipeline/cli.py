@@ -148,11 +148,16 @@ def _tflite_predict(args) -> int:
 def _serve(args) -> int:
     from serving import dev_server
 
+    if args.poll_seconds <= 0 or not 0 < args.port < 65536 or (args.batch_timeout_ms or 0) < 0:
+        return _fail("--poll-seconds must be positive, --port in 1..65535, --batch-timeout-ms not negative",
+                     EXIT_BAD_INPUT)
     try:
         extra = {} if args.batch_timeout_ms is None else {"batch_timeout_ms": args.batch_timeout_ms}
         dev_server.run_until_signal(args.model_base_path, args.port, poll_seconds=args.poll_seconds, **extra)
     except (FileNotFoundError, OSError, ValueError) as error:
         return _fail(str(error), EXIT_BAD_INPUT)
+    except Exception as error:  # a version that does not load (TensorFlow's errors): one line, not a traceback
+        return _fail(f"{args.model_base_path}: the model does not load: {type(error).__name__}: {error}", EXIT_FAILURE)
     return 0
 
 
@@ -160,8 +165,10 @@ def _query(args) -> int:
     from serving import catalog
     from serving.client import RecommendationClient, ServingError
 
-    if args.k < 1:
-        return _fail("--k must be at least 1", EXIT_BAD_INPUT)
+    if args.k < 1 or args.timeout <= 0:
+        return _fail("--k must be at least 1 and --timeout positive", EXIT_BAD_INPUT)
+    if args.items and not os.path.isfile(args.items):
+        return _fail(f"--items {args.items}: no such file", EXIT_BAD_INPUT)
     history = [item for item in args.history.split(",") if item]
     try:
         with RecommendationClient(args.target, timeout_s=args.timeout) as client:

@@ -385,3 +385,11 @@ def test_the_query_command_prints_recommendations_without_the_history(base, serv
     assert [line.split()[1] for line in lines] == want
     assert cli.main(["query", "--target", f"127.0.0.1:{_free_port()}", "--user-id", "u3", "--timeout", "0.5"]) == 1
     assert "UNAVAILABLE" in capsys.readouterr().err
+
+
+def test_a_call_without_a_deadline_is_answered(server):
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:  # grpcurl, Go and Java often set none
+        response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request())
+    assert response.model_spec.name == signatures.MODEL_NAME and signatures.ITEM_IDS in response.outputs
