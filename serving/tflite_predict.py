@@ -14,6 +14,7 @@ from serving.tflite_runner import TFLiteRanker
 
 
 def read_vocabulary(path: str) -> List[str]:
+    """A vocabulary file as models/mobile_export.write_vocabularies writes it: the id of index i at [i]."""
     with open(path, encoding="utf-8") as f:
         return f.read().split("\n")[:-1]
 

@@ -15,6 +15,7 @@ from components.evaluation import evaluate
 from components.teacher import training
 from models import signatures
 from models.interaction_data import load_dataset
+from serving.tflite_predict import read_vocabulary
 
 
 def decide(results: Dict, tolerance: float, baseline_dir: Optional[str], teacher_dir: str,
@@ -49,15 +50,11 @@ def baseline_ndcg(baseline_dir: str, teacher_dir: str, recorded: Optional[float]
     """(ndcg@10 of the last blessed model's TFLite, how it was obtained)."""
     mobile = os.path.join(baseline_dir, compression_files.MOBILE_DIR)
     dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
-    if _vocabulary(mobile, signatures.USER_VOCAB) == list(dataset.user_ids) and \
-            _vocabulary(mobile, signatures.ITEM_VOCAB) == list(dataset.item_ids):
+    if read_vocabulary(os.path.join(mobile, signatures.USER_VOCAB)) == list(dataset.user_ids) and \
+            read_vocabulary(os.path.join(mobile, signatures.ITEM_VOCAB)) == list(dataset.item_ids):
         return evaluate.tflite_ndcg(os.path.join(mobile, signatures.TFLITE_FILE), dataset), "on this test split"
     if recorded is None:
         raise ValueError(f"the last blessed model ({baseline_dir}) was trained on other vocabularies and its "
                          "blessing records no ndcg@10 to compare with")
     return float(recorded), "recorded at its blessing: other vocabularies"
 
-
-def _vocabulary(directory: str, name: str) -> list:
-    with open(os.path.join(directory, name), encoding="utf-8") as f:
-        return f.read().split("\n")[:-1]

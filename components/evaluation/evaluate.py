@@ -68,8 +68,7 @@ def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, 
 
 def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int) -> Dict:
     """report.json's M for a TFLite model file (bytes: the file itself)."""
-    full = TFLiteRanker(path, full_scores=True)
-    metrics = evaluator.evaluate(lambda users: np.stack([full.all_scores(int(u), latest[u]) for u in users]), ks=(10, 100))
+    metrics = evaluator.evaluate(_tflite_scores(path, latest), ks=(10, 100))
     entry = {k: round(float(metrics[k]), 4) for k in METRICS}
     timed = TFLiteRanker(path, num_threads=1)
     raw, zipped = _sizes(path)
@@ -79,14 +78,19 @@ def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int) 
     return entry
 
 
+def _tflite_scores(path: str, latest) -> Callable:
+    """score_fn(users [B]) -> [B, num_items]: the TFLite model's scores of every item (its TOPK input)."""
+    full = TFLiteRanker(path, full_scores=True)
+    return lambda users: np.stack([full.all_scores(int(u), latest[u]) for u in users])
+
+
 def tflite_ndcg(path: str, dataset) -> float:
     """ndcg@10 of a TFLite model on `dataset`'s test split (a baseline's, for the blessing)."""
     with open(os.path.join(os.path.dirname(path), signatures.METADATA)) as f:
         history = json.load(f)["history"]
     evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
-    full = TFLiteRanker(path, full_scores=True)
     latest = training.latest_histories(dataset, history)
-    scores = evaluator.evaluate(lambda users: np.stack([full.all_scores(int(u), latest[u]) for u in users]), ks=(10,))
+    scores = evaluator.evaluate(_tflite_scores(path, latest), ks=(10,))
     return float(scores["ndcg@10"])
 
 
