@@ -62,6 +62,12 @@ class PipelineConfig:
     # The push gate: the int8 TFLite model's ndcg@10 must be >= (1 - tolerance) x student_kd's
     # and >= (1 - tolerance) x the last blessed model's.
     bless_tolerance: float = 0.02
+    # ... and >= (1 + bless_margin) x the run's best non-personalized baseline (popularity, trending).
+    bless_margin: float = 0.05  # negative: tolerate a model below them (tiny test data only)
+    # Baselines: trending ranks by interactions in the last trending_days of training (temporal and
+    # time_cutoff splits only); EASE's dense item-item inverse is skipped above ease_max_items.
+    trending_days: int = 30
+    ease_max_items: int = 20000
 
     def __post_init__(self):
         if not 0.0 <= self.max_bad_share < 1.0:
@@ -98,6 +104,13 @@ class PipelineConfig:
             raise ConfigError(f"compression: {error}") from None
         if not 0.0 <= self.bless_tolerance < 1.0:
             raise ConfigError(f"bless_tolerance must be in [0, 1), got {self.bless_tolerance}")
+        if isinstance(self.bless_margin, bool) or not isinstance(self.bless_margin, (int, float)) \
+                or not -1.0 < self.bless_margin < 10.0:
+            raise ConfigError(f"bless_margin must be a number in (-1, 10), got {self.bless_margin!r}")
+        for name in ("trending_days", "ease_max_items"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.teacher_encoder not in ("minilm", "tiny"):
             raise ConfigError(f"teacher_encoder must be minilm or tiny, got {self.teacher_encoder!r}")
 

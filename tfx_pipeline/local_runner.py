@@ -98,10 +98,12 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     models = mlmd_outputs.custom_json(evaluation, "models") if evaluation else None
     curves = mlmd_outputs.custom_json(evaluation, "curves") if evaluation else None
     blessing = mlmd_outputs.custom_json(evaluation, "blessing") if evaluation else None
+    baselines = mlmd_outputs.custom_json(evaluation, "baselines") if evaluation else None
     pushed = {}
     for kind, node in PUSHERS.items():
         artifact = metadata.latest_output(config.pipeline_name, node, "pushed_model") if node in components else None
         pushed[kind] = mlmd_outputs.pushed_destination(artifact) if artifact else None
     compressed = metadata.latest_output(config.pipeline_name, COMPRESSOR, "model") if COMPRESSOR in components else None
     compression = mlmd_outputs.read_json_file(compressed.uri, "compression.json") if compressed else None
-    return report.build_report(dataset, split, wall, quality, components, models, curves, blessing, pushed, compression)
+    return report.build_report(dataset, split, wall, quality, components, models, curves, blessing, pushed, compression,
+                               baselines)

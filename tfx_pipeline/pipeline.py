@@ -145,7 +145,9 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         teacher=teacher_trainer.outputs["model"], student=student_trainer.outputs["model"],
         compressed=student_compressor.outputs["model"], baseline=latest_blessed.outputs["model"],
         baseline_blessing=latest_blessed.outputs["model_blessing"],
-        tolerance=config.bless_tolerance,
+        tolerance=config.bless_tolerance, margin=config.bless_margin,
+        split_method=config.split_spec(dataset).method, trending_days=config.trending_days,
+        ease_max_items=config.ease_max_items,
         code_digest=code_digest(evaluation_package, teacher_package, student_package, compression_package, models,
                                 tflite_runner))
     pushers = [

@@ -5,7 +5,9 @@ import os
 import sys
 from typing import Any, Dict, List, Optional
 
-MODEL_KEYS = ("popularity", "student_no_kd", "teacher", "student_kd", "student_compressed", "tflite_float", "tflite")
+MODEL_KEYS = ("popularity", "ease", "trending", "student_no_kd", "teacher", "student_kd", "student_compressed",
+              "tflite_float", "tflite")
+BASELINE_KEYS = ("popularity", "ease", "trending")  # "the strongest baseline" is the best of these
 METRIC_KEYS = ("recall@10", "ndcg@10", "recall@100", "precision@10", "params", "bytes", "gzip_bytes", "latency_ms_p50")
 REPORT_DIR = "report"
 
@@ -21,16 +23,20 @@ def build_report(
     blessing: Optional[Dict[str, Any]] = None,
     pushed: Optional[Dict[str, Optional[str]]] = None,
     compression: Optional[Dict[str, Any]] = None,
+    baselines: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """A report of what ran; models that did not run are null, as keys that do not apply are."""
-    models = models or {}
+    """A report of what ran; models that did not run are null, as keys that do not apply are.
+    baselines: what the evaluator picked or skipped for ease and trending, and why."""
+    entries = {key: (models or {}).get(key) for key in MODEL_KEYS}
     pushed = pushed or {}
     return {
         "dataset": dataset,
         "split": split,
         "wall_seconds": wall_seconds,
         "data_quality": data_quality or {},
-        "models": {key: models.get(key) for key in MODEL_KEYS},
+        "models": entries,
+        "baselines": baselines,
+        "vs_best_baseline": vs_best_baseline(entries),
         "blessed": bool(blessing and blessing.get("blessed")),
         "pushed": {"serving": pushed.get("serving"), "mobile": pushed.get("mobile")},
         "blessing": blessing,
@@ -38,6 +44,18 @@ def build_report(
         "components": components,
         "training_curves": curves,
     }
+
+
+def vs_best_baseline(models: Dict[str, Optional[Dict[str, Any]]]) -> Optional[Dict[str, Any]]:
+    """{"best": the baseline with the highest ndcg@10, "ndcg@10": {model: its ndcg@10 / the best's}}
+    over the models that ran (None when no baseline has a positive ndcg@10)."""
+    scored = {k: models[k]["ndcg@10"] for k in BASELINE_KEYS if models.get(k) and models[k].get("ndcg@10")}
+    if not scored:
+        return None
+    best = max(scored, key=scored.get)  # the first in BASELINE_KEYS on a tie
+    ratios = {name: round(m["ndcg@10"] / scored[best], 4) for name, m in models.items()
+              if m and m.get("ndcg@10") is not None}
+    return {"best": best, "ndcg@10": ratios}
 
 
 def _compression_summary(compression: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -92,15 +110,40 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
     lines.append("")
     times = report.get("wall_seconds") or {}
     lines += _table(["component", "wall s"], [[name, f"{s:.1f}"] for name, s in times.items()], markdown)
-    models = [[name] + [_cell(m.get(k)) for k in METRIC_KEYS] for name, m in report["models"].items() if m]
+    versus = report.get("vs_best_baseline") or {"best": None, "ndcg@10": {}}
+    models = [[name] + [_cell(m.get(k)) for k in METRIC_KEYS] + [_ratio(versus["ndcg@10"].get(name))]
+              for name, m in report["models"].items() if m]
     if models:
         lines.append("")
-        lines += _table(["model", *METRIC_KEYS], models, markdown)
+        lines += _table(["model", *METRIC_KEYS, f"ndcg@10 / {versus['best'] or 'best baseline'}"], models, markdown)
+        lines += _baseline_lines(report.get("baselines"))
         gain = _kd_gain(report["models"])
         if gain:
             lines += ["", gain]
         lines += _compression_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _ratio(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.3f} x"
+
+
+def _baseline_lines(baselines: Optional[Dict[str, Any]]) -> List[str]:
+    """How ease's l2 was picked and why a baseline is missing."""
+    if not baselines:
+        return []
+    lines = []
+    ease, trending = baselines.get("ease") or {}, baselines.get("trending") or {}
+    if ease.get("skipped"):
+        lines.append(f"ease: skipped: {ease['skipped']}")
+    elif ease.get("l2") is not None:
+        grid = ", ".join(f"{l2} {ndcg:.4f}" for l2, ndcg in (ease.get("grid") or {}).items())
+        lines.append(f"ease: l2 {ease['l2']:g}, picked by eval ndcg@10 ({grid})")
+    if trending.get("skipped"):
+        lines.append(f"trending: skipped: {trending['skipped']}")
+    elif trending:
+        lines.append(f"trending: most interactions in the last {trending.get('days')} days of training")
+    return [""] + lines if lines else []
 
 
 def _kd_gain(models: Dict[str, Any]) -> Optional[str]:

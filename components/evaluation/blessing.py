@@ -1,7 +1,12 @@
 """The push gate: is the int8 TFLite model good enough to ship?
 
-Blessed when its test ndcg@10 is at least (1 - tolerance) x the float KD student's (compression
-lost at most `tolerance` of the quality) and at least (1 - tolerance) x the last blessed model's.
+Blessed when its test ndcg@10, in this order of rules,
+  1. is at least (1 + margin) x the best non-personalized baseline of the run (popularity and,
+     on time-ordered splits, trending): a personalized model that does not beat "everyone gets
+     the same list" is not worth shipping;
+  2. is at least (1 - tolerance) x the float KD student's (compression lost at most `tolerance`);
+  3. is at least (1 - tolerance) x the last blessed model's.
+The first rule that fails decides, and the reason names it.
 The last blessed model is evaluated again on this run's test split when it was trained in the
 same index spaces (same vocabularies), as TFMA compares a baseline: both models on the same data;
 otherwise the ndcg@10 recorded on its blessing is used, and the reason says so.
@@ -12,28 +17,47 @@ from typing import Dict, Optional
 
 from components.compression import trainer_module as compression_files
 from components.evaluation import evaluate
+from components.evaluation.baselines import NON_PERSONALIZED
 from components.teacher import training
 from models import signatures
 from models.interaction_data import load_dataset
 from serving.tflite_predict import read_vocabulary
 
 
-def decide(results: Dict, tolerance: float, baseline_dir: Optional[str], teacher_dir: str,
+def decide(results: Dict, tolerance: float, margin: float, baseline_dir: Optional[str], teacher_dir: str,
            recorded: Optional[float] = None, same_model: bool = False) -> Dict:
-    """{"blessed": bool, "reason": str, "tflite_ndcg@10", "student_kd_ndcg@10", "baseline_ndcg@10"}.
+    """{"blessed": bool, "reason": str, "tflite_ndcg@10", "student_kd_ndcg@10", "baseline_ndcg@10",
+    "non_personalized_ndcg@10": {name: ndcg@10 of the run's popularity and trending (if any)}}.
 
-    baseline_dir: the last blessed model's artifact (None: there is none); recorded: the ndcg@10 its
-    blessing recorded; same_model: the candidate is that model (a rerun)."""
+    results: report.json's models (a missing or null baseline is skipped); margin: rule 1's;
+    baseline_dir: the last blessed model's artifact (None: there is none); recorded: the ndcg@10
+    its blessing recorded; same_model: the candidate is that model (a rerun)."""
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"the blessing tolerance must be in [0, 1), got {tolerance}")
+    if not -1.0 < margin < 10.0:
+        raise ValueError(f"the blessing margin must be in (-1, 10), got {margin}")
     candidate, reference = results["tflite"]["ndcg@10"], results["student_kd"]["ndcg@10"]
-    decision = {"tolerance": tolerance, "tflite_ndcg@10": candidate, "student_kd_ndcg@10": reference,
-                "baseline_ndcg@10": None}
-    floor = (1 - tolerance) * reference
+    non_personalized = {name: results[name]["ndcg@10"] for name in NON_PERSONALIZED if results.get(name)}
+    decision = {"tolerance": tolerance, "margin": margin, "tflite_ndcg@10": candidate,
+                "student_kd_ndcg@10": reference, "baseline_ndcg@10": None,
+                "non_personalized_ndcg@10": non_personalized}
+    reasons = []
+    if non_personalized:
+        strongest = max(non_personalized, key=non_personalized.get)  # popularity first on a tie
+        # Rounded: the metrics have 4 decimals, and 1.05 x 0.2 must not ask for 0.21000000000000002.
+        needed = round((1 + margin) * non_personalized[strongest], 6)
+        if candidate < needed:
+            reason = (f"tflite ndcg@10 {candidate:.4f} < {1 + margin:.2f} x {strongest} "
+                      f"{non_personalized[strongest]:.4f} = {needed:.4f}")
+            return {**decision, "blessed": False, "reason": reason}
+        reasons.append(f"tflite ndcg@10 {candidate:.4f} >= {1 + margin:.2f} x {strongest} "
+                       f"{non_personalized[strongest]:.4f}")
+    floor = round((1 - tolerance) * reference, 6)
     if candidate < floor:
         return {**decision, "blessed": False, "reason": f"tflite ndcg@10 {candidate:.4f} < {1 - tolerance:.2f} x "
                                                         f"student_kd {reference:.4f} = {floor:.4f}"}
-    reason = f"tflite ndcg@10 {candidate:.4f} >= {1 - tolerance:.2f} x student_kd {reference:.4f}"
+    reasons.append(f"tflite ndcg@10 {candidate:.4f} >= {1 - tolerance:.2f} x student_kd {reference:.4f}")
+    reason = "; ".join(reasons)
     if same_model:
         return {**decision, "blessed": True, "reason": reason + "; it is the last blessed model"}
     if baseline_dir is None:

@@ -1,10 +1,15 @@
 """ModelEvaluator: every model side by side on the test split, and the push gate.
 
+The baselines (popularity, ease, trending: components/evaluation/baselines.py) are evaluated in
+every run beside the learned models; split_method says whether trending applies (time-ordered
+splits only), trending_days is its window and ease_max_items the largest catalog EASE is fit on.
+
 The blessing (a ModelBlessing, as TFX's Evaluator writes it: custom properties `blessed` 0/1 and
 `current_model_id`, so that LatestBlessedModelStrategy finds the last blessed model) says whether
-the compressed student may be pushed: its int8 TFLite ndcg@10 must be at least
-(1 - tolerance) x student_kd's, and at least (1 - tolerance) x the last blessed model's
-(`baseline`, re-evaluated on this run's test split; components/evaluation/blessing.py).
+the compressed student may be pushed: its int8 TFLite ndcg@10 must be at least (1 + margin) x
+the best of popularity and trending, at least (1 - tolerance) x student_kd's, and at least
+(1 - tolerance) x the last blessed model's (`baseline`, re-evaluated on this run's test split;
+components/evaluation/blessing.py).
 """
 
 import json
@@ -15,6 +20,7 @@ from tfx.types import standard_artifacts
 
 from components.evaluation import blessing as blessing_lib
 from components.evaluation import evaluate
+from components.evaluation.baselines import BaselineSettings
 
 RESULTS_FILE = "models.json"
 
@@ -25,6 +31,10 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     student: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
     compressed: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
     tolerance: tfx.dsl.components.Parameter[float],
+    margin: tfx.dsl.components.Parameter[float],
+    split_method: tfx.dsl.components.Parameter[str],
+    trending_days: tfx.dsl.components.Parameter[int],
+    ease_max_items: tfx.dsl.components.Parameter[int],
     code_digest: tfx.dsl.components.Parameter[str],
     evaluation: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelEvaluation],
     blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
@@ -33,18 +43,21 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
 ) -> None:
     """code_digest is not read: it makes TFX's cache miss when the evaluation code changes."""
     del code_digest
-    results = evaluate.evaluate_all(teacher.uri, student.uri, compressed.uri)
+    settings = BaselineSettings(split_method=split_method, trending_days=trending_days, ease_max_items=ease_max_items)
+    results, baselines = evaluate.evaluate_all(teacher.uri, student.uri, compressed.uri, settings)
     with open(os.path.join(evaluation.uri, RESULTS_FILE), "w") as f:
         json.dump(results, f, indent=2)
     curves = evaluate.write_curves(teacher.uri, student.uri, os.path.join(evaluation.uri, evaluate.CURVES_FILE))
     evaluation.set_string_custom_property("models", json.dumps(results, sort_keys=True))
+    evaluation.set_string_custom_property("baselines", json.dumps(baselines, sort_keys=True))
     evaluation.set_string_custom_property("curves", json.dumps(curves, sort_keys=True))
 
     recorded = None
     if baseline_blessing is not None:
         recorded = (json.loads(baseline_blessing.get_string_custom_property("metrics") or "null") or {}).get("ndcg@10")
-    decision = blessing_lib.decide(results, tolerance, baseline.uri if baseline is not None else None, teacher.uri,
-                                   recorded=recorded, same_model=baseline is not None and baseline.id == compressed.id)
+    decision = blessing_lib.decide(results, tolerance, margin, baseline.uri if baseline is not None else None,
+                                   teacher.uri, recorded=recorded,
+                                   same_model=baseline is not None and baseline.id == compressed.id)
     blessing.set_int_custom_property("blessed", int(decision["blessed"]))
     blessing.set_int_custom_property("current_model_id", compressed.id)
     blessing.set_string_custom_property("current_model", compressed.uri)

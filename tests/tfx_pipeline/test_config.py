@@ -48,9 +48,23 @@ def test_json_works_too(tmp_path):
     ("compression: {ramp_epochs: 9, prune_epochs: 4}\n", "must not exceed prune_epochs"),
     ("compression: 0.5\n", "must be a mapping"),
     ("bless_tolerance: 1.5\n", "bless_tolerance"),
+    ("bless_margin: -1\n", "bless_margin must be a number in"),
+    ("bless_margin: 10\n", "bless_margin must be a number in"),
+    ("bless_margin: high\n", "bless_margin must be a number in"),
+    ("trending_days: 0\n", "trending_days must be a positive integer"),
+    ("ease_max_items: 2.5\n", "ease_max_items must be a positive integer"),
 ])
 def test_bad_configs_are_reported_with_the_file(tmp_path, text, message):
     path = tmp_path / "c.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(str(path)).split_spec("/data")
+
+
+def test_baseline_settings_have_defaults_and_overrides(tmp_path):
+    config = PipelineConfig()
+    assert (config.bless_margin, config.trending_days, config.ease_max_items) == (0.05, 30, 20000)
+    path = tmp_path / "c.yaml"
+    path.write_text("bless_margin: 0\ntrending_days: 7\nease_max_items: 5000\n")
+    config = load_config(str(path))
+    assert (config.bless_margin, config.trending_days, config.ease_max_items) == (0, 7, 5000)

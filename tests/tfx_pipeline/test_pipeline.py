@@ -78,6 +78,7 @@ def test_compressor_gate_and_pushers_are_configured(tmp_path):
     assert compressor.exec_properties["run_fn"] == "components.compression.trainer_module.run_fn"
     assert '"target_sparsity": 0.5' in compressor.exec_properties["custom_config"]
     assert components["ModelEvaluator"].exec_properties["tolerance"] == 0.05
+    assert components["ModelEvaluator"].exec_properties["margin"] == 0.05  # bless_margin's default
     assert components["ServingPusher"].exec_properties["destination"] == str(tmp_path / "serving" / "recdistill")
     assert components["MobilePusher"].exec_properties["destination"] == str(tmp_path / "mobile")
     assert components["MobilePusher"].exec_properties["kind"] == "mobile"
@@ -94,3 +95,10 @@ def test_component_index_needs_a_unique_match(tmp_path):
     assert components[component_index(components, "transform")].id == "Transform"
     with pytest.raises(ValueError):
         component_index(components, "Gen")
+
+
+def test_the_evaluator_gets_the_split_method_and_baseline_settings(tmp_path):
+    config = PipelineConfig(split={"method": "time_cutoff"}, trending_days=7, ease_max_items=500, bless_margin=0.1)
+    evaluator = next(c for c in _pipeline(tmp_path, config).components if c.id == "ModelEvaluator")
+    assert {k: evaluator.exec_properties[k] for k in ("split_method", "trending_days", "ease_max_items", "margin")} \
+        == {"split_method": "time_cutoff", "trending_days": 7, "ease_max_items": 500, "margin": 0.1}

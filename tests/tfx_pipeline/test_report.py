@@ -34,3 +34,30 @@ def test_report_before_the_students_has_no_gain_line_and_no_curves_plot(tmp_path
     assert "distillation" not in (tmp_path / "report" / "report.md").read_text()
     assert (tmp_path / "report" / "quality_vs_params.png").exists()
     assert not (tmp_path / "report" / "training_curves.png").exists()
+
+
+def test_every_model_is_compared_with_the_strongest_baseline(tmp_path):
+    models = {"popularity": _model(0.25, 1683), "ease": _model(0.48, 1683 * 1682), "trending": None,
+              "student_kd": _model(0.456, 100), "tflite": _model(0.4488, 100)}
+    baselines = {"ease": {"l2": 500.0, "grid": {"100": 0.40, "500": 0.42}, "skipped": None, "seconds": 3.0},
+                 "trending": {"days": 30, "window_start": None, "skipped": "not a temporal split (stratified)"}}
+    built = report.build_report("toy", {}, {"total": 1.0}, {}, ["A"], models, baselines=baselines)
+    assert list(built["models"])[:3] == ["popularity", "ease", "trending"] and built["models"]["trending"] is None
+    assert built["baselines"] == baselines
+    # 0.25 / 0.48 = 0.5208; 0.456 / 0.48 = 0.95; 0.4488 / 0.48 = 0.935
+    assert built["vs_best_baseline"] == {"best": "ease", "ndcg@10": {"popularity": 0.5208, "ease": 1.0,
+                                                                       "student_kd": 0.95, "tflite": 0.935}}
+    report.write_report(str(tmp_path), built)
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["vs_best_baseline"]["best"] == "ease"
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| ndcg@10 / ease |" in markdown and "| 0.950 x |" in markdown
+    assert "ease: l2 500, picked by eval ndcg@10 (100 0.4000, 500 0.4200)" in markdown
+    assert "trending: skipped: not a temporal split (stratified)" in markdown
+    header = next(line for line in report.render(built).splitlines() if line.startswith("model "))
+    assert header.endswith("ndcg@10 / ease")  # the printed table has the column too
+
+
+def test_without_baselines_there_is_no_ratio():
+    built = report.build_report("toy", {}, {"total": 1.0}, {}, ["A"], {"teacher": _model(0.3, 10)})
+    assert built["vs_best_baseline"] is None and built["baselines"] is None
+    assert "ndcg@10 / best baseline" in report.render(built)

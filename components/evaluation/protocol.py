@@ -1,0 +1,49 @@
+"""What every model of the report is measured by: the training share removed from its rankings,
+and report.json's M entry (metrics, params, sizes as deployed, latency)."""
+
+import gzip
+import os
+import time
+from typing import Callable, Dict, Optional, Tuple
+
+import numpy as np
+
+from models.retrieval_metrics import RetrievalEvaluator
+
+METRICS = ("recall@10", "ndcg@10", "recall@100", "precision@10")
+LATENCY_CALLS = 50
+TRAINING_SPLITS = ("train", "eval")  # the benchmark's training share: removed from every ranking
+
+
+def entry(evaluator: RetrievalEvaluator, score_fn: Callable, params: int, sizes: Tuple[int, int]) -> Dict:
+    """report.json's M for score_fn(users [B]) -> scores [B, num_items]; sizes: (bytes, gzip_bytes)."""
+    metrics = evaluator.evaluate(score_fn, ks=(10, 100))
+    result = {k: round(float(metrics[k]), 4) for k in METRICS}
+    result.update(params=int(params), bytes=sizes[0], gzip_bytes=sizes[1], latency_ms_p50=latency_ms(score_fn))
+    result["users"] = int(metrics["users"])
+    return result
+
+
+def latency_ms(score_fn: Callable) -> float:
+    """Median milliseconds of score_fn for one user (user 1), after one warm-up call."""
+    user = np.array([1], np.int64)
+    score_fn(user)  # the first call traces and warms up
+    times = []
+    for _ in range(LATENCY_CALLS):
+        start = time.perf_counter()
+        score_fn(user)
+        times.append((time.perf_counter() - start) * 1000)
+    return round(float(np.median(times)), 3)
+
+
+def sizes(path: str, exclude: Optional[str] = None) -> Tuple[int, int]:
+    """(bytes, gzip_bytes) of a file, or of every file under a directory (but its `exclude` subdirectory)."""
+    skip = os.path.join(path, exclude) if exclude else None
+    files = [path] if os.path.isfile(path) else [
+        os.path.join(d, f) for d, _, names in os.walk(path) for f in names if not (skip and d.startswith(skip))]
+    raw = sum(os.path.getsize(f) for f in files)
+    zipped = 0
+    for name in files:
+        with open(name, "rb") as f:
+            zipped += len(gzip.compress(f.read(), 6))
+    return raw, zipped
