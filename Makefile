@@ -10,7 +10,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check --ignore-require
 DATA ?= movielens-100k
 OUTPUT ?= runs/$(DATA)
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench bench-quality clean
 
 install: $(STAMP)
 
@@ -30,6 +30,10 @@ test: install
 
 bench: install
 	$(PY) -m tfx_pipeline.bench_ingest
+
+# Issue 11's quality bench: teacher, ablations, students; 3 seeds, both splits (about an hour here).
+bench-quality: install
+	$(PY) -m tfx_pipeline.bench_quality --movielens runs/bench
 
 clean:
 	rm -rf runs

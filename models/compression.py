@@ -2,8 +2,8 @@
 
 Both stages fine-tune the deployed form of the student (models/deployable.py) on the same
 distillation objective it was trained with (models/distillation.py: hard loss over the whole
-catalog + soft loss against the teacher's scores, plus KL to the uncompressed student over the
-whole catalog: `reference_weight`), starting from the distilled weights.
+catalog + the soft term against the teacher's scores), plus the same soft term against the
+uncompressed student over the whole catalog (`reference_weight`), from the distilled weights.
 
   prune     `prune`: prune_low_magnitude on every Embedding and the Dense, sparsity rising from 0
             to the target along a PolynomialDecay over the first ramp_epochs epochs, then held;
@@ -52,9 +52,11 @@ class CompressionConfig:
     qat_epochs: int = 2
     learning_rate: float = 1e-3
     pruning_frequency: int = 20  # steps between mask updates
-    # Weight of a third term while fine-tuning: KL to the uncompressed student's softened scores
-    # over the whole catalog (it knows every item's score; the teacher scored 101 per row). At 75%
-    # sparsity, weight 4 gave +0.013 ndcg@10 over none, weight 1 +0.005.
+    # Weight of a third term while fine-tuning, relative to the soft term's beta: the student's
+    # soft loss (StudentConfig.soft_loss) against the uncompressed student's scores over the whole
+    # catalog (it knows every item's score; the teacher scored 101 per row). KL at T 3, weight 4
+    # (absolute) gave +0.013 ndcg@10 over none at 75% sparsity; with logit matching the term must
+    # scale with beta (an absolute 4 left the int8 model at 0.967 x student_kd).
     reference_weight: float = 4.0
 
     def __post_init__(self):
@@ -96,12 +98,14 @@ class Distiller(tf.keras.Model):
             if c.beta > 0:
                 candidates = tf.cast(batch["candidates"], tf.int64)
                 student = tf.gather(scores, candidates, batch_dims=1)
-                loss += c.beta * distillation.soft_loss(student, batch["teacher_scores"], candidates, c.temperature)
+                loss += c.beta * distillation.soft(c.soft_loss, student, batch["teacher_scores"], candidates,
+                                                   c.temperature)
             if self.reference is not None and self.reference_weight > 0:
                 inputs = deployable.inputs_for(self.bins, batch["user_index"], batch["history"])
                 dense = deployable.full_scores(self.reference(inputs, training=False), distillation.MASKED)
                 everything = tf.ones_like(scores, tf.int64)  # every catalog item is a candidate
-                loss += self.reference_weight * distillation.soft_loss(scores, dense, everything, c.temperature)
+                loss += self.reference_weight * max(c.beta, 1.0) * distillation.soft(
+                    c.soft_loss, scores, dense, everything, c.temperature)
         variables = self.scorer.trainable_variables if self.tuned is None else self.tuned
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return {"loss": loss}

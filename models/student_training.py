@@ -71,14 +71,16 @@ class ValidationRanking(tf.keras.callbacks.Callback):
 
 
 def fit(model: student_lib.StudentModel, rows, latest_train: np.ndarray, validation: Optional[RetrievalEvaluator],
-        log_dir: Optional[str] = None) -> Dict:
-    """Trains with early stopping; returns {"loss": [...], "val_ndcg@10": [...], "seconds": s}."""
+        log_dir: Optional[str] = None, epochs: Optional[int] = None) -> Dict:
+    """Trains with early stopping on `validation` (or for `epochs` epochs without it, the refit);
+    returns {"loss": [...], "val_ndcg@10": [...], "best_epoch": n, "seconds": s}."""
     config = model.config
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     ranking = ValidationRanking(validation, latest_train, config.patience)
     callbacks = [ranking] + ([tf.keras.callbacks.TensorBoard(log_dir)] if log_dir else [])
     started = time.monotonic()
-    history = model.fit(training_data(rows, latest_train, config), epochs=config.epochs, callbacks=callbacks, verbose=0)
+    history = model.fit(training_data(rows, latest_train, config), epochs=epochs or config.epochs,
+                        callbacks=callbacks, verbose=0)
     return {"loss": [round(float(x), 4) for x in history.history["loss"]], "val_ndcg@10": ranking.curve,
             "best_epoch": int(np.argmax(ranking.curve)) + 1 if ranking.curve else len(history.history["loss"]),
             "seconds": round(time.monotonic() - started, 1)}

@@ -82,6 +82,12 @@ class PipelineConfig:
         unknown = set(self.teacher) - {f.name for f in dataclasses.fields(TeacherConfig)}
         if unknown:
             raise ConfigError(f"unknown teacher setting(s): {', '.join(sorted(unknown))}")
+        try:
+            TeacherConfig(**self.teacher)
+        except ValueError as error:  # its messages name the setting ("teacher dim ...")
+            raise ConfigError(str(error)) from None
+        except TypeError as error:
+            raise ConfigError(f"teacher: {error}") from None
         from models.student import StudentConfig
 
         unknown = set(self.student) - {f.name for f in dataclasses.fields(StudentConfig)}

@@ -24,6 +24,7 @@ from components.ingest.beam_ingest import IngestSettings
 from components.ingest.component import InteractionsExampleGen, settings_to_json
 from components.ingest.splits import SPLITS, TRAIN
 from components.teacher.component import TeacherScorer, TeacherTrainer
+from components.teacher.scoring import SCORED_SPLITS
 from components.validation_gate import ValidationGate
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.fingerprints import code_digest
@@ -122,8 +123,10 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         run_fn=STUDENT_RUN_FN,
         examples=teacher_scorer.outputs["scored_examples"],
         base_model=teacher_trainer.outputs["model"],
-        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        # Split-train for phase one, Split-final for the refit (components/teacher/scoring.py); the
+        # students validate on the dataset's eval split themselves, TFX's eval files go unread.
+        train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
+        eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
         custom_config={"student": dict(config.student), "code_digest": code_digest(*STUDENT_CODE)},
     ).with_id("StudentTrainer")
     # Compression fine-tunes the KD student (the base model) on the same scored examples.
@@ -132,8 +135,8 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         examples=teacher_scorer.outputs["scored_examples"],
         base_model=student_trainer.outputs["model"],
         transform_graph=transform.outputs["transform_graph"],
-        train_args=tfx.proto.TrainArgs(splits=[TRAIN]),
-        eval_args=tfx.proto.EvalArgs(splits=["eval"]),
+        train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
+        eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
         custom_config={"compression": dict(config.compression), "code_digest": code_digest(*COMPRESSION_CODE)},
     ).with_id("StudentCompressor")
     latest_blessed = tfx.dsl.Resolver(

@@ -50,8 +50,10 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
     kd = load_student(student_dir, dataset, tables)
     settings, history = kd.config, kd.config.history
     bins = deployable.feature_bins(kd)
-    rows = distill.read_scored(train_files)
-    _, latest_train = interaction_data.histories(dataset.splits["train"], dataset.num_users, history)
+    # The rows the KD student was trained on last: the refit's (train + eval) when it was refit.
+    rows, latest_train, final, latest_final = distill.training_rows(train_files, settings, dataset)
+    if final is not None:
+        rows, latest_train = final, latest_final
 
     tf.keras.utils.set_random_seed(settings.seed)
     reference = deployable.build(kd)  # the uncompressed student: the reference term and the "before"

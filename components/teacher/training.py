@@ -1,7 +1,7 @@
 """Teacher training, outside TFX's plumbing: examples in, SavedModel and dataset index out.
 
 Layout of the output directory (the Model artifact):
-    Format-Serving/   the teacher SavedModel (models/teacher.py, export_teacher)
+    Format-Serving/   the teacher SavedModel (models/teacher.py, models/teacher_training.py export)
     dataset.npz       the index spaces, texts and splits the teacher was trained on
     features.npz      users' and items' Transform features in that index space (for the student)
     training.json     timings, parameters, per-epoch losses
@@ -12,11 +12,11 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
-from models import feature_tables, interaction_data, teacher, text_encoder
+from models import feature_tables, interaction_data, teacher, teacher_training, text_encoder
 
 SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
 DATASET_FILE = "dataset.npz"
@@ -41,42 +41,65 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
     return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started)
 
 
-def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds: float = 0.0) -> Dict:
-    """Encodes the texts, trains, exports into out_dir; returns what training.json holds."""
-    config = teacher.TeacherConfig(**settings.get("teacher", {}))
-    encoder = _encoder(settings, dataset)
+def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds: float = 0.0,
+                   item_text: Optional[np.ndarray] = None) -> Dict:
+    """Encodes the item texts (unless given: the quality bench encodes them once for every teacher
+    it trains), picks the wide part, trains, exports into out_dir; returns training.json."""
+    from models import ease
+    from models.retrieval_metrics import split_evaluator
+
+    try:
+        config = teacher.TeacherConfig(**settings.get("teacher", {}))
+    except TypeError as error:
+        raise ValueError(f"teacher: {error}") from None
+    encoder = encoder_for(settings, dataset)
     started = time.monotonic()
-    user_text = encoder.encode(dataset.user_texts)
-    item_text = encoder.encode(dataset.item_texts)
+    item_text = encoder.encode(dataset.item_texts) if item_text is None else item_text
     encode_seconds = time.monotonic() - started
 
+    started = time.monotonic()
     train, valid = dataset.splits["train"], dataset.splits["eval"]
     _, latest = interaction_data.histories(train, dataset.num_users, config.history)
-    model = teacher.build_teacher(user_text, item_text, config)
-    started = time.monotonic()
-    history = teacher.train_teacher(model, train, valid, latest, config, log_dir=os.path.join(out_dir, LOG_DIR))
-    train_seconds = time.monotonic() - started
+    evaluator = split_evaluator(dataset, ["train"], "eval") if len(valid.user) else None
+    if evaluator is None:  # nothing to pick on: EASE's usual l2, no recency decay
+        l2, half_life, picked = config.l2 or 500.0, (None if config.half_life == -1.0 else config.half_life), {}
+    else:
+        l2, half_life, picked = teacher.pick_wide(train.user, train.item, latest, dataset.num_users,
+                                                  dataset.num_items, evaluator, config)
+    wide_train = ease.EaseModel(dataset.num_items, l2).fit(train.user, train.item, dataset.num_users).weights
+    wide_seconds = time.monotonic() - started
 
-    teacher.export_teacher(model, os.path.join(out_dir, SAVED_MODEL_DIR), config.history)
+    model = teacher.build_teacher(item_text, wide_train, half_life, config)
+    history = teacher_training.fit(model, latest, evaluator, config, half_life,
+                                   log_dir=os.path.join(out_dir, LOG_DIR))
+    known = latest_split(dataset)
+    model.wide_final.assign(ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights)
+
+    teacher_training.export(model, os.path.join(out_dir, SAVED_MODEL_DIR), config.history)
     interaction_data.save_dataset(dataset, os.path.join(out_dir, DATASET_FILE))
+    head = teacher_training.head_params(model)
     summary = {
         "encoder": settings.get("encoder", "minilm"),
         "config": dataclasses.asdict(config),
-        "params": encoder.params + teacher.head_params(model),
+        "wide": {"l2": l2, "half_life": half_life, **picked},
+        "params": encoder.params + head,
         "encoder_params": encoder.params,
-        "head_params": teacher.head_params(model),
-        "texts_encoded": len(dataset.user_texts) + len(dataset.item_texts),
-        "seconds": {"read": round(read_seconds, 1), "encode": round(encode_seconds, 1), "train": round(train_seconds, 1)},
-        "epochs": len(history["loss"]),
-        "loss": [round(float(x), 4) for x in history["loss"]],
-        "val_loss": [round(float(x), 4) for x in history["val_loss"]],
+        "head_params": head,
+        "gate": round(float(np.asarray(model.gate)), 4),
+        "texts_encoded": len(dataset.item_texts),
+        "seconds": {"read": round(read_seconds, 1), "encode": round(encode_seconds, 1),
+                    "wide": round(wide_seconds, 1), "train": history["seconds"]},
+        "epochs": history["epochs"],
+        "loss": history["loss"],
+        "val_loss": [],
+        "val_ndcg@10": history["val_ndcg@10"],
     }
     with open(os.path.join(out_dir, TRAINING_FILE), "w") as f:
         json.dump(summary, f, indent=2)
     return summary
 
 
-def _encoder(settings: Dict[str, Any], dataset) -> text_encoder.TextEncoder:
+def encoder_for(settings: Dict[str, Any], dataset) -> text_encoder.TextEncoder:
     length = settings.get("text_length", 32)
     if settings.get("encoder", "minilm") == "tiny":
         # Tests: a random 2-layer, 32-wide BERT over the words of the data's own texts.
@@ -91,13 +114,17 @@ def read_summary(teacher_dir: str) -> Dict[str, Any]:
         return json.load(f)
 
 
+def latest_split(dataset) -> interaction_data.Split:
+    """train + eval as one Split: the benchmark's training share (what test users are ranked from)."""
+    train, valid = dataset.splits["train"], dataset.splits["eval"]
+    return interaction_data.Split(*(np.concatenate([getattr(train, f), getattr(valid, f)])
+                                    for f in ("user", "item", "timestamp")))
+
+
 def latest_histories(dataset, length: int) -> np.ndarray:
     """[num_users, length] each user's most recent train and eval items, for ranking at test.
 
     Eval is part of the benchmark's training share: the evaluation masks those items as seen and
     the popularity baseline counts them, so the teacher's history includes them too.
     """
-    train, valid = dataset.splits["train"], dataset.splits["eval"]
-    known = interaction_data.Split(*(np.concatenate([getattr(train, f), getattr(valid, f)])
-                                     for f in ("user", "item", "timestamp")))
-    return interaction_data.histories(known, dataset.num_users, length)[1]
+    return interaction_data.histories(latest_split(dataset), dataset.num_users, length)[1]

@@ -67,3 +67,35 @@ def test_temperature_softens_the_teacher():
 def test_hint_loss_by_numpy():
     a, b = np.arange(6.0).reshape(2, 3), np.ones((2, 3))
     assert np.isclose(float(distillation.hint_loss(tf.constant(a), tf.constant(b))), np.mean((a - b) ** 2))
+
+
+def test_mse_loss_by_numpy_over_real_candidates_only():
+    rng = np.random.default_rng(3)
+    student, teacher = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    candidates = np.array([[4, 2, 7, 0, 0], [1, 3, 5, 6, 8], [9, 0, 0, 0, 0]])
+    real = candidates != 0
+    expected = np.sum(((student - teacher) ** 2)[real]) / real.sum()
+    got = distillation.mse_loss(tf.constant(student, tf.float32), tf.constant(teacher, tf.float32),
+                                tf.constant(candidates))
+    assert np.isclose(float(got), expected, rtol=1e-5)
+    # the padding's scores do not matter
+    teacher2 = np.where(real, teacher, 1e3)
+    assert np.isclose(float(distillation.mse_loss(tf.constant(student, tf.float32), tf.constant(teacher2, tf.float32),
+                                                  tf.constant(candidates))), expected, rtol=1e-5)
+    # the dispatcher picks the term by name
+    assert np.isclose(float(distillation.soft("mse", student, teacher, candidates, 3.0)), expected, rtol=1e-5)
+    kl = distillation.soft_loss(tf.constant(student), tf.constant(teacher), tf.constant(candidates), 3.0)
+    assert np.isclose(float(distillation.soft("kl", student, teacher, candidates, 3.0)), float(kl), rtol=1e-5)
+
+
+def test_rescale_teacher_gives_the_target_spread_over_real_candidates():
+    rng = np.random.default_rng(4)
+    scores = rng.normal(5.0, 40.0, size=(50, 6))
+    candidates = rng.integers(0, 4, size=(50, 6))  # about a quarter padding
+    scaled, factor = distillation.rescale_teacher(scores, candidates, 0.16)
+    real = candidates != 0
+    assert np.isclose(scaled[real].std(), 0.16, rtol=1e-4)
+    assert np.isclose(factor, 0.16 / scores[real].std())
+    assert np.allclose(scaled, scores * factor, rtol=1e-5)  # one factor: the ranking is unchanged
+    flat, one = distillation.rescale_teacher(np.ones((2, 3)), np.ones((2, 3), np.int64), 0.16)
+    assert one == 1.0 and np.allclose(flat, 1.0)  # no spread: nothing to rescale

@@ -84,9 +84,9 @@ def _cluster_precision(model, toy, latest):
     return np.mean(top % 3 == (users % 3)[:, None])
 
 
-@pytest.mark.parametrize("beta", [0.0, 1.0])
-def test_student_learns_the_clusters_with_and_without_kd(toy, beta):
-    config = dataclasses.replace(TINY, beta=beta)
+@pytest.mark.parametrize("beta, soft_loss", [(0.0, "mse"), (1.0, "mse"), (1.0, "kl")])
+def test_student_learns_the_clusters_with_and_without_kd(toy, beta, soft_loss):
+    config = dataclasses.replace(TINY, beta=beta, soft_loss=soft_loss)
     model = _model(toy, config)
     _, latest = histories(toy.splits["train"], toy.num_users, config.history)
     before = _cluster_precision(model, toy, latest)
@@ -102,6 +102,32 @@ def test_soft_term_is_in_the_loss_only_with_beta(toy):
     no_kd = _model(toy, TINY.without_distillation()).loss_terms(inputs)
     assert set(kd) == {"hard", "soft"} and set(no_kd) == {"hard"}
     assert np.isclose(float(kd["hard"]), float(no_kd["hard"]))  # same seed, same weights
+
+
+def test_mse_soft_term_is_the_candidates_squared_error_by_numpy(toy):
+    rows = rows_for(toy)
+    inputs = {k: tf.constant(v[:8]) for k, v in rows.items()}
+    inputs["history"] = tf.constant(np.tile(np.arange(1, TINY.history + 1), (8, 1)), tf.int64)
+    model = _model(toy, dataclasses.replace(TINY, soft_loss="mse"))
+    got = float(model.loss_terms(inputs)["soft"])
+    scores = model.score(inputs["user_index"], inputs["history"]).numpy()
+    student_scores = np.take_along_axis(scores, rows["candidates"][:8], axis=1)
+    expected = np.mean((student_scores - rows["teacher_scores"][:8]) ** 2)  # rows_for has no padding
+    assert np.isclose(got, expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("field, value", [("soft_loss", "l2"), ("soft_scale", 0.0), ("soft_scale", -1.0)])
+def test_bad_soft_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        dataclasses.replace(TINY, **{field: value})
+
+
+def test_refit_trains_the_given_epochs_without_validation(toy):
+    """The refit phase: no validation split to stop on, exactly the epochs phase one chose."""
+    model = _model(toy, dataclasses.replace(TINY, epochs=40, patience=1))
+    _, latest = histories(toy.splits["train"], toy.num_users, TINY.history)
+    curves = student_training.fit(model, rows_for(toy), latest, validation=None, epochs=3)
+    assert len(curves["loss"]) == 3 and curves["val_ndcg@10"] == []
 
 
 def test_in_batch_hard_loss_and_hint_loss_run(toy):

@@ -53,6 +53,14 @@ def test_json_works_too(tmp_path):
     ("bless_margin: high\n", "bless_margin must be a number in"),
     ("trending_days: 0\n", "trending_days must be a positive integer"),
     ("ease_max_items: 2.5\n", "ease_max_items must be a positive integer"),
+    ("teacher: {layers: 0}\n", "teacher layers must be a positive integer"),
+    ("teacher: {dim: 10, heads: 3}\n", "must be a multiple of heads"),
+    ("teacher: {mask_share: 1.0}\n", "teacher mask_share must be in"),
+    ("teacher: {half_life: 0}\n", "teacher half_life must be positive"),
+    ("teacher: {sequence: 60, history: 50}\n", "must not exceed history"),
+    ("teacher: {depth: 2}\n", "unknown teacher setting"),
+    ("student: {soft_loss: l1}\n", "soft_loss must be mse or kl"),
+    ("student: {soft_scale: 0}\n", "soft_scale must be positive"),
 ])
 def test_bad_configs_are_reported_with_the_file(tmp_path, text, message):
     path = tmp_path / "c.yaml"

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.e2e
 TINY_CONFIG = """
 teacher_encoder: tiny
 text_length: 16
-teacher: {dim: 8, history: 10, epochs: 2, batch_size: 256}
+teacher: {dim: 8, layers: 2, intermediate: 16, sequence: 5, history: 10, epochs: 2, batch_size: 256}
 scoring_negatives: 3
 student: {dim: 8, history: 4, epochs: 2, batch_size: 256}
 compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1}
@@ -84,6 +84,9 @@ def test_teacher_and_popularity_are_evaluated_and_scored(finished_run):
     (scored_dir,) = glob.glob(str(base / "run" / "pipeline_root" / "TeacherScorer" / "scored_examples" / "*"))
     files = glob.glob(os.path.join(scored_dir, "Split-train", "*.gz"))
     assert sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP")) == report["split"]["counts"]["train"]
+    final = glob.glob(os.path.join(scored_dir, "Split-final", "*.gz"))  # the refit's rows: train and eval
+    counts = report["split"]["counts"]
+    assert sum(1 for _ in tf.data.TFRecordDataset(final, compression_type="GZIP")) == counts["train"] + counts["eval"]
 
 
 def test_students_are_distilled_logged_and_plotted(finished_run):
@@ -94,6 +97,10 @@ def test_students_are_distilled_logged_and_plotted(finished_run):
     assert summary["student_kd"]["beta"] == StudentConfig().beta > 0 and summary["student_no_kd"]["beta"] == 0.0
     assert summary["student_no_kd"]["gamma"] == 0.0
     assert len(summary["student_kd"]["val_ndcg@10"]) == len(summary["student_kd"]["loss"]) >= 1
+    for name in ("student_kd", "student_no_kd"):  # refit on train + eval for the epochs phase one chose
+        refit = summary[name]["refit"]
+        assert refit["epochs"] == summary[name]["best_epoch"] == len(refit["loss"])
+    assert summary["refit_rows"] > summary["rows"]
     (run_dir,) = glob.glob(str(run / "pipeline_root" / "StudentTrainer" / "model_run" / "*"))
     for name in ("student_kd", "student_no_kd"):  # TensorBoard event files of both students
         assert glob.glob(os.path.join(run_dir, name, "**", "events.out.tfevents.*"), recursive=True)
@@ -214,5 +221,35 @@ def test_bad_arguments_exit_2_without_traceback(tmp_path):
     os.makedirs(tmp_path / "d")
     result = recdistill("run", "--data", str(tmp_path / "d"), "--output", str(tmp_path / "o"), "--config", str(tmp_path / "c.yaml"))
     assert result.returncode == 2 and "unknown setting" in result.stderr and "Traceback" not in result.stderr
+    (tmp_path / "t.yaml").write_text("teacher: {dim: 10, heads: 3}\n")  # a bad teacher setting: one line
+    result = recdistill("run", "--data", str(tmp_path / "d"), "--output", str(tmp_path / "o"), "--config", str(tmp_path / "t.yaml"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert [line for line in result.stderr.splitlines() if "multiple of heads" in line]
     empty = recdistill("run", "--data", str(tmp_path / "d"), "--output", str(tmp_path / "o"))
     assert empty.returncode == 2 and "interactions.csv" in empty.stderr and "not found" in empty.stderr
+
+
+def test_quality_bench_on_the_finished_run(finished_run, tmp_path, monkeypatch):
+    """The bench's mechanics on the tiny run (its figures mean nothing at this size): every model,
+    every seed, the grid, written as it goes."""
+    from tfx_pipeline import bench_quality
+
+    base, _, _ = finished_run
+    monkeypatch.setattr(bench_quality, "GRID", [{"learning_rate": 3e-3, "dim": 8}, {"learning_rate": 1e-2, "dim": 8}])
+    out = tmp_path / "quality.json"
+    bench_quality.main(["--run", str(base / "run"), "--seeds", "1", "--out", str(out)])
+    results = json.loads(out.read_text())["run"]
+    assert results["split"] == "temporal" and len(results["grid"]) == 2
+    assert set(results["models"]) == {"teacher", "teacher_no_text", "teacher_no_bert", "student_kd", "student_no_kd",
+                                      "student_no_kd_best"}
+    for figures in results["models"].values():
+        assert list(figures) == ["1"] and 0.0 <= figures["1"] <= 1.0
+
+
+def test_quality_bench_table_by_hand():
+    from tfx_pipeline.bench_quality import table
+
+    results = {"ml": {"split": "stratified", "models": {"teacher": {"1": 0.5, "2": 0.3}, "student_kd": {"1": 0.25}}}}
+    assert table(results).splitlines() == [
+        "| model | ml (stratified) |", "|---|---:|",
+        "| teacher | 0.4000 ± 0.1000 (n=2) |", "| student_kd | 0.2500 ± 0.0000 (n=1) |"]

@@ -27,7 +27,8 @@ def _read(out, split):
 
 
 def test_scoring(toy, tmp_path):
-    settings = {"encoder": "tiny", "text_length": 16, "teacher": {"dim": 8, "history": 5, "epochs": 2, "batch_size": 32}}
+    settings = {"encoder": "tiny", "text_length": 16, "teacher": {"dim": 8, "layers": 1, "intermediate": 16, "sequence": 5, "history": 5,
+                                                                   "epochs": 2, "batch_size": 32}}
     teacher_dir = str(tmp_path / "teacher")
     os.makedirs(teacher_dir)
     training.fit_and_export(toy, teacher_dir, settings)
@@ -36,32 +37,33 @@ def test_scoring(toy, tmp_path):
     assert sorted(scored) == list(range(len(train.user)))  # every training interaction, once
 
     model = tf.saved_model.load(os.path.join(teacher_dir, training.SAVED_MODEL_DIR))
-    from models.interaction_data import histories
-
-    _, latest = histories(train, toy.num_users, 5)
-    for row in (0, 7, len(train.user) - 1):
-        out = scored[row]
-        user, positive = int(train.user[row]), int(train.item[row])
-        assert out["user_index"] == [user] and out["item_index"] == [positive]
-        candidates = np.array(out["candidates"])
-        assert len(candidates) == 1 + 2 * NEGATIVES and candidates[0] == positive
-        seen = set(train.item[train.user == user].tolist())  # only train: eval items stay like test items
-        assert not (set(candidates[1:].tolist()) & (seen | {0}))
-        assert len(set(candidates[1:].tolist())) == 2 * NEGATIVES  # sampled and hard never repeat
-        history = np.where(latest[[user]] == positive, 0, latest[[user]])  # the row's own item masked
-        scores = model.score(tf.constant([user], tf.int64), tf.constant(history)).numpy()[0]
-        assert np.allclose(out["teacher_scores"], scores[candidates], atol=1e-5)
-        unseen = [i for i in np.argsort(-scores, kind="stable") if i not in seen and i != 0]
-        assert sorted(candidates[1 + NEGATIVES:].tolist()) == sorted(unseen[:NEGATIVES])  # hard = top unseen
+    _check_rows(scored, train, model.score_train, train, toy.num_users)
 
     assert _score(teacher_dir, str(tmp_path / "b")) == scored  # deterministic
 
-    valid = toy.splits["eval"]
-    scored_eval = _read(str(tmp_path / "a"), "eval")  # the validation rows, scored the same way
-    assert sorted(scored_eval) == list(range(len(valid.user)))
-    for row, out in scored_eval.items():
-        user, positive = int(valid.user[row]), int(valid.item[row])
-        candidates = out["candidates"]
-        seen = set(train.item[train.user == user].tolist())
-        assert candidates[0] == positive and positive not in candidates[1:]  # an eval positive is not unseen
-        assert len(set(candidates)) == len(candidates) and not (set(candidates[1:]) & (seen | {0}))
+    # Split-final: train then eval rows, the final teacher on the train + eval history.
+    known = training.latest_split(toy)
+    final = _read(str(tmp_path / "a"), "final")
+    assert sorted(final) == list(range(len(known.user)))
+    _check_rows(final, known, model.score, known, toy.num_users)
+
+
+def _check_rows(scored, rows, endpoint, seen_split, num_users):
+    """Every row's candidates and scores against the endpoint called here, one user at a time."""
+    from models.interaction_data import histories
+
+    _, latest = histories(seen_split, num_users, 5)
+    for row in sorted(scored)[:: max(1, len(scored) // 12)] + [max(scored)]:
+        out = scored[row]
+        user, positive = int(rows.user[row]), int(rows.item[row])
+        assert out["user_index"] == [user] and out["item_index"] == [positive]
+        candidates = np.array(out["candidates"])
+        assert len(candidates) == 1 + 2 * NEGATIVES and candidates[0] == positive
+        seen = set(seen_split.item[seen_split.user == user].tolist())
+        assert not (set(candidates[1:].tolist()) & (seen | {0, positive}))
+        assert len(set(candidates[1:].tolist())) == 2 * NEGATIVES  # sampled and hard never repeat
+        # the teacher sees the user's whole history, as when it ranks the user
+        scores = endpoint(tf.constant([user], tf.int64), tf.constant(latest[[user]])).numpy()[0]
+        assert np.allclose(out["teacher_scores"], scores[candidates], atol=1e-5)
+        unseen = [i for i in np.argsort(-scores, kind="stable") if i not in seen and i not in (0, positive)]
+        assert sorted(candidates[1 + NEGATIVES:].tolist()) == sorted(unseen[:NEGATIVES])  # hard = top unseen
