@@ -84,31 +84,37 @@ class ScoreRows(beam.DoFn):
 
         rows = np.arange(*chunk)
         users, items = self._rows.user[rows], self._rows.item[rows]
-        # One teacher call per user of the chunk, on the history it ranks that user from.
+        # One teacher call per user of the chunk, on the history it ranks that user from; the
+        # positive is one of the user's seen items, so the hard negatives are the user's, not the row's.
         unique, position = np.unique(users, return_inverse=True)
         scores = self._score(tf.constant(unique), tf.constant(self._latest[unique])).numpy()
+        hard = [self.hard_negatives(user, scores[k]) for k, user in enumerate(unique)]
         for b, row in enumerate(rows):
-            user_scores = scores[position[b]]
-            candidates = self.candidates(row, users[b], items[b], user_scores)
-            yield _example(row, users[b], items[b], candidates, user_scores[candidates])
+            k = position[b]
+            candidates = np.concatenate([[items[b]], self.sampled(row, users[b], hard[k]), hard[k]]).astype(np.int64)
+            yield _example(row, users[b], items[b], candidates, scores[k][candidates])
 
-    def candidates(self, row: int, user: int, positive: int, scores: np.ndarray) -> np.ndarray:
-        seen, seen_set = self._seen[user], self._seen_sets[user] | {positive}
+    def hard_negatives(self, user: int, scores: np.ndarray) -> np.ndarray:
+        """The user's N highest-scored unseen items, best first, ties by index."""
         masked = scores.copy()
-        masked[seen] = -np.inf
-        masked[[0, positive]] = -np.inf
+        masked[self._seen[user]] = -np.inf
+        masked[0] = -np.inf
         # Fewer unseen items than 2N (a tiny catalog): fewer candidates, never a repeated one.
-        n = min(self._negatives, (self._num_items - 1 - len(seen_set)) // 2)
+        n = min(self._negatives, (self._num_items - 1 - len(self._seen[user])) // 2)
         hard = np.argpartition(-masked, n)[:n] if n > 0 else np.zeros([0], np.int64)
-        hard = hard[np.lexsort((hard, -masked[hard]))]  # best first, ties by index
-        hard_set = set(hard.tolist())  # sampled and hard negatives are distinct items
+        return hard[np.lexsort((hard, -masked[hard]))]
+
+    def sampled(self, row: int, user: int, hard: np.ndarray) -> np.ndarray:
+        """As many unseen items as there are hard negatives, uniform, distinct from them; the draws
+        depend only on the seed, the split and the row."""
+        seen_set, hard_set = self._seen_sets[user], set(hard.tolist())
         rng = np.random.default_rng([self._seed, SCORED_SPLITS.index(self._split), int(row)])
         sampled = []
-        while len(sampled) < n:  # rejection sampling: a user has seen few of the catalog's items
+        while len(sampled) < len(hard):  # rejection sampling: a user has seen few of the catalog's items
             draw = int(rng.integers(1, self._num_items))
             if draw not in seen_set and draw not in sampled and draw not in hard_set:
                 sampled.append(draw)
-        return np.concatenate([[positive], np.array(sampled, np.int64), hard]).astype(np.int64)
+        return np.array(sampled, np.int64)
 
 
 def _seen_by_user(train, num_users: int):
