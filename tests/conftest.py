@@ -1,11 +1,27 @@
 """Shared fixtures: tiny input directories written by hand, so expected values are known."""
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before any test imports TF)
 
-import numpy as np
-import pytest
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# gs:// in tests is a storage emulator on this machine (fixture `gcs_root`); every client
+# (TensorFlow, Beam, the pipeline's subprocesses) must know where before it starts.
+os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{_free_port()}"
+
+from tfx_pipeline import env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before any test imports TF)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from models.interaction_data import Dataset, Split
 
@@ -76,3 +92,33 @@ def toy_dataset(num_users=40, num_items=31, per_user=8, seed=0) -> Dataset:
 @pytest.fixture
 def toy():
     return toy_dataset()
+
+
+GCS_BUCKET = "recdistill-test"
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """gs://recdistill-test on a storage emulator (tfx_pipeline/gcs_emulator.py), for the session."""
+    port = int(os.environ["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1])
+    process = subprocess.Popen([sys.executable, "-m", "tfx_pipeline.gcs_emulator", "--port", str(port),
+                                "--bucket", GCS_BUCKET], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"the storage emulator did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.2)
+    yield f"gs://{GCS_BUCKET}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def gcs_root(gcs_emulator):
+    """A fresh gs:// prefix for one test."""
+    return f"{gcs_emulator}/{uuid.uuid4().hex[:12]}"
