@@ -10,13 +10,12 @@ module is missing, `batching_parameters_class` builds the message from the field
 with upstream's names and numbers (text format only depends on the names).
 """
 
-import os
-
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before the protos import TensorFlow)
 
 from google.protobuf import text_format  # noqa: E402
 
 from models import signatures  # noqa: E402
+from tfx_pipeline import storage  # noqa: E402
 
 # Batching for the stock GPU image, one GPU per server. A request costs one [B, d] x [d, V] matmul
 # and a top-K; alone it leaves the GPU almost idle, so requests are batched:
@@ -89,10 +88,6 @@ def _built_batching_parameters():
 
 
 def _write(serving_dir: str, name: str, text: str) -> str:
-    os.makedirs(serving_dir, exist_ok=True)
-    path = os.path.join(serving_dir, name)
-    staging = f"{path}.tmp-{os.getpid()}"
-    with open(staging, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(staging, path)  # a polling server reads the old file or the new one, never half of one
+    path = storage.join(serving_dir, name)
+    storage.write_atomic(path, text.encode("utf-8"))  # a polling server reads the old file or the new one
     return path

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -14,9 +15,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-# gs:// in tests is a storage emulator on this machine (fixture `gcs_root`); every client
+# gs:// in tests is a storage emulator on this machine (fixture `gcs_emulator`); every client
 # (TensorFlow, Beam, the pipeline's subprocesses) must know where before it starts.
-os.environ["STORAGE_EMULATOR_HOST"] = f"http://127.0.0.1:{_free_port()}"
+_GCS_PORTS = (_free_port(), _free_port())
+_GCS_CERTIFICATES = tempfile.mkdtemp(prefix="recdistill-test-gcs-")
+os.environ.update({
+    "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{_GCS_PORTS[0]}",
+    "https_proxy": f"http://127.0.0.1:{_GCS_PORTS[1]}",
+    "CURL_CA_BUNDLE": os.path.join(_GCS_CERTIFICATES, "ca.pem"),
+    "REQUESTS_CA_BUNDLE": os.path.join(_GCS_CERTIFICATES, "ca.pem"),
+    "NO_GCE_CHECK": "true",
+    "no_proxy": "127.0.0.1,localhost",
+})
 
 from tfx_pipeline import env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before any test imports TF)
 
@@ -100,13 +110,16 @@ GCS_BUCKET = "recdistill-test"
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """gs://recdistill-test on a storage emulator (tfx_pipeline/gcs_emulator.py), for the session."""
-    port = int(os.environ["STORAGE_EMULATOR_HOST"].rsplit(":", 1)[1])
+    port, proxy_port = _GCS_PORTS
     process = subprocess.Popen([sys.executable, "-m", "tfx_pipeline.gcs_emulator", "--port", str(port),
-                                "--bucket", GCS_BUCKET], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                "--proxy-port", str(proxy_port), "--bucket", GCS_BUCKET,
+                                "--certificate-dir", _GCS_CERTIFICATES],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while True:
         try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            for listening in (port, proxy_port):
+                socket.create_connection(("127.0.0.1", listening), timeout=1).close()
             break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:

@@ -16,21 +16,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # Beam worker processes inherit this: Google client libraries warn about Python versions on import.
 os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
 
-# gs:// through the tensorflow-io-gcs-filesystem plugin, which (unlike TensorFlow's built-in gs://
-# filesystem) can be pointed at a storage emulator. The plugin crashes the process unless its five
-# cache settings are set; 0 turns the caches off, so that a polling reader sees new objects.
-os.environ.setdefault("TF_USE_MODULAR_FILESYSTEM", "1")
-for _name, _value in (("GCS_READ_CACHE_BLOCK_SIZE_MB", "16"), ("GCS_READ_CACHE_MAX_SIZE_MB", "0"),
-                      ("GCS_READ_CACHE_MAX_STALENESS", "0"), ("GCS_STAT_CACHE_MAX_AGE", "0"),
-                      ("GCS_STAT_CACHE_MAX_ENTRIES", "0")):
-    os.environ.setdefault(_name, _value)
-os.environ.setdefault("GOOGLE_CLOUD_CPP_STORAGE_REST_CONFIG", "disable-xml")
-# One variable points every client at an emulator (tests, `python -m tfx_pipeline.gcs_emulator`):
-# Beam and google-cloud-storage read STORAGE_EMULATOR_HOST, the TensorFlow plugin the other.
+# TensorFlow's gs:// filesystem caches object metadata for 5 s by default: a file just written or
+# removed would look absent or present to the same process (a push deciding its version number).
+os.environ.setdefault("GCS_STAT_CACHE_MAX_AGE", "0")
+# A storage emulator instead of Google Cloud Storage (tests, tfx_pipeline/gcs_emulator.py):
 if os.environ.get("STORAGE_EMULATOR_HOST"):
-    _endpoint = os.environ["STORAGE_EMULATOR_HOST"]
-    os.environ.setdefault("CLOUD_STORAGE_EMULATOR_ENDPOINT",
-                          _endpoint if "://" in _endpoint else f"http://{_endpoint}")
     # An emulator takes no credentials, and Beam would otherwise spend about 25 s per process
     # retrying the lookup of Google's default credentials before connecting anonymously anyway.
     from apache_beam.internal.gcp import auth as _beam_auth

@@ -1,60 +1,213 @@
-"""A Google Cloud Storage emulator on this machine, for running the pipeline on gs:// without a cloud.
+"""Google Cloud Storage on this machine, for running the pipeline on gs:// without a cloud.
 
-    python -m tfx_pipeline.gcs_emulator --port 9023 --bucket recdistill
-    export STORAGE_EMULATOR_HOST=http://127.0.0.1:9023
+    python -m tfx_pipeline.gcs_emulator --bucket recdistill      # prints the variables to export
     recdistill run --data gs://recdistill/data --pipeline-root gs://recdistill/root ...
 
-It is `gcp-storage-emulator` (PyPI) with one fix: TensorFlow's gs:// plugin sends a Host header
-without the port, and the emulator builds its download links from that header, so links pointed
-at port 80. Here they get the port the emulator listens on. Objects live in memory.
+Two clients must reach it, in the ways they reach the real service:
+- Beam and google-cloud-storage (Python) honour STORAGE_EMULATOR_HOST: plain HTTP to the emulator.
+- TensorFlow's built-in gs:// filesystem (what the pipeline uses on Google Cloud too) always calls
+  https://www.googleapis.com. It honours `https_proxy`, `CURL_CA_BUNDLE` and `NO_GCE_CHECK`, so a
+  local proxy answers its CONNECTs with TLS under a certificate of a throwaway CA and passes the
+  requests on to the emulator. (The tensorflow-io-gcs-filesystem plugin, which can be pointed at an
+  emulator directly, corrupts its heap on reads of a few hundred KB from one: not usable here.)
+
+The emulator is `gcp-storage-emulator` (PyPI), objects in memory, with two fixes: the links it
+returns (resumable uploads, media) are built from the request's Host header, which is
+www.googleapis.com behind the proxy (they get https, so they lead back through it) or has no port;
+a body sent with Transfer-Encoding: chunked is decoded even when a Content-Length comes too; and
+an empty upload makes an empty object instead of a crash.
 """
 
 import argparse
+import datetime
+import os
+import select
+import socket
+import socketserver
+import ssl
 import sys
+import tempfile
+import threading
 import time
+from typing import Dict, Iterable, Optional
+
+GOOGLE_HOSTS = ("www.googleapis.com", "storage.googleapis.com")
 
 
-def _links_with_port() -> None:
+def _fix_links(emulator_port: int) -> None:
     from gcp_storage_emulator import server
 
-    if getattr(server.Request, "_recdistill_port_fix", False):
+    if getattr(server.Request, "_recdistill_links", None) == emulator_port:
         return
-    original = server.Request.__init__
+    original = getattr(server.Request, "_recdistill_init", server.Request.__init__)
 
     def init(self, handler, method):
         original(self, handler, method)
-        host = handler.headers.get("Host")
-        if host and ":" not in host:
-            self._base_url = f"http://{host}:{handler.server.server_address[1]}"
-            self._full_url = self._base_url + self._path
+        host = handler.headers.get("Host") or ""
+        if host.split(":")[0] in GOOGLE_HOSTS:
+            self._base_url = f"https://{host}"  # came through the TLS proxy: links go back through it
+        elif host and ":" not in host:
+            self._base_url = f"http://{host}:{emulator_port}"
+        self._full_url = self._base_url + self._path
 
     server.Request.__init__ = init
-    server.Request._recdistill_port_fix = True
+    server.Request._recdistill_init = original
+    server.Request._recdistill_links = emulator_port
+    _chunked_first(server)
 
 
-def start(port: int, buckets=("recdistill",), host: str = "127.0.0.1"):
-    """A started emulator (call .stop() on it) serving `buckets`, all empty."""
-    from gcp_storage_emulator import server
-    from gcp_storage_emulator.handlers import buckets as bucket_handlers
+def _chunked_first(server) -> None:
+    """Request bodies as TensorFlow sends them. Its uploads carry Transfer-Encoding: chunked and a Content-Length; HTTP says the
+    chunked encoding wins, the emulator read Content-Length bytes of the encoded body."""
+    if getattr(server, "_recdistill_chunked", False):
+        return
+    original = server._read_raw_data
 
-    _links_with_port()
-    emulator = server.create_server(host, port, in_memory=True)
-    for bucket in buckets:
-        bucket_handlers.create_bucket(bucket, emulator._storage)
-    emulator.start()
-    return emulator
+    def read_raw_data(request_handler):
+        headers = request_handler.headers
+        if (headers.get("Transfer-Encoding") or "").lower() == "chunked" and headers.get("Content-Length"):
+            del headers["Content-Length"]
+        return original(request_handler)
+
+    server._read_raw_data = read_raw_data
+    read_data = server._read_data
+
+    def read_data_or_empty(request_handler, query):
+        data = read_data(request_handler, query)
+        # an empty media upload (TensorFlow's directory markers, "dir/") is an empty object, not None
+        if data is None and request_handler.command in ("POST", "PUT") and "uploadType=media" in request_handler.path:
+            return b""
+        return data
+
+    server._read_data = read_data_or_empty
+    server._recdistill_chunked = True
+
+
+def _certificates(directory: str) -> Dict[str, str]:
+    """A throwaway CA and a certificate for Google's storage hosts signed by it, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "recdistill storage emulator CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+          .not_valid_after(now + datetime.timedelta(days=30))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, GOOGLE_HOSTS[0])]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in GOOGLE_HOSTS]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = {name: os.path.join(directory, f"{name}.pem") for name in ("ca", "cert", "key")}
+    pem = serialization.Encoding.PEM
+    for name, data in (("ca", ca.public_bytes(pem)), ("cert", leaf.public_bytes(pem)),
+                       ("key", key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption()))):
+        with open(paths[name], "wb") as handle:
+            handle.write(data)
+    return paths
+
+
+class _TlsProxy(socketserver.ThreadingTCPServer):
+    """Answers CONNECT host:443 with TLS as that host and pipes the plain requests to the emulator."""
+
+    daemon_threads = allow_reuse_address = True
+
+    def __init__(self, port: int, emulator_port: int, certificates: Dict[str, str]):
+        self.emulator_port = emulator_port
+        self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.tls.load_cert_chain(certificates["cert"], certificates["key"])
+        super().__init__(("127.0.0.1", port), _Tunnel)
+
+
+class _Tunnel(socketserver.BaseRequestHandler):
+    def handle(self):
+        client = self.request
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        if not head.startswith(b"CONNECT "):
+            client.sendall(b"HTTP/1.1 405 Only CONNECT\r\nContent-Length: 0\r\n\r\n")
+            return
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        with self.server.tls.wrap_socket(client, server_side=True) as secure, \
+                socket.create_connection(("127.0.0.1", self.server.emulator_port)) as upstream:
+            _pipe(secure, upstream)
+
+
+def _pipe(secure: ssl.SSLSocket, upstream: socket.socket) -> None:
+    """Bytes both ways until either side closes."""
+    sockets = [secure, upstream]
+    while True:
+        # TLS may hold decrypted bytes that select() cannot see: drain those first
+        ready = [secure] if secure.pending() else select.select(sockets, [], [], 60)[0]
+        if not ready:
+            return
+        for source in ready:
+            target = upstream if source is secure else secure
+            try:
+                data = source.recv(65536)
+            except (ssl.SSLError, OSError):
+                return
+            if not data:
+                return
+            target.sendall(data)
+
+
+class Emulator:
+    """A running emulator and its TLS proxy; `environment` is what every client process needs."""
+
+    def __init__(self, port: int, proxy_port: int, buckets: Iterable[str] = ("recdistill",),
+                 certificate_dir: Optional[str] = None):
+        from gcp_storage_emulator import server
+        from gcp_storage_emulator.handlers import buckets as bucket_handlers
+
+        _fix_links(port)
+        self._scratch = tempfile.TemporaryDirectory(prefix="recdistill-gcs-")
+        os.makedirs(certificate_dir or self._scratch.name, exist_ok=True)
+        certificates = _certificates(certificate_dir or self._scratch.name)
+        self._server = server.create_server("127.0.0.1", port, in_memory=True)
+        for bucket in buckets:
+            bucket_handlers.create_bucket(bucket, self._server._storage)
+        self._server.start()
+        self._proxy = _TlsProxy(proxy_port, port, certificates)
+        threading.Thread(target=self._proxy.serve_forever, name="gcs-tls-proxy", daemon=True).start()
+        self.environment = {
+            "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}",
+            "https_proxy": f"http://127.0.0.1:{proxy_port}",
+            "CURL_CA_BUNDLE": certificates["ca"],
+            "REQUESTS_CA_BUNDLE": certificates["ca"],  # Python clients following links to the proxy
+            "NO_GCE_CHECK": "true",
+            "no_proxy": "127.0.0.1,localhost",
+        }
+
+    def stop(self) -> None:
+        self._proxy.shutdown()
+        self._proxy.server_close()
+        self._server.stop()
+        self._scratch.cleanup()
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tfx_pipeline.gcs_emulator", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--port", type=int, default=9023)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9023, help="the emulator's HTTP port")
+    parser.add_argument("--proxy-port", type=int, default=9024, help="the TLS proxy's port (for TensorFlow)")
     parser.add_argument("--bucket", action="append", help="a bucket to create (repeatable; default recdistill)")
+    parser.add_argument("--certificate-dir", help="where the CA certificate goes (default: a temporary directory)")
     args = parser.parse_args(argv)
-    emulator = start(args.port, tuple(args.bucket or ["recdistill"]), args.host)
-    print(f"storage emulator on http://{args.host}:{args.port} (buckets: {', '.join(args.bucket or ['recdistill'])}); "
-          f"export STORAGE_EMULATOR_HOST=http://{args.host}:{args.port}", flush=True)
+    emulator = Emulator(args.port, args.proxy_port, tuple(args.bucket or ["recdistill"]), args.certificate_dir)
+    print("storage emulator running; in the shell that runs recdistill:", flush=True)
+    for name, value in emulator.environment.items():
+        print(f"export {name}={value}", flush=True)
     try:
         while True:
             time.sleep(1)

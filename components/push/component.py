@@ -18,8 +18,10 @@ from tfx.types import standard_artifacts
 from components.compression import trainer_module as compression_files
 from components.push import push as push_lib
 from models import signatures
+from tfx_pipeline import storage
 
 KINDS = ("serving", "mobile")
+SAVED_MODEL_FILE = "saved_model.pb"  # what TF Serving needs to load a version: written last
 
 
 @tfx.dsl.components.component
@@ -43,25 +45,25 @@ def ModelPusher(  # noqa: N802 (TFX names components like classes)
         return
     if kind == "serving":
         source = os.path.join(model.uri, "Format-Serving")
-        version, path, new = push_lib.push(source, destination)
+        version, path, new = push_lib.push(source, destination, commit_file=SAVED_MODEL_FILE)
         from serving import tf_serving_files
 
-        serving_dir = os.path.dirname(destination.rstrip("/"))
+        serving_dir = storage.dirname(destination)
         tf_serving_files.write_models_config(serving_dir)
         tf_serving_files.write_batching_parameters(serving_dir)
     else:
         metrics = json.loads(blessing.get_string_custom_property("metrics") or "null")
 
         def stamp(staging: str, number: int) -> None:
-            path = os.path.join(staging, signatures.METADATA)
-            with open(path) as f:
-                metadata = json.load(f)
+            path = storage.join(staging, signatures.METADATA)
+            metadata = json.loads(storage.read_text(path))
             metadata.update(version=number, metrics=metrics)
-            with open(path, "w") as f:
-                json.dump(metadata, f, indent=2)
+            storage.write_text(path, json.dumps(metadata, indent=2))
 
         source = os.path.join(model.uri, compression_files.MOBILE_DIR)
-        version, path, new = push_lib.push(source, destination, prepare=stamp, compare_exclude=[signatures.METADATA])
+        # metadata.json, which names the version, is the mobile version's last file on object storage
+        version, path, new = push_lib.push(source, destination, prepare=stamp, compare_exclude=[signatures.METADATA],
+                                           commit_file=signatures.METADATA)
     pushed_model.set_int_custom_property("pushed", 1)
     pushed_model.set_string_custom_property("pushed_destination", path)
     pushed_model.set_int_custom_property("pushed_version", version)

@@ -20,26 +20,15 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2  # noqa: E402
 
-from models import deployable, serving_export, signatures, student  # noqa: E402
+from models import signatures  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import dev_server  # noqa: E402
 
-H, K = 4, 5
+H, K = 4, 5  # the tiny model of conftest.py's export fixture
 USER_IDS = [""] + [f"u{i}" for i in range(1, 6)]
 ITEM_IDS = [""] + [f"i{i}" for i in range(1, 9)]
 AVAILABLE, END = get_model_status_pb2.ModelVersionStatus.AVAILABLE, get_model_status_pb2.ModelVersionStatus.END
 CODE = grpc.StatusCode
-
-
-def _export(path, seed):
-    """A tiny untrained student exported as a version directory; returns the loaded SavedModel."""
-    tf.keras.utils.set_random_seed(seed)
-    model = student.StudentModel(len(USER_IDS), len(ITEM_IDS), {"user": {}, "item": {}, "size": {}},
-                                 student.StudentConfig(dim=4, history=H))
-    model.score(tf.constant([1], tf.int64), tf.zeros([1, H], tf.int64))  # builds the towers
-    serving_export.export(deployable.build(model), deployable.feature_bins(model), serving_export.hash_bins_of(model),
-                          USER_IDS, ITEM_IDS, H, str(path), k=K)
-    return tf.saved_model.load(str(path))
 
 
 def _direct(loaded, users, histories):
@@ -97,9 +86,9 @@ def _request(user_id=("u1",), history=(("i1", "", "", ""),), name=signatures.MOD
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def base(tmp_path_factory, export):
     path = tmp_path_factory.mktemp("serving") / signatures.MODEL_NAME
-    return types.SimpleNamespace(path=str(path), v1=_export(path / "1", seed=0))
+    return types.SimpleNamespace(path=str(path), v1=export(path / "1", seed=0))
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +242,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(base, serv
     assert after.largest_batch_requests > 1
 
 
-def test_a_new_version_is_served_without_restart_and_requests_in_flight_finish(base, tmp_path):
+def test_a_new_version_is_served_without_restart_and_requests_in_flight_finish(base, tmp_path, export):
     path = _copy_base(base, tmp_path)
     server = dev_server.serve(path, 0, poll_seconds=0.2, host="127.0.0.1")
     client = client_lib.RecommendationClient(f"127.0.0.1:{server.port}", timeout_s=60)
@@ -264,7 +253,7 @@ def test_a_new_version_is_served_without_restart_and_requests_in_flight_finish(b
         with patch, futures.ThreadPoolExecutor(1) as pool:
             in_flight = pool.submit(client.predict, _request(user_id=["u4"], history=[["i5", "i6", "", ""]]))
             assert started.wait(30)
-            v2 = _export(tmp_path / signatures.MODEL_NAME / "2", seed=1)  # renamed into place when complete
+            v2 = export(tmp_path / signatures.MODEL_NAME / "2", seed=1)  # renamed into place when complete
             deadline = time.monotonic() + 30
             while server.versions.current.version != 2 and time.monotonic() < deadline:
                 time.sleep(0.05)

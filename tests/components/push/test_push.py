@@ -54,12 +54,12 @@ def test_an_interrupted_push_leaves_no_version_and_no_staging(tmp_path):
     base = tmp_path / "serving" / "recdistill"
     source = _model_dir(tmp_path) / "Format-Serving"
 
-    def copy_half_then_fail(src, dst):
+    def copy_half_then_fail(src, dst, skip=()):
         os.makedirs(dst)
         shutil.copy(os.path.join(src, "saved_model.pb"), dst)  # half a model is on disk
         raise OSError("disk full")
 
-    with mock.patch.object(push_lib.shutil, "copytree", side_effect=copy_half_then_fail):
+    with mock.patch.object(push_lib.storage, "copy_tree", side_effect=copy_half_then_fail):
         with pytest.raises(OSError, match="disk full"):
             push_lib.push(str(source), str(base))
     assert os.listdir(base) == []
