@@ -7,10 +7,11 @@ before anything is trained on it. The error lists every anomaly, one per feature
 import os
 from typing import List
 
-import tensorflow as tf
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
+
+from tfx_pipeline import storage
 
 ANOMALIES_FILE = "SchemaDiff.pb"  # what ExampleValidator writes in each Split-<name>/
 
@@ -27,8 +28,7 @@ def ValidationGate(  # noqa: N802 (TFX names components like classes)
     problems = []
     for split in artifact_utils.decode_split_names(anomalies.split_names):
         path = os.path.join(artifact_utils.get_split_uri([anomalies], split), ANOMALIES_FILE)
-        with tf.io.gfile.GFile(path, "rb") as f:
-            problems += describe(split, anomalies_pb2.Anomalies.FromString(f.read()))
+        problems += describe(split, anomalies_pb2.Anomalies.FromString(storage.read_bytes(path)))
     if problems:
         raise DataAnomaliesError(
             f"ExampleValidator found {len(problems)} anomal{'y' if len(problems) == 1 else 'ies'}: "

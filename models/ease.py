@@ -14,12 +14,12 @@ Caveat: needs scipy (sparse X, LAPACK's Cholesky inverse); TFX depends on it.
 
 from __future__ import annotations
 
-import os
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from models.retrieval_metrics import RetrievalEvaluator, split_evaluator
+from tfx_pipeline import storage
 
 # Covers MovieLens-100K's optimum (500) with room either side; one inverse per value.
 L2_GRID = (10.0, 30.0, 100.0, 200.0, 300.0, 500.0, 800.0, 1000.0, 2000.0, 5000.0)
@@ -71,16 +71,15 @@ class EaseModel:
 
     def save(self, path: str) -> str:
         """Writes B [num_items, num_items] float32 as .npy; returns the path written (".npy" added)."""
-        path = path if path.endswith(".npy") else path + ".npy"  # np.save would add it silently
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        np.save(path, self.weights)
+        path = path if path.endswith(".npy") else path + ".npy"  # the name np.save gave (it adds ".npy")
+        storage.save_npy(path, self.weights)  # np.save's bytes; makes parent dirs
         return path
 
     @classmethod
     def load(cls, path: str, l2: float = 1.0) -> "EaseModel":
         """Reads B written by `save` (l2 is not stored: it only matters to fit); then
         `use_interactions` before scoring."""
-        weights = np.load(path)
+        weights = storage.load_npy(path)
         model = cls(weights.shape[0], l2)
         model.weights = weights.astype(np.float32)
         return model

@@ -18,6 +18,7 @@ from typing import Dict, Mapping
 import numpy as np
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfx_pipeline import storage
 
 FILE = "features.npz"
 SIDES = ("user", "item")
@@ -54,16 +55,14 @@ def build(transform_graph_dir: str, dataset) -> Dict[str, Dict[str, np.ndarray]]
 def save(tables: Mapping, path: str) -> None:
     arrays = {f"{side}/{name}": value for side in SIDES for name, value in tables[side].items()}
     arrays.update({f"size/{name}": np.array(size) for name, size in tables["size"].items()})
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    storage.save_npz(path, **arrays)
 
 
 def load(path: str) -> Dict[str, Dict]:
-    with np.load(path) as z:
-        tables = {side: {} for side in (*SIDES, "size")}
-        for key in z.files:
-            side, name = key.split("/", 1)
-            tables[side][name] = int(z[key]) if side == "size" else z[key]
+    tables = {side: {} for side in (*SIDES, "size")}
+    for key, value in storage.load_npz(path).items():
+        side, name = key.split("/", 1)
+        tables[side][name] = int(value) if side == "size" else value
     return tables
 
 

@@ -7,13 +7,13 @@ Index spaces (shared by teacher, students and evaluation; 0 is out-of-vocabulary
 """
 
 import dataclasses
-import glob
 import os
 from typing import Dict, List, Sequence
 
 import numpy as np
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfx_pipeline import storage
 
 
 @dataclasses.dataclass
@@ -50,7 +50,8 @@ def read_records(split_dir: str) -> List[bytes]:
     """The serialized tf.Examples of a Split-<name> directory (gzipped TFRecord files)."""
     import tensorflow as tf
 
-    files = sorted(glob.glob(os.path.join(split_dir, "*")))
+    # storage.glob: the split may be in a bucket. Its "*" also matches dot-files, glob.glob's does not.
+    files = [f for f in storage.glob(os.path.join(split_dir, "*")) if not os.path.basename(f).startswith(".")]
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")] if files else []
 
 
@@ -179,12 +180,11 @@ def save_dataset(dataset: Dataset, path: str) -> None:
     for name, split in dataset.splits.items():
         for field in ("user", "item", "timestamp"):
             arrays[f"split.{name}.{field}"] = getattr(split, field)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
+    storage.save_npz(path, **arrays)
 
 
 def load_dataset(path: str) -> Dataset:
-    with np.load(path, allow_pickle=True) as z:
-        names = sorted({k.split(".")[1] for k in z.files if k.startswith("split.")})
-        splits = {n: Split(z[f"split.{n}.user"], z[f"split.{n}.item"], z[f"split.{n}.timestamp"]) for n in names}
-        return Dataset(*(z[k].tolist() for k in ("user_ids", "item_ids", "user_texts", "item_texts")), splits=splits)
+    z = storage.load_npz(path, allow_pickle=True)  # ids and texts are object arrays
+    names = sorted({k.split(".")[1] for k in z if k.startswith("split.")})
+    splits = {n: Split(z[f"split.{n}.user"], z[f"split.{n}.item"], z[f"split.{n}.timestamp"]) for n in names}
+    return Dataset(*(z[k].tolist() for k in ("user_ids", "item_ids", "user_texts", "item_texts")), splits=splits)

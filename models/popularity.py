@@ -7,9 +7,9 @@ same top-k list in the end). Ties (items with equal counts) rank by lower item i
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from tfx_pipeline import storage
 
 
 class PopularityModel:
@@ -47,15 +47,14 @@ class PopularityModel:
 
     def save(self, path: str) -> str:
         """Writes the counts [num_items] int64 as .npy; returns the path written (".npy" added)."""
-        path = path if path.endswith(".npy") else path + ".npy"  # np.save would add it silently
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        np.save(path, self.counts)
+        path = path if path.endswith(".npy") else path + ".npy"  # the name np.save gave (it adds ".npy")
+        storage.save_npy(path, self.counts)  # np.save's bytes; makes parent dirs
         return path
 
     @classmethod
     def load(cls, path: str) -> "PopularityModel":
         """Reads a model written by `save`."""
-        counts = np.load(path)
+        counts = storage.load_npy(path)
         model = cls(counts.shape[0])
         model.counts = counts.astype(np.int64)
         return model

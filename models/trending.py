@@ -8,9 +8,9 @@ the shared `RetrievalEvaluator`, which removes each user's training items.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from tfx_pipeline import storage
 
 DAY_SECONDS = 86400
 
@@ -70,15 +70,14 @@ class TrendingModel:
 
     def save(self, path: str) -> str:
         """Writes the counts [2, num_items] int64 (window, all) as .npy; returns the path written."""
-        path = path if path.endswith(".npy") else path + ".npy"  # np.save would add it silently
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        np.save(path, np.stack([self.recent, self.total]))
+        path = path if path.endswith(".npy") else path + ".npy"  # the name np.save gave (it adds ".npy")
+        storage.save_npy(path, np.stack([self.recent, self.total]))  # np.save's bytes; makes parent dirs
         return path
 
     @classmethod
     def load(cls, path: str, days: int = 30) -> "TrendingModel":
         """Reads a model written by `save` (days is not stored: it only matters to fit)."""
-        counts = np.load(path)
+        counts = storage.load_npy(path)
         model = cls(counts.shape[1], days)
         model.recent, model.total = counts[0].astype(np.int64), counts[1].astype(np.int64)
         model._row = model._ranks()

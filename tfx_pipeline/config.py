@@ -10,11 +10,15 @@ Example file (every key optional; unknown keys are an error):
 """
 
 import dataclasses
+import errno
+import io
+import os
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 
 from components.ingest.splits import SplitSpec
+from tfx_pipeline import storage
 
 BUILTIN_DATASETS = ("movielens-100k",)
 
@@ -158,13 +162,30 @@ def load_config(path: Optional[str]) -> PipelineConfig:
     if path is None:
         return PipelineConfig()
     try:
-        with open(path, encoding="utf-8") as f:
+        with _open_text(path) as f:
             raw = yaml.safe_load(f) or {}
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     return config_from_dict(raw, source=path)
+
+
+def _open_text(path: str) -> io.TextIOWrapper:
+    """As open(path, encoding="utf-8"), for a local path or gs://, with open()'s errors: YAML's
+    messages name the file, and a missing one reads "[Errno 2] No such file or directory: ..."."""
+    import tensorflow as tf  # loaded by storage (tf.io.gfile) anyway; its errors are not OSErrors
+
+    try:
+        if not storage.exists(path):
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+        if storage.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        data = io.BytesIO(storage.read_bytes(path))
+    except tf.errors.OpError as error:  # e.g. access denied to a bucket
+        raise OSError(error.message) from None
+    data.name = path
+    return io.TextIOWrapper(data, encoding="utf-8")
 
 
 def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> PipelineConfig:

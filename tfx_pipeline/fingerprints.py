@@ -9,16 +9,19 @@ import hashlib
 import inspect
 import os
 from types import ModuleType
-from typing import Iterable
+from typing import BinaryIO, Callable, Iterable
 
 from components.ingest import rows
+from tfx_pipeline import storage
 
 INPUT_FILES = (rows.INTERACTIONS_FILE, rows.USERS_FILE, rows.ITEMS_FILE)
 
 
 def data_digest(data_dir: str) -> str:
     """A digest of the input files' bytes (a missing file is left to ExampleGen to report)."""
-    return _digest(os.path.join(data_dir, name) for name in INPUT_FILES)
+    # The data directory may be a bucket (gs://): its files are read through storage.
+    return _digest((os.path.join(data_dir, name) for name in INPUT_FILES), storage.isfile,
+                   lambda path: storage.open_file(path, "rb"))
 
 
 def code_digest(*modules: ModuleType) -> str:
@@ -31,15 +34,16 @@ def code_digest(*modules: ModuleType) -> str:
             paths += sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".py"))
         else:
             paths.append(source)
-    return _digest(paths)
+    # The project's own source files: always local, read with the builtins.
+    return _digest(paths, os.path.isfile, lambda path: open(path, "rb"))
 
 
-def _digest(paths: Iterable[str]) -> str:
+def _digest(paths: Iterable[str], isfile: Callable[[str], bool], open_binary: Callable[[str], BinaryIO]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         digest.update(os.path.basename(path).encode() + b"\0")
-        if os.path.isfile(path):
-            with open(path, "rb") as f:
+        if isfile(path):
+            with open_binary(path) as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()[:32]

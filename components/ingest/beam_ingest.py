@@ -13,6 +13,8 @@ from typing import Dict, Iterable, Sequence
 
 import apache_beam as beam
 from apache_beam import pvalue
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from components.ingest import examples, quality, reasons, rows, splits
 from components.ingest.csv_rows import BadRow
@@ -176,15 +178,15 @@ def _write(uri: str, split: str) -> beam.PTransform:
 
 
 def _write_summary(path: str, data_quality, split_counts, user_types, item_types) -> None:
-    import tensorflow as tf  # gfile: the artifact store may be a bucket
-
     summary = {
         "data_quality": data_quality,
         "split_counts": {s: split_counts.get(s, 0) for s in splits.SPLITS},
         "column_types": {"users": user_types, "items": item_types},
     }
-    with tf.io.gfile.GFile(path, "w") as f:
-        json.dump(summary, f, indent=2, sort_keys=True)
+    # Beam's FileSystems: this runs on a Beam worker, and the artifact store may be a bucket.
+    # The text is json.dump's of before (no trailing newline), so the file's bytes are unchanged.
+    with FileSystems.create(path, mime_type="application/json", compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(json.dumps(summary, indent=2, sort_keys=True).encode("utf-8"))
 
 
 class _ColumnTypes(beam.CombineFn):

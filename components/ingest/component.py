@@ -10,12 +10,12 @@ import json
 import os
 
 import apache_beam as beam
-import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.ingest import beam_ingest, quality, rows, splits
 from components.ingest.csv_rows import InputFileError
+from tfx_pipeline import storage
 
 _PAYLOAD_FORMAT = "FORMAT_TF_EXAMPLE"
 
@@ -41,8 +41,7 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     with beam_pipeline as p:
         beam_ingest.ingest(p, input_dir, settings, examples.uri, catalog.uri, summary_path)
 
-    with tf.io.gfile.GFile(summary_path) as f:
-        summary = json.load(f)
+    summary = storage.read_json(summary_path)
     quality.check(summary["data_quality"], settings.max_bad_share)
     _describe(examples, splits.SPLITS)
     _describe(catalog, [beam_ingest.CATALOG_SPLIT])

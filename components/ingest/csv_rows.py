@@ -5,10 +5,12 @@ cannot be cut at arbitrary byte offsets without misreading records. Everything a
 (validation, join, split, serialization) runs in parallel in Beam.
 """
 
+import contextlib
 import csv
 import dataclasses
+import io
 import os
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Sequence, TextIO, Tuple
 
 from components.ingest import reasons
 
@@ -46,11 +48,16 @@ class BadRow:
 
 def read_header(path: str, required: Sequence[str]) -> List[str]:
     """Returns the header's column names; raises InputFileError if the file cannot be used."""
-    if not os.path.isfile(path):
+    from apache_beam.io.filesystems import FileSystems
+
+    if not FileSystems.exists(path):
         raise InputFileError(path, 0, "file not found")
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+    except IsADirectoryError:  # a local directory "exists" too; os.path.isfile said "not found"
+        raise InputFileError(path, 0, "file not found") from None
     if not header:
         raise InputFileError(path, 1, "the file is empty: a header line is required")
     names = [name.strip() for name in header]
@@ -74,7 +81,7 @@ def read_records(path: str, num_columns: int) -> Iterator[Record | BadRow]:
     rows, so that the lines it swallowed are not lost silently.
     """
     name = os.path.basename(path)
-    with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+    with _open_text(path) as f:
         reader = csv.reader(f, strict=False)
         next(reader, None)  # the header, checked by read_header
         last_line = reader.line_num
@@ -104,6 +111,24 @@ def read_records(path: str, num_columns: int) -> Iterator[Record | BadRow]:
                 )
             else:
                 yield Record(start, tuple(fields))
+
+
+@contextlib.contextmanager
+def _open_text(path: str) -> Iterator[TextIO]:
+    """The file as text, decoded exactly as open(path, encoding="utf-8-sig",
+    errors="surrogateescape", newline="") would: a BOM is dropped, undecodable bytes become lone
+    surrogates, line ends reach the csv module untouched (newlines inside quoted fields).
+
+    Beam's FileSystems rather than tf.io.gfile: these readers run inside Beam transforms (on
+    Dataflow workers, with the pipeline's credentials), take local paths and gs:// alike, and
+    must not load TensorFlow. UNCOMPRESSED: the default would guess a codec from the name.
+    """
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        yield text  # closing the wrapper closes `raw`
 
 
 def _has_surrogates(values: Sequence[str]) -> bool:
