@@ -1,17 +1,22 @@
 """Item titles for printing recommendations: from the input's items.csv (DESIGN.md, "Input format")."""
 
 import csv
+import io
 import os
 from typing import Dict, Optional
+
+from tfx_pipeline import storage
 
 
 def default_items_csv(model_dir: str) -> Optional[str]:
     """<run>/input/items.csv for a model under <run>/mobile/<version> or <run>/serving/recdistill/<version>."""
-    here = os.path.abspath(model_dir)
+    here = storage.absolute(model_dir)
     for _ in range(4):
-        here = os.path.dirname(here)
-        candidate = os.path.join(here, "input", "items.csv")
-        if os.path.isfile(candidate):
+        here = storage.dirname(here)
+        if storage.is_uri(model_dir) and not storage.is_uri(here):  # climbed past the bucket
+            break
+        candidate = storage.join(here, "input", "items.csv")
+        if storage.isfile(candidate):
             return candidate
     return None
 
@@ -27,7 +32,8 @@ def newest_run_items_csv(runs_dir: str = "runs") -> Optional[str]:
 
 def load_titles(items_csv: Optional[str]) -> Dict[str, str]:
     """{item_id: title}; empty when there is no file (ids are printed alone then)."""
-    if not items_csv or not os.path.isfile(items_csv):
+    if not items_csv or not storage.isfile(items_csv):
         return {}
-    with open(items_csv, encoding="utf-8", newline="") as f:
-        return {row.get("item_id", ""): row.get("title", "") for row in csv.DictReader(f)}
+    # StringIO's default newline="\n" leaves "\r\n" to the csv module, as open(newline="") did.
+    rows = csv.DictReader(io.StringIO(storage.read_text(items_csv)))
+    return {row.get("item_id", ""): row.get("title", "") for row in rows}

@@ -5,35 +5,35 @@ i; line 0 is empty: unknown) and metadata.json (K, H). Ids map to indices throug
 an unknown user or item is index 0 (the model serves it; unknown history items are padding).
 """
 
-import json
 import os
 from typing import List, Sequence, Tuple
 
 from models import signatures
 from serving.tflite_runner import TFLiteRanker
+from tfx_pipeline import storage
 
 
 def read_vocabulary(path: str) -> List[str]:
     """A vocabulary file as models/mobile_export.write_vocabularies writes it: the id of index i at [i]."""
-    with open(path, encoding="utf-8") as f:
-        return f.read().split("\n")[:-1]
+    return storage.read_text(path).split("\n")[:-1]
 
 
 def recommend(model_dir: str, user_id: str, history: Sequence[str], k: int = 10) -> List[Tuple[str, float]]:
     """[(item id, score)] best first, at most k. The model returns its top K over the whole
     catalog (metadata.json says K); the items of the history are left out, as an app would."""
     for name in (signatures.TFLITE_FILE, signatures.USER_VOCAB, signatures.ITEM_VOCAB, signatures.METADATA):
-        if not os.path.isfile(os.path.join(model_dir, name)):
+        if not storage.isfile(os.path.join(model_dir, name)):
             raise FileNotFoundError(f"{model_dir}: no {name} (expected a mobile/<version> directory)")
     users = {u: i for i, u in enumerate(read_vocabulary(os.path.join(model_dir, signatures.USER_VOCAB))) if i}
     item_ids = read_vocabulary(os.path.join(model_dir, signatures.ITEM_VOCAB))
     items = {item: i for i, item in enumerate(item_ids) if i}
-    ranker = TFLiteRanker(os.path.join(model_dir, signatures.TFLITE_FILE))
-    indices, scores = ranker.rank(users.get(user_id, 0), [items.get(i, 0) for i in history])
+    # The interpreter reads local files only: a gs:// model is downloaded for the call.
+    with storage.local_copy(os.path.join(model_dir, signatures.TFLITE_FILE)) as local:
+        ranker = TFLiteRanker(local)
+        indices, scores = ranker.rank(users.get(user_id, 0), [items.get(i, 0) for i in history])
     seen = set(history)
     return [(item_ids[i], float(s)) for i, s in zip(indices, scores) if item_ids[i] not in seen][:k]
 
 
 def metadata(model_dir: str) -> dict:
-    with open(os.path.join(model_dir, signatures.METADATA), encoding="utf-8") as f:
-        return json.load(f)
+    return storage.read_json(os.path.join(model_dir, signatures.METADATA))

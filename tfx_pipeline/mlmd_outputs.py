@@ -55,11 +55,10 @@ def pushed_destination(artifact: metadata_store_pb2.Artifact) -> Optional[str]:
 
 
 def read_json_file(directory: str, name: str) -> Any:
-    """A JSON file inside an artifact's directory (None when absent)."""
-    import os
+    """A JSON file inside an artifact's directory, local or a URI (None when absent)."""
+    from tfx_pipeline import storage
 
-    path = os.path.join(directory, name)
-    if not os.path.exists(path):
+    path = storage.join(directory, name)
+    if not storage.exists(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return storage.read_json(path)

@@ -1,9 +1,12 @@
 """report.json and report.md of a run (keys: DESIGN.md, "report.json"), and their printout."""
 
+import errno
 import json
 import os
 import sys
 from typing import Any, Dict, List, Optional
+
+from tfx_pipeline import storage
 
 MODEL_KEYS = ("popularity", "ease", "trending", "student_no_kd", "teacher", "student_kd", "student_compressed",
               "tflite_float", "tflite")
@@ -70,11 +73,11 @@ def _compression_summary(compression: Optional[Dict[str, Any]]) -> Optional[Dict
 
 
 def write_report(output_dir: str, report: Dict[str, Any]) -> str:
-    directory = os.path.join(output_dir, REPORT_DIR)
-    os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, "report.json")
+    directory = storage.join(output_dir, REPORT_DIR)
+    storage.makedirs(directory)
+    path = storage.join(directory, "report.json")
     _atomic_write(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
-    _atomic_write(os.path.join(directory, "report.md"), render(report, markdown=True))
+    _atomic_write(storage.join(directory, "report.md"), render(report, markdown=True))
     from tfx_pipeline import report_plots
 
     try:
@@ -85,9 +88,10 @@ def write_report(output_dir: str, report: Dict[str, Any]) -> str:
 
 
 def read_report(output_dir: str) -> Dict[str, Any]:
-    path = os.path.join(output_dir, REPORT_DIR, "report.json")
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    path = storage.join(output_dir, REPORT_DIR, "report.json")
+    if not storage.exists(path):  # `recdistill report` catches FileNotFoundError (gs:// raises NotFoundError)
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+    return storage.read_json(path)
 
 
 def render(report: Dict[str, Any], markdown: bool = False) -> str:
@@ -194,7 +198,4 @@ def _table(header: List[str], rows: List[List[str]], markdown: bool) -> List[str
 
 
 def _atomic_write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    storage.write_atomic(path, text.encode("utf-8"))

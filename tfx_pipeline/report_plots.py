@@ -1,7 +1,8 @@
 """The report's PNG plots: quality against size for every model, and the training curves."""
 
-import os
 from typing import Dict, List, Optional
+
+from tfx_pipeline import storage
 
 QUALITY_PLOT = "quality_vs_params.png"
 CURVES_PLOT = "training_curves.png"
@@ -26,7 +27,7 @@ def write_plots(directory: str, models: Dict[str, Optional[Dict]], curves: Optio
         ax.set_ylabel("test ndcg@10")
         ax.set_title("Quality against size")
         ax.grid(True, alpha=0.3)
-        written.append(_save(fig, os.path.join(directory, QUALITY_PLOT)))
+        written.append(_save(fig, storage.join(directory, QUALITY_PLOT)))
     if curves:
         fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
         for name, curve in curves.items():
@@ -46,7 +47,7 @@ def write_plots(directory: str, models: Dict[str, Optional[Dict]], curves: Optio
             ax.grid(True, alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=8)
-        written.append(_save(fig, os.path.join(directory, CURVES_PLOT)))
+        written.append(_save(fig, storage.join(directory, CURVES_PLOT)))
     return written
 
 
@@ -54,6 +55,7 @@ def _save(fig, path: str) -> str:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with storage.open_file(path, "wb") as handle:  # a local path or a URI; the format is no longer in a name
+        fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
     return path

@@ -21,6 +21,7 @@ from tfx.types import standard_artifacts
 from components.evaluation import blessing as blessing_lib
 from components.evaluation import evaluate
 from components.evaluation.baselines import BaselineSettings
+from tfx_pipeline import storage
 
 RESULTS_FILE = "models.json"
 
@@ -45,8 +46,7 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     del code_digest
     settings = BaselineSettings(split_method=split_method, trending_days=trending_days, ease_max_items=ease_max_items)
     results, baselines = evaluate.evaluate_all(teacher.uri, student.uri, compressed.uri, settings)
-    with open(os.path.join(evaluation.uri, RESULTS_FILE), "w") as f:
-        json.dump(results, f, indent=2)
+    storage.write_text(os.path.join(evaluation.uri, RESULTS_FILE), json.dumps(results, indent=2))
     curves = evaluate.write_curves(teacher.uri, student.uri, os.path.join(evaluation.uri, evaluate.CURVES_FILE))
     evaluation.set_string_custom_property("models", json.dumps(results, sort_keys=True))
     evaluation.set_string_custom_property("baselines", json.dumps(baselines, sort_keys=True))
@@ -64,6 +64,6 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     blessing.set_string_custom_property("reason", decision["reason"])
     blessing.set_string_custom_property("metrics", json.dumps(results.get("tflite")))
     evaluation.set_string_custom_property("blessing", json.dumps(decision, sort_keys=True))
-    with open(os.path.join(blessing.uri, "BLESSED" if decision["blessed"] else "NOT_BLESSED"), "w") as f:
-        f.write(decision["reason"] + "\n")
+    storage.write_text(os.path.join(blessing.uri, "BLESSED" if decision["blessed"] else "NOT_BLESSED"),
+                       decision["reason"] + "\n")
     print(f"recdistill: {'blessed' if decision['blessed'] else 'not blessed'}: {decision['reason']}")

@@ -23,6 +23,7 @@ from models.interaction_data import load_dataset
 from models import signatures
 from models.retrieval_metrics import RetrievalEvaluator, split_evaluator
 from serving.tflite_runner import TFLiteRanker
+from tfx_pipeline import storage
 
 CURVES_FILE = "curves.json"
 STUDENT_DIRS = {"student_kd": training.SAVED_MODEL_DIR, "student_no_kd": trainer_module.NO_KD_DIR}
@@ -70,13 +71,13 @@ def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, 
 
 def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int) -> Dict:
     """report.json's M for a TFLite model file (bytes: the file itself)."""
-    metrics = evaluator.evaluate(_tflite_scores(path, latest), ks=(10, 100))
+    with storage.local_copy(path) as local:  # the interpreter reads local files only
+        metrics = evaluator.evaluate(_tflite_scores(local, latest), ks=(10, 100))
+        timed = TFLiteRanker(local, num_threads=1)
+        latency = _latency_ms(lambda users: timed.rank(int(users[0]), latest[users[0]]))
     entry = {k: round(float(metrics[k]), 4) for k in METRICS}
-    timed = TFLiteRanker(path, num_threads=1)
     raw, zipped = _sizes(path)
-    entry.update(params=int(params), bytes=raw, gzip_bytes=zipped,
-                 latency_ms_p50=_latency_ms(lambda users: timed.rank(int(users[0]), latest[users[0]])),
-                 users=int(metrics["users"]))
+    entry.update(params=int(params), bytes=raw, gzip_bytes=zipped, latency_ms_p50=latency, users=int(metrics["users"]))
     return entry
 
 
@@ -88,11 +89,11 @@ def _tflite_scores(path: str, latest) -> Callable:
 
 def tflite_ndcg(path: str, dataset) -> float:
     """ndcg@10 of a TFLite model on `dataset`'s test split (a baseline's, for the blessing)."""
-    with open(os.path.join(os.path.dirname(path), signatures.METADATA)) as f:
-        history = json.load(f)["history"]
+    history = storage.read_json(storage.join(storage.dirname(path), signatures.METADATA))["history"]
     evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
     latest = training.latest_histories(dataset, history)
-    scores = evaluator.evaluate(_tflite_scores(path, latest), ks=(10,))
+    with storage.local_copy(path) as local:  # the interpreter reads local files only
+        scores = evaluator.evaluate(_tflite_scores(local, latest), ks=(10,))
     return float(scores["ndcg@10"])
 
 
@@ -121,14 +122,12 @@ def write_curves(teacher_dir: str, student_dir: str, path: str) -> Dict:
     curves = {"teacher": {"loss": teacher["loss"], "val_loss": teacher["val_loss"]}}
     for name in STUDENT_DIRS:
         curves[name] = {k: students[name][k] for k in ("loss", "val_ndcg@10")}
-    with open(path, "w") as f:
-        json.dump(curves, f, indent=2)
+    storage.write_text(path, json.dumps(curves, indent=2))  # json.dump's format, as before
     return curves
 
 
 def _read_json(path: str) -> Dict:
-    with open(path) as f:
-        return json.load(f)
+    return storage.read_json(path)
 
 
 def evaluate_teacher(teacher_dir: str, dataset, evaluator: RetrievalEvaluator) -> Dict[str, Dict]:

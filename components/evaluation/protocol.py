@@ -2,13 +2,14 @@
 and report.json's M entry (metrics, params, sizes as deployed, latency)."""
 
 import gzip
-import os
+import posixpath
 import time
 from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from models.retrieval_metrics import RetrievalEvaluator
+from tfx_pipeline import storage
 
 METRICS = ("recall@10", "ndcg@10", "recall@100", "precision@10")
 LATENCY_CALLS = 50
@@ -37,13 +38,18 @@ def latency_ms(score_fn: Callable) -> float:
 
 
 def sizes(path: str, exclude: Optional[str] = None) -> Tuple[int, int]:
-    """(bytes, gzip_bytes) of a file, or of every file under a directory (but its `exclude` subdirectory)."""
-    skip = os.path.join(path, exclude) if exclude else None
-    files = [path] if os.path.isfile(path) else [
-        os.path.join(d, f) for d, _, names in os.walk(path) for f in names if not (skip and d.startswith(skip))]
-    raw = sum(os.path.getsize(f) for f in files)
-    zipped = 0
+    """(bytes, gzip_bytes) of a file, or of every file under a directory (but its `exclude` subdirectory).
+
+    Each file is read whole (local path or URI): its length is its size, so gs:// and a local
+    copy give the same figures. A prefix match on the directory, as os.walk's `d.startswith` was."""
+    if storage.isfile(path):
+        files = [path]
+    else:
+        files = [storage.join(path, *relative.split("/")) for relative in storage.walk_files(path)
+                 if not (exclude and posixpath.dirname(relative).startswith(exclude))]
+    raw = zipped = 0
     for name in files:
-        with open(name, "rb") as f:
-            zipped += len(gzip.compress(f.read(), 6))
+        data = storage.read_bytes(name)
+        raw += len(data)
+        zipped += len(gzip.compress(data, 6))
     return raw, zipped
