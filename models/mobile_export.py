@@ -13,7 +13,6 @@ stay exact zeros (symmetric quantization), which is how pruning survives convers
 `zero_share` measures it in the file.
 """
 
-import os
 import tempfile
 from typing import Dict, Mapping
 
@@ -24,6 +23,7 @@ from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFl
 import tensorflow as tf  # noqa: E402
 
 from models import deployable, signatures  # noqa: E402
+from tfx_pipeline import storage  # noqa: E402
 
 
 class _MobileRanker(tf.Module):
@@ -51,6 +51,8 @@ def convert(scorer: tf.keras.Model, bins: Mapping[str, np.ndarray], history: int
     """The TFLite flatbuffer of a deployed-form model (plain, or QAT for int8); user indices outside
     [0, num_users) are served as unknown."""
     module = _MobileRanker(scorer, bins, history, k, num_users)
+    # Local scratch only: the converter reads a SavedModel from disk and returns bytes (callers
+    # write them with storage.write_bytes), so nothing under an artifact URI is written here.
     with tempfile.TemporaryDirectory() as tmp:
         tf.saved_model.save(module, tmp, signatures={signatures.TFLITE_SIGNATURE: module.serve.get_concrete_function()})
         converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[signatures.TFLITE_SIGNATURE])
@@ -82,5 +84,5 @@ def zero_share(model_content: bytes) -> Dict[str, float]:
 def write_vocabularies(directory: str, user_ids, item_ids) -> None:
     """user_vocab.txt and item_vocab.txt: line i is the id of index i (line 0: "", unknown)."""
     for name, ids in ((signatures.USER_VOCAB, user_ids), (signatures.ITEM_VOCAB, item_ids)):
-        with open(os.path.join(directory, name), "w", encoding="utf-8") as f:
-            f.writelines(f"{i}\n" for i in ids)
+        # directory may be gs:// (the compression Model artifact); UTF-8, "\n" as before.
+        storage.write_text(storage.join(directory, name), "".join(f"{i}\n" for i in ids))

@@ -21,10 +21,10 @@ answer. The raw column of a Transform output is its name without the last "_" su
 
 `export` works like TFX's rewriters: validate the module, write it (next to `out_dir`, under a
 name TF Serving ignores), load it and validate again (top-K against the scorer's own, unknown
-user, warmup replay), then rename it to `out_dir`, so a polling server never sees half a model.
+user, warmup replay), then rename it to `out_dir`, so a polling server never sees half a model
+(on object storage, which has no directory rename, it is copied: components/push publishes it).
 """
 
-import os
 from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
@@ -35,6 +35,7 @@ import tensorflow as tf  # noqa: E402
 
 from models import deployable, signatures  # noqa: E402
 from models import student as student_lib  # noqa: E402
+from tfx_pipeline import storage  # noqa: E402
 
 
 def hash_bins_of(model: student_lib.StudentModel) -> Dict[str, Optional[int]]:
@@ -163,8 +164,7 @@ def export(scorer, bins: Mapping[str, np.ndarray], hash_bins: Mapping[str, Optio
     cases = _validation_cases(user_ids, item_ids, history)
     _validate(module.serve, module.serve_examples, scorer, module.bins, item_ids, module.k, *cases)
     staging = f"{out_dir.rstrip('/')}.incomplete"  # not an integer: TF Serving skips it
-    if tf.io.gfile.exists(staging):
-        tf.io.gfile.rmtree(staging)
+    storage.rmtree(staging)  # storage: a gs:// "directory" exists when objects have its prefix
     try:
         tf.saved_model.save(module, staging, signatures={signatures.SERVING_DEFAULT: module.serve,
                                                          signatures.SERVE_TF_EXAMPLES: module.serve_examples})
@@ -176,11 +176,16 @@ def export(scorer, bins: Mapping[str, np.ndarray], hash_bins: Mapping[str, Optio
                   lambda e: examples(**{signatures.EXAMPLES: e}), scorer, module.bins, item_ids, module.k, *cases)
         _replay_warmup(warmup, loaded)
     except Exception:
-        tf.io.gfile.rmtree(staging)
+        storage.rmtree(staging)
         raise
-    if tf.io.gfile.exists(out_dir):  # an empty directory made by the caller (a TFX artifact URI)
-        tf.io.gfile.rmtree(out_dir)
-    tf.io.gfile.rename(staging, out_dir)
+    storage.rmtree(out_dir)  # an empty directory made by the caller (a TFX artifact URI)
+    if storage.is_uri(out_dir):
+        # Object storage cannot rename a directory: copied object by object (components/push
+        # publishes versions to TF Serving, which therefore never sees this copy half done).
+        storage.copy_tree(staging, out_dir)
+        storage.rmtree(staging)
+    else:
+        tf.io.gfile.rename(staging, out_dir)
     return out_dir
 
 
@@ -200,7 +205,7 @@ def _check_inputs(scorer, bins, user_ids, item_ids, history, out_dir) -> None:
     if columns != len(item_ids) - 1:
         raise ValueError(f"the scorer returns {columns} scores per user for {len(item_ids) - 1} items "
                          "(item_ids without index 0): export it with its own vocabulary")
-    if tf.io.gfile.exists(out_dir) and tf.io.gfile.listdir(out_dir):
+    if storage.exists(out_dir) and storage.listdir(out_dir):
         raise ValueError(f"{out_dir} exists and is not empty: TF Serving never reloads a version it has "
                          "loaded, so export each model to a new version number")
 
@@ -273,8 +278,8 @@ def _write_warmup(model_dir: str, user_ids, item_ids, history: int, count: int) 
 
     recent = [item_ids[1 + j % (len(item_ids) - 1)] for j in range(history)]
     requests = [(user, recent) for user in user_ids[1:count + 1]] + [("", [""] * history)]  # "" is unknown
-    path = os.path.join(model_dir, signatures.WARMUP_FILE)
-    tf.io.gfile.makedirs(os.path.dirname(path))
+    path = storage.join(model_dir, signatures.WARMUP_FILE)
+    storage.makedirs(storage.dirname(path))
     with tf.io.TFRecordWriter(path) as writer:
         for user, items in requests:
             request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(

@@ -25,6 +25,7 @@ from components.teacher import training as teacher_training  # noqa: E402
 from models import (compression, deployable, feature_tables, interaction_data, mobile_export,  # noqa: E402
                     serving_export, signatures, student, student_training)
 from serving.tflite_runner import TFLiteRanker  # noqa: E402
+from tfx_pipeline import storage  # noqa: E402
 
 from components.compression.trainer_module import FLOAT_TFLITE, MOBILE_DIR  # noqa: E402
 PARITY_USERS = 200
@@ -62,13 +63,13 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
 
     serving_export.export(quantized, bins, serving_export.hash_bins_of(kd), dataset.user_ids, dataset.item_ids,
                           history, serving_dir, transform_graph_dir=transform_graph_dir)
-    with open(os.path.join(model_dir, FLOAT_TFLITE), "wb") as f:
-        f.write(mobile_export.convert(reference, bins, history, int8=False, num_users=dataset.num_users))
-    mobile = os.path.join(model_dir, MOBILE_DIR)
-    os.makedirs(mobile, exist_ok=True)
+    # model_dir is the Model artifact, maybe gs://: the converter's bytes go through storage.
+    storage.write_bytes(storage.join(model_dir, FLOAT_TFLITE),
+                        mobile_export.convert(reference, bins, history, int8=False, num_users=dataset.num_users))
+    mobile = storage.join(model_dir, MOBILE_DIR)
+    storage.makedirs(mobile)
     int8 = mobile_export.convert(quantized, bins, history, int8=True, num_users=dataset.num_users)
-    with open(os.path.join(mobile, signatures.TFLITE_FILE), "wb") as f:
-        f.write(int8)
+    storage.write_bytes(storage.join(mobile, signatures.TFLITE_FILE), int8)
     mobile_export.write_vocabularies(mobile, dataset.user_ids, dataset.item_ids)
     latest = teacher_training.latest_histories(dataset, history)
     parity = top10_overlap(serving_dir, os.path.join(mobile, signatures.TFLITE_FILE), latest)
@@ -84,14 +85,17 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
 def top10_overlap(saved_model_dir: str, tflite_path: str, latest: np.ndarray, users: int = PARITY_USERS) -> float:
     """Mean share of the SavedModel's top-10 that the TFLite model also returns in its top-10."""
     model = tf.saved_model.load(saved_model_dir)
-    ranker = TFLiteRanker(tflite_path)
     sample = np.unique(np.linspace(1, len(latest) - 1, min(users, len(latest) - 1)).astype(np.int64))
     scores = model.score(tf.constant(sample), tf.constant(latest[sample])).numpy()
     overlaps = []
-    for row, user in enumerate(sample):
-        expected = set(np.argsort(-scores[row], kind="stable")[:10].tolist())
-        got = set(ranker.rank(int(user), latest[user])[0][:10].tolist())
-        overlaps.append(len(expected & got) / 10)
+    # The interpreter maps a local file: a gs:// model is downloaded for as long as it runs.
+    with storage.local_copy(tflite_path) as local:
+        ranker = TFLiteRanker(local)
+        for row, user in enumerate(sample):
+            expected = set(np.argsort(-scores[row], kind="stable")[:10].tolist())
+            got = set(ranker.rank(int(user), latest[user])[0][:10].tolist())
+            overlaps.append(len(expected & got) / 10)
+        del ranker  # before the temporary copy goes
     return float(np.mean(overlaps))
 
 
@@ -113,10 +117,9 @@ def mobile_metadata(dataset, history: int, zeros: Dict, parity: float) -> Dict:
 
 
 def _read_json(path: str) -> Dict:
-    with open(path) as f:
-        return json.load(f)
+    return storage.read_json(path)
 
 
 def _write_json(path: str, value: Dict) -> None:
-    with open(path, "w") as f:
-        json.dump(value, f, indent=2)
+    # Not storage.write_json (sorted keys, final newline): metadata.json keeps its bytes.
+    storage.write_text(path, json.dumps(value, indent=2))

@@ -11,6 +11,7 @@ import json
 import os
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfx_pipeline import storage
 
 # The Model artifact's layout (besides Format-Serving/, the TF Serving SavedModel)
 MOBILE_DIR = "mobile"  # model.tflite (int8), user_vocab.txt, item_vocab.txt, metadata.json
@@ -27,5 +28,5 @@ def run_fn(fn_args) -> None:
     summary = compress.compress_and_export(
         fn_args.train_files, student_dir, fn_args.transform_graph_path,
         (fn_args.custom_config or {}).get("compression", {}), fn_args.serving_model_dir, model_dir)
-    with open(os.path.join(model_dir, SUMMARY_FILE), "w") as f:
-        json.dump(summary, f, indent=2)
+    # model_dir may be gs://; json.dumps(indent=2) keeps the local file's bytes.
+    storage.write_text(storage.join(model_dir, SUMMARY_FILE), json.dumps(summary, indent=2))

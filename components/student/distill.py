@@ -6,13 +6,13 @@ start on Split-final (train + eval rows, the final teacher's labels) for the epo
 """
 
 import dataclasses
-import glob
 import os
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfx_pipeline import storage
 
 import tensorflow as tf  # noqa: E402
 
@@ -31,7 +31,10 @@ SCORED_SPEC = {
 
 def read_scored(file_patterns: List[str]) -> Dict[str, np.ndarray]:
     """TeacherScorer's rows, in row order; candidates and scores padded with 0 to the longest row."""
-    files = sorted(f for pattern in file_patterns for f in glob.glob(pattern))
+    # storage.glob: the patterns may be gs:// (Trainer's train_files). Its "*" also matches
+    # dot-files, glob.glob's does not: they stay out, as before.
+    files = sorted(f for pattern in file_patterns for f in storage.glob(pattern)
+                   if not os.path.basename(f).startswith("."))
     chunks = []
     for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(8192):
         parsed = tf.io.parse_example(batch, SCORED_SPEC)

@@ -16,9 +16,9 @@ and TensorBoard logs of both in the ModelRun artifact.
 
 import json
 import os
-import shutil
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfx_pipeline import storage
 
 NO_KD_DIR = "student_no_kd"
 TRAINING_FILE = "training.json"
@@ -34,10 +34,10 @@ def run_fn(fn_args) -> None:
         fn_args.train_files, teacher_dir, (fn_args.custom_config or {}).get("student", {}),
         kd_dir=fn_args.serving_model_dir, no_kd_dir=os.path.join(model_dir, NO_KD_DIR),
         log_dir=fn_args.model_run_dir)
-    with open(os.path.join(model_dir, TRAINING_FILE), "w") as f:
-        json.dump(summary, f, indent=2)
+    # The artifact dirs may be gs:// (Kubeflow, Vertex); json.dumps(indent=2) keeps the local bytes.
+    storage.write_text(storage.join(model_dir, TRAINING_FILE), json.dumps(summary, indent=2))
     from components.teacher.training import DATASET_FILE
     from models.feature_tables import FILE as FEATURES_FILE
 
     for name in (DATASET_FILE, FEATURES_FILE):
-        shutil.copy(os.path.join(teacher_dir, name), os.path.join(model_dir, name))
+        storage.copy(storage.join(teacher_dir, name), storage.join(model_dir, name))

@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from models import feature_tables, interaction_data, teacher, teacher_training, text_encoder
+from tfx_pipeline import storage
 
 SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
 DATASET_FILE = "dataset.npz"
@@ -94,8 +95,8 @@ def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds
         "val_loss": [],
         "val_ndcg@10": history["val_ndcg@10"],
     }
-    with open(os.path.join(out_dir, TRAINING_FILE), "w") as f:
-        json.dump(summary, f, indent=2)
+    # out_dir may be a gs:// artifact; json.dumps(indent=2) keeps the file's bytes as they were.
+    storage.write_text(storage.join(out_dir, TRAINING_FILE), json.dumps(summary, indent=2))
     return summary
 
 
@@ -110,8 +111,7 @@ def encoder_for(settings: Dict[str, Any], dataset) -> text_encoder.TextEncoder:
 
 def read_summary(teacher_dir: str) -> Dict[str, Any]:
     """training.json of an exported teacher (its config gives the history length it expects)."""
-    with open(os.path.join(teacher_dir, TRAINING_FILE)) as f:
-        return json.load(f)
+    return storage.read_json(storage.join(teacher_dir, TRAINING_FILE))
 
 
 def latest_split(dataset) -> interaction_data.Split:
