@@ -11,11 +11,11 @@ Two clients must reach it, in the ways they reach the real service:
   requests on to the emulator. (The tensorflow-io-gcs-filesystem plugin, which can be pointed at an
   emulator directly, corrupts its heap on reads of a few hundred KB from one: not usable here.)
 
-The emulator is `gcp-storage-emulator` (PyPI), objects in memory, with two fixes: the links it
+The emulator is `gcp-storage-emulator` (PyPI), objects in memory, with these fixes: the links it
 returns (resumable uploads, media) are built from the request's Host header, which is
 www.googleapis.com behind the proxy (they get https, so they lead back through it) or has no port;
-a body sent with Transfer-Encoding: chunked is decoded even when a Content-Length comes too; and
-an empty upload makes an empty object instead of a crash.
+a body sent with Transfer-Encoding: chunked is decoded even when a Content-Length comes too; an
+empty upload makes an empty object instead of a crash; and `Expect: 100-continue` is answered.
 """
 
 import argparse
@@ -54,6 +54,26 @@ def _fix_links(emulator_port: int) -> None:
     server.Request._recdistill_init = original
     server.Request._recdistill_links = emulator_port
     _chunked_first(server)
+    _continue_uploads(server)
+
+
+def _continue_uploads(server) -> None:
+    """TensorFlow's uploads ask `Expect: 100-continue` and wait a second for the answer, which an
+    HTTP/1.0 server never gives: every object written took a second longer."""
+    if getattr(server.RequestHandler, "_recdistill_continue", False):
+        return
+    parse = server.RequestHandler.parse_request
+
+    def parse_request(self):
+        parsed = parse(self)
+        if parsed and (self.headers.get("Expect") or "").lower() == "100-continue" \
+                and self.protocol_version < "HTTP/1.1":
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.wfile.flush()
+        return parsed
+
+    server.RequestHandler.parse_request = parse_request
+    server.RequestHandler._recdistill_continue = True
 
 
 def _chunked_first(server) -> None:

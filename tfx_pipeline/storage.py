@@ -6,11 +6,12 @@ through here, on top of TensorFlow's `tf.io.gfile` (the filesystem TFX's `fileio
 code uses Beam's FileSystems instead. Local paths behave exactly as with the builtins.
 
 What object storage is not, and how these functions hide it:
-- no directories: `listdir` names come back without the trailing "/" the gs:// plugin adds,
-  `makedirs` is harmless, and `isdir` is "some object has this prefix";
+- no directories: `listdir` names come back without the trailing "/" gs:// listings may carry,
+  `makedirs` is harmless, a "directory" exists while some object has its prefix (an emptied one
+  is gone), and writing a file needs no parent to be made first;
 - no rename of a directory: `copy_tree` copies object by object (a reader can see a half-copied
-  tree: `serving/` publishes versions so that it never loads one, see components/push/);
-- the plugin's glob does not match wildcards in directory components: `glob` walks them itself.
+  tree: components/push/ publishes versions so that a server never loads one);
+- TensorFlow's gs:// glob does not match wildcards in directory components: `glob` walks them.
 """
 
 import contextlib
@@ -77,7 +78,7 @@ def listdir(path: str) -> List[str]:
 
 
 def glob(pattern: str) -> List[str]:
-    """Sorted paths matching `pattern`; wildcards may stand in any component, as glob.glob's do."""
+    """Sorted paths matching `pattern`; wildcards may stand in any component, as in glob.glob."""
     pattern = str(pattern)
     if not is_uri(pattern):
         return sorted(_gfile().glob(pattern))
@@ -91,7 +92,7 @@ def glob(pattern: str) -> List[str]:
 
 
 def _names(directory: str) -> List[str]:
-    """listdir, or nothing where `directory` is not one (a bucket's root is not "a directory")."""
+    """listdir, or nothing where `directory` is not one."""
     try:
         return listdir(directory)
     except Exception:  # tf.errors.NotFoundError and friends, without importing TensorFlow here
