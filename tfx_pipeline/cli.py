@@ -26,8 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the pipeline on a dataset")
-    run.add_argument("--data", required=True, help="movielens-100k, or a directory with interactions.csv, users.csv, items.csv")
-    run.add_argument("--output", required=True, help="the run's directory (metadata, artifacts, report)")
+    run.add_argument("--data", required=True,
+                     help="movielens-100k, or a directory (or gs:// URI) with interactions.csv, users.csv, items.csv")
+    run.add_argument("--output", required=True, help="the run's local directory (ML Metadata, logs, report)")
+    run.add_argument("--pipeline-root", metavar="URI",
+                     help="where the TFX artifacts go, a directory or gs:// URI (default: OUTPUT/pipeline_root)")
+    run.add_argument("--push-root", metavar="URI",
+                     help="where serving/ and mobile/ are pushed, a directory or gs:// URI (default: OUTPUT)")
     run.add_argument("--config", help="a YAML or JSON file of pipeline settings (tfx_pipeline/config.py)")
     run.add_argument("--runner", choices=["local"], default="local")
     run.add_argument("--until", metavar="COMPONENT", help="stop after this component (e.g. Transform)")
@@ -47,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     synth.set_defaults(handler=_synth)
 
     server = commands.add_parser("serve", help="a development gRPC server speaking TF Serving's API (no TF Serving binary)")
-    server.add_argument("--model-base-path", required=True, metavar="DIR", help="a run's serving/recdistill")
+    server.add_argument("--model-base-path", required=True, metavar="DIR", help="a run's serving/recdistill (a directory or gs:// URI)")
     server.add_argument("--port", type=int, default=8500)
     server.add_argument("--poll-seconds", type=float, default=1.0, help="how often new versions are looked for")
     server.add_argument("--batch-timeout-ms", type=float, help="how long a request waits to be batched with others")
@@ -64,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     query.set_defaults(handler=_query)
 
     lite = commands.add_parser("tflite-predict", help="recommend with a pushed TFLite model (LiteRT), as a phone does")
-    lite.add_argument("--model", required=True, metavar="DIR", help="a mobile/<version> directory of a run")
+    lite.add_argument("--model", required=True, metavar="DIR", help="a mobile/<version> directory of a run (or gs:// URI)")
     lite.add_argument("--user-id", required=True)
     lite.add_argument("--history", default="", help="item ids, most recent first, comma-separated")
     lite.add_argument("--k", type=int, default=10)
@@ -90,11 +95,14 @@ def _run(args) -> int:
     from tfx_pipeline.config import BUILTIN_DATASETS, ConfigError, load_config
     from tfx_pipeline.local_runner import ComponentFailed, run_local
 
-    if args.data not in BUILTIN_DATASETS and not os.path.isdir(args.data):
+    from tfx_pipeline import storage
+
+    if args.data not in BUILTIN_DATASETS and not storage.isdir(args.data):
         return _fail(f"--data {args.data}: not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a directory", EXIT_BAD_INPUT)
     try:
         config = load_config(args.config)
-        result = run_local(config, args.data, args.output, until=args.until)
+        result = run_local(config, args.data, args.output, until=args.until,
+                           pipeline_root=args.pipeline_root, push_root=args.push_root)
     except (ConfigError, ValueError) as error:
         if isinstance(error, ComponentFailed):
             raise

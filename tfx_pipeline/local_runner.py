@@ -3,7 +3,8 @@
 Layout of an output directory:
     input/            the input files (built-in datasets are converted here)
     metadata.sqlite   ML Metadata: every artifact and execution; reruns reuse cached ones
-    pipeline_root/    TFX artifacts
+    pipeline_root/    TFX artifacts (or --pipeline-root, e.g. gs://...)
+    serving/, mobile/ the pushed models (or under --push-root, e.g. gs://...)
     logs/pipeline.log everything TFX, Beam and TensorFlow logged
     report/           report.json, report.md
 """
@@ -17,7 +18,7 @@ from tfx import v1 as tfx
 
 from components.ingest.splits import SPLITS
 
-from tfx_pipeline import fingerprints, mlmd_outputs, report
+from tfx_pipeline import fingerprints, mlmd_outputs, report, storage
 from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
 from tfx_pipeline.progress import RunLogging
@@ -39,9 +40,13 @@ class ComponentFailed(RuntimeError):
 @dataclasses.dataclass
 class RunPaths:
     output_dir: str
+    artifact_root: Optional[str] = None  # default: output_dir/pipeline_root
+    push_root: Optional[str] = None      # default: output_dir
 
     def __post_init__(self):
         self.output_dir = os.path.abspath(self.output_dir)
+        self.artifact_root = storage.absolute(self.artifact_root) if self.artifact_root else None
+        self.push_root = storage.absolute(self.push_root) if self.push_root else self.output_dir
 
     @property
     def input_dir(self) -> str:
@@ -53,7 +58,7 @@ class RunPaths:
 
     @property
     def pipeline_root(self) -> str:
-        return os.path.join(self.output_dir, "pipeline_root")
+        return self.artifact_root or os.path.join(self.output_dir, "pipeline_root")
 
     @property
     def log(self) -> str:
@@ -66,16 +71,19 @@ def resolve_data(data: str, paths: RunPaths) -> str:
         from tfx_pipeline.datasets.movielens import prepare_movielens_100k
 
         return str(prepare_movielens_100k(paths.input_dir))
-    return os.path.abspath(data)
+    return storage.absolute(data)
 
 
-def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optional[str] = None) -> Dict:
-    """Runs the pipeline (up to `until`), writes report/ and returns the report dict."""
-    paths = RunPaths(output_dir)
+def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optional[str] = None,
+              pipeline_root: Optional[str] = None, push_root: Optional[str] = None) -> Dict:
+    """Runs the pipeline (up to `until`), writes report/ and returns the report dict.
+    pipeline_root, push_root: directories or object-store URIs (default: under output_dir)."""
+    paths = RunPaths(output_dir, pipeline_root, push_root)
     os.makedirs(os.path.dirname(paths.log), exist_ok=True)
     started = time.monotonic()
     data_dir = resolve_data(data, paths)
-    pipeline = create_pipeline(config, data, data_dir, fingerprints.data_digest(data_dir), paths.pipeline_root, paths.metadata, until)
+    pipeline = create_pipeline(config, data, data_dir, fingerprints.data_digest(data_dir), paths.pipeline_root,
+                               paths.metadata, until, push_root=paths.push_root)
     with RunLogging(paths.log) as progress:
         try:
             tfx.orchestration.LocalDagRunner().run(pipeline)

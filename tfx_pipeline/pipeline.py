@@ -1,7 +1,6 @@
 """The recdistill TFX DAG. This file only wires components; the work lives in components/."""
 
 import json
-import os
 import uuid
 from typing import List, Optional
 
@@ -28,6 +27,7 @@ from components.teacher.scoring import SCORED_SPLITS
 from components.validation_gate import ValidationGate
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.fingerprints import code_digest
+from tfx_pipeline import storage
 
 PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_module.preprocessing_fn.__name__}"
 STUDENT_RUN_FN = f"{trainer_module.run_fn.__module__}.{trainer_module.run_fn.__name__}"
@@ -58,7 +58,7 @@ def create_pipeline(
     push_root: where serving/ and mobile/ are pushed (default: pipeline_root's parent).
     run_token: new in every run (default: a random one), so that the pushers always run: a push
     is idempotent, and a cached one would not notice a destination that was deleted or changed."""
-    push_root = push_root or os.path.dirname(os.path.abspath(pipeline_root))
+    push_root = push_root or storage.dirname(storage.absolute(pipeline_root))
     run_token = run_token or uuid.uuid4().hex
     components = _components(config, dataset, data_dir, data_fingerprint, push_root, run_token)
     if until is not None:
@@ -155,7 +155,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
                                 tflite_runner))
     pushers = [
         ModelPusher(model=student_compressor.outputs["model"], blessing=model_evaluator.outputs["blessing"],
-                    kind=kind, destination=os.path.join(push_root, *base), run_token=run_token,
+                    kind=kind, destination=storage.join(push_root, *base), run_token=run_token,
                     ).with_id(f"{kind.capitalize()}Pusher")
         for kind, base in (("serving", SERVING_BASE), ("mobile", MOBILE_BASE))]
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,

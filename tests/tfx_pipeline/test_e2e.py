@@ -253,3 +253,40 @@ def test_quality_bench_table_by_hand():
     assert table(results).splitlines() == [
         "| model | ml (stratified) |", "|---|---:|",
         "| teacher | 0.4000 ± 0.1000 (n=2) |", "| student_kd | 0.2500 ± 0.0000 (n=1) |"]
+
+
+def test_the_whole_dag_on_gcs_answers_as_the_local_run(finished_run, gcs_root):
+    """Data, pipeline root and push root on gs:// (a storage emulator); ML Metadata and the report
+    stay local. The models pushed to gs:// load from there and answer as the local run's do."""
+    from serving import tflite_predict
+    from tfx_pipeline import storage
+
+    base, _, _ = finished_run
+    data, root, models = (storage.join(gcs_root, name) for name in ("data", "root", "models"))
+    storage.copy_tree(str(base / "data"), data)
+    result = recdistill("run", "--data", data, "--output", str(base / "gcs_run"), "--config", str(base / "tiny.yaml"),
+                        "--pipeline-root", root, "--push-root", models, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    local = json.loads((base / "run" / "report" / "report.json").read_text())
+    remote = json.loads((base / "gcs_run" / "report" / "report.json").read_text())
+    assert remote["split"]["counts"] == local["split"]["counts"]
+    for name, entry in local["models"].items():
+        assert remote["models"][name]["ndcg@10"] == pytest.approx(entry["ndcg@10"], abs=1e-4), name
+    serving, mobile = storage.join(models, "serving", "recdistill", "1"), storage.join(models, "mobile", "1")
+    assert remote["pushed"] == {"serving": serving, "mobile": mobile}
+    assert not (base / "gcs_run" / "pipeline_root").exists() and "Transform" in storage.listdir(root)
+    assert storage.exists(storage.join(models, "serving", "models.config"))
+
+    users = storage.read_text(storage.join(mobile, "user_vocab.txt")).split("\n")[1:4]
+    items = storage.read_text(storage.join(mobile, "item_vocab.txt")).split("\n")[1:3]
+    histories = [[items[0]], items, []]
+    remote_serve = tf.saved_model.load(serving).signatures["serving_default"]
+    local_serve = tf.saved_model.load(str(base / "run" / "serving" / "recdistill" / "1")).signatures["serving_default"]
+    width = remote_serve.structured_input_signature[1]["history"].shape[1]
+    rows = tf.constant([h[:width] + [""] * (width - len(h[:width])) for h in histories])
+    got, want = (f(user_id=tf.constant(users), history=rows) for f in (remote_serve, local_serve))
+    assert got["item_ids"].numpy().tolist() == want["item_ids"].numpy().tolist()
+    np.testing.assert_allclose(got["scores"].numpy(), want["scores"].numpy(), atol=1e-5)
+    for user, history in zip(users, histories):
+        assert tflite_predict.recommend(mobile, user, history, 5) == \
+            tflite_predict.recommend(str(base / "run" / "mobile" / "1"), user, history, 5)
