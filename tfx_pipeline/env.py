@@ -23,7 +23,11 @@ os.environ.setdefault("GCS_STAT_CACHE_MAX_AGE", "0")
 if os.environ.get("STORAGE_EMULATOR_HOST"):
     # An emulator takes no credentials, and Beam would otherwise spend about 25 s per process
     # retrying the lookup of Google's default credentials before connecting anonymously anyway.
-    from apache_beam.internal.gcp import auth as _beam_auth
+    import warnings
+
+    with warnings.catch_warnings():  # Google's client libraries warn about Python versions on import
+        warnings.simplefilter("ignore", FutureWarning)
+        from apache_beam.internal.gcp import auth as _beam_auth
 
     with _beam_auth._Credentials._credentials_lock:
         _beam_auth._Credentials._credentials, _beam_auth._Credentials._credentials_init = None, True
