@@ -104,6 +104,34 @@ def toy():
     return toy_dataset()
 
 
+def write_tiny_mobile_run(run, newline: str = "\n"):
+    """A run directory (pathlib) with mobile/1/ holding an untrained tiny student as a float TFLite
+    model, its vocabularies and metadata, and input/items.csv with titles (lines end in `newline`).
+    Returns (mobile/1 directory, toy dataset, the Keras student)."""
+    import json
+
+    import tensorflow as tf
+
+    from models import deployable, mobile_export, signatures, student
+    from tests.models.test_student import TINY, tables_for
+
+    toy = toy_dataset()
+    tf.keras.utils.set_random_seed(0)
+    model = student.StudentModel(toy.num_users, toy.num_items, tables_for(toy), TINY)
+    model.score(tf.zeros([1], tf.int64), tf.zeros([1, TINY.history], tf.int64))
+    directory = run / "mobile" / "1"
+    directory.mkdir(parents=True)
+    content = mobile_export.convert(deployable.build(model), deployable.feature_bins(model), TINY.history,
+                                    int8=False, num_users=toy.num_users)
+    (directory / signatures.TFLITE_FILE).write_bytes(content)
+    mobile_export.write_vocabularies(str(directory), toy.user_ids, toy.item_ids)
+    (directory / signatures.METADATA).write_text(json.dumps({"k": toy.num_items - 1, "history": TINY.history}))
+    (run / "input").mkdir()
+    (run / "input" / "items.csv").write_text(f"item_id,title{newline}" + "".join(
+        f"{i},Title {i}{newline}" for i in toy.item_ids[1:]))
+    return directory, toy, model
+
+
 GCS_BUCKET = "recdistill-test"
 
 

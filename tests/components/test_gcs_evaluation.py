@@ -20,7 +20,6 @@ from models import signatures
 from models.interaction_data import save_dataset
 from models.retrieval_metrics import split_evaluator
 from serving import catalog, tflite_predict
-from tests.conftest import toy_dataset
 from tfx_pipeline import cli, mlmd_outputs, report, storage
 
 
@@ -119,25 +118,10 @@ def test_curves_are_read_and_written_on_gcs(tmp_path, gcs_root):
 @pytest.fixture(scope="module")
 def mobile(tmp_path_factory, gcs_emulator):
     """(local run dir, the same run on gs://, toy dataset): a tiny float TFLite model in mobile/1."""
-    import tensorflow as tf
+    from tests.conftest import write_tiny_mobile_run
 
-    from models import deployable, mobile_export, student
-    from tests.models.test_student import TINY, tables_for
-
-    toy = toy_dataset()
-    tf.keras.utils.set_random_seed(0)
-    model = student.StudentModel(toy.num_users, toy.num_items, tables_for(toy), TINY)
-    model.score(tf.zeros([1], tf.int64), tf.zeros([1, TINY.history], tf.int64))
     run = tmp_path_factory.mktemp("run")
-    directory = run / "mobile" / "1"
-    directory.mkdir(parents=True)
-    content = mobile_export.convert(deployable.build(model), deployable.feature_bins(model), TINY.history,
-                                    int8=False, num_users=toy.num_users)
-    (directory / signatures.TFLITE_FILE).write_bytes(content)
-    mobile_export.write_vocabularies(str(directory), toy.user_ids, toy.item_ids)
-    (directory / signatures.METADATA).write_text(json.dumps({"k": toy.num_items - 1, "history": TINY.history}))
-    (run / "input").mkdir()
-    (run / "input" / "items.csv").write_text("item_id,title\r\n" + "".join(f"{i},Title {i}\r\n" for i in toy.item_ids[1:]))
+    _, toy, _ = write_tiny_mobile_run(run, newline="\r\n")
     remote = f"{gcs_emulator}/{uuid.uuid4().hex[:12]}/run"
     storage.copy_tree(str(run), remote)
     return str(run), remote, toy

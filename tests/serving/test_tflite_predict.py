@@ -1,36 +1,18 @@
 """`recdistill tflite-predict` on a tiny converted model: ids through the vocabularies, titles, errors."""
 
-import json
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import deployable, mobile_export, signatures, student
 from serving import catalog, tflite_predict
-from tests.models.test_student import TINY, tables_for
 from tfx_pipeline import cli
 
 
 @pytest.fixture(scope="module")
 def mobile_dir(tmp_path_factory):
-    from tests.conftest import toy_dataset
+    from tests.conftest import write_tiny_mobile_run
 
-    toy = toy_dataset()
-    tf.keras.utils.set_random_seed(0)
-    model = student.StudentModel(toy.num_users, toy.num_items, tables_for(toy), TINY)
-    model.score(tf.zeros([1], tf.int64), tf.zeros([1, TINY.history], tf.int64))
-    run = tmp_path_factory.mktemp("run")
-    directory = run / "mobile" / "1"
-    directory.mkdir(parents=True)
-    bins = deployable.feature_bins(model)
-    content = mobile_export.convert(deployable.build(model), bins, TINY.history, int8=False, num_users=toy.num_users)
-    (directory / signatures.TFLITE_FILE).write_bytes(content)
-    mobile_export.write_vocabularies(str(directory), toy.user_ids, toy.item_ids)
-    (directory / signatures.METADATA).write_text(json.dumps({"k": toy.num_items - 1, "history": TINY.history}))
-    (run / "input").mkdir()
-    (run / "input" / "items.csv").write_text("item_id,title\n" + "".join(f"{i},Title {i}\n" for i in toy.item_ids[1:]))
-    return directory, toy, model
+    return write_tiny_mobile_run(tmp_path_factory.mktemp("run"))
 
 
 def test_ids_map_through_the_vocabularies_and_history_items_are_left_out(mobile_dir):
