@@ -172,10 +172,11 @@ def _serve(args) -> int:
 def _query(args) -> int:
     from serving import catalog
     from serving.client import RecommendationClient, ServingError
+    from tfx_pipeline import storage
 
     if args.k < 1 or args.timeout <= 0:
         return _fail("--k must be at least 1 and --timeout positive", EXIT_BAD_INPUT)
-    if args.items and not os.path.isfile(args.items):
+    if args.items and not storage.isfile(args.items):
         return _fail(f"--items {args.items}: no such file", EXIT_BAD_INPUT)
     history = [item for item in args.history.split(",") if item]
     try:
