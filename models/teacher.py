@@ -1,26 +1,37 @@
 """The teacher (Keras 3): a BERT encoder over the user's item sequence beside a wide item-item part.
 
-  score(u, i) = wide_scale * (x_u . B)[i] + gate * (h_u . v_i + b_i)
-  x_u  the user's history as a multi-hot row, each item weighted 0.5 ** (recency rank / half_life)
-       (all 1 without a half-life), over up to `history` items
-  B    EASE item-item weights (models/ease.py), closed form on the training interactions
-  h_u  the output at position 0, a [MASK] token ("the user's next items"), of a BERT encoder
-       (keras-hub TransformerEncoder layers, learned position embeddings = recency ranks) over the
-       user's latest `sequence` items, most recent first
-  v_i  E_item[i] + W . text(i): the item embedding, the same at the input and at the output (tied,
-       as in BERT4Rec); text(i) is the pretrained MiniLM sentence embedding of the item's text,
-       centred and L2-normalised, so the pretrained text reaches every layer.
-The BERT part is trained as BERT is (BERT4Rec): a share of the sequence is replaced by [MASK] and
-each masked item is predicted at its position (cloze); position 0 predicts the held-out items
-(the masked ones and, with `future_share`, the user's most recent items, cut off entirely), with the
-wide part's scores of the remaining items added, so that the encoder learns what the item-item part
-misses. `gate` starts small and is learned: an encoder that does not help is turned down, not
-allowed to spoil the wide part's ranking (early stopping on the validation split guards the rest).
+  wide(u)  = (x_u . B): x_u the user's history as a multi-hot row, each item weighted
+             0.5 ** (recency rank / half_life) (all 1 without a half-life), over up to `history`
+             items; B the EASE item-item weights (models/ease.py), closed form on the training split
+  deep(u)  = h_u . v_i + b_i: h_u the output at position 0, a [MASK] token ("the user's next
+             items"), of a BERT encoder (keras-hub TransformerEncoder layers, learned position
+             embeddings = recency ranks) over the user's latest `sequence` items, most recent
+             first; v_i = E_item[i] + W . text(i), the item embedding, the same at the input and at
+             the output (tied, as in BERT4Rec); text(i) the pretrained MiniLM sentence embedding of
+             the item's text, centred and L2-normalised, so that the pretrained text reaches every
+             layer.
 
-The wide part's l2 and half-life are picked on the validation split first (closed form, seconds);
-after training, B is refit on train + eval for ranking test users (`score`), as the EASE baseline
-is; `score_train` keeps B of the training split (the teacher's soft labels for the student, so
-that the student's validation split stays unseen).
+Two ways to train the encoder (`objective`):
+  "match_wide" (default): the encoder reads the user's whole (latest `sequence`) item set and is
+      trained to reproduce the wide part's scores over the whole catalog, standardised per user
+      (mean squared error; self-distillation of the item-item model into a BERT, as in Born-Again
+      networks). The two then rank together:
+          score(u, i) = z(wide(u))[i] + deep_weight * z(deep(u))[i]     (z: per-user standardised)
+      deep_weight picked on the validation split. Measured on MovieLens-100K (README, "Teacher
+      experiments"): the encoder alone slightly beats EASE, and the two together beat EASE by 3 %:
+      an encoder that learned item-item structure through text-aware embeddings and attention
+      generalises differently from the closed form it learned from.
+  "cloze": BERT4Rec's masked-item training (models/teacher_training.py), position 0 predicting
+      held-out items on top of the wide part's scores;
+          score(u, i) = wide_scale * wide(u)[i] + gate * deep(u)[i]
+      (kept for comparison: on MovieLens-100K it did not beat EASE, README).
+
+The wide part's l2 and half-life are picked on the validation split first (closed form, seconds).
+Every teacher is trained twice over, as the EASE baseline and the students are: phase one on the
+training split (early stopping on validation; `score_train`, the student's soft labels, so that the
+student's validation split stays unseen), then `refit`: B on train + eval and the encoder trained
+again from scratch on train + eval for phase one's best number of epochs (`score`, for ranking
+test users).
 """
 
 import dataclasses
@@ -31,6 +42,9 @@ import numpy as np
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 HALF_LIFE_GRID = (None, 100.0, 30.0, 10.0)
+DEEP_WEIGHT_GRID = (0.25, 0.5, 0.75, 1.0)
+DEFAULT_DEEP_WEIGHT = 0.75  # without a validation split to pick on (what MovieLens-100K picks)
+OBJECTIVES = ("match_wide", "cloze")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,10 +54,15 @@ class TeacherConfig:
     heads: int = 2
     intermediate: int = 256
     dropout: float = 0.2
-    sequence: int = 50  # items the BERT encoder reads (most recent first)
+    sequence: int = 100  # items the BERT encoder reads (most recent first)
     history: int = 1024  # items the wide part reads
+    objective: str = "match_wide"  # or "cloze" (see the module's docstring)
+    deep_weight: float = -1.0  # match_wide: the encoder's weight in the ranking; -1: picked on eval
+    refit: bool = True  # the encoder trained again on train + eval for `score` (test ranking)
+    # cloze only: the share of masked items, of cut-off recent items, the cloze loss's weight, the
+    # wide part's scale and the encoder's initial gate
     mask_share: float = 0.25
-    future_share: float = 0.2  # up to this share of the most recent items is cut off and predicted
+    future_share: float = 0.2
     cloze_weight: float = 0.5
     wide_scale: float = 40.0
     gate: float = 0.1
@@ -51,9 +70,9 @@ class TeacherConfig:
     half_life: Optional[float] = -1.0  # recency half-life in items; None: no decay; -1: picked on eval
     use_text: bool = True  # ablations: without the pretrained text ...
     use_bert: bool = True  # ... without the BERT encoder (the wide part alone)
-    batch_size: int = 128
-    epochs: int = 20
-    patience: int = 3
+    batch_size: int = 64
+    epochs: int = 60
+    patience: int = 10
     learning_rate: float = 1e-3
     seed: int = 42
 
@@ -75,6 +94,12 @@ class TeacherConfig:
             raise ValueError(f"teacher l2 must be positive (or null: picked on eval), got {self.l2!r}")
         if self.half_life is not None and self.half_life != -1.0 and not self.half_life > 0:
             raise ValueError(f"teacher half_life must be positive, null (no decay) or -1 (picked), got {self.half_life!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"teacher objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.deep_weight != -1.0 and not self.deep_weight >= 0:
+            raise ValueError(f"teacher deep_weight must be >= 0 or -1 (picked on eval), got {self.deep_weight!r}")
+        if not isinstance(self.refit, bool):
+            raise ValueError(f"teacher refit must be true or false, got {self.refit!r}")
         if self.sequence > self.history:
             raise ValueError(f"teacher sequence ({self.sequence}) must not exceed history ({self.history})")
 
@@ -103,9 +128,22 @@ def normalize_text(embeddings: np.ndarray) -> np.ndarray:
     return np.concatenate([np.zeros([1, embeddings.shape[1]]), unit]).astype(np.float32)
 
 
-def build_teacher(item_text_emb: np.ndarray, wide_train: np.ndarray, half_life: Optional[float],
+def standardize(logits):
+    """[B, num_items] -> each row minus its mean, over its standard deviation, over items 1.. (index 0
+    is OOV: left out of both, and 0 after). A row without spread (no history) becomes all 0."""
+    import tensorflow as tf
+
+    real = logits[:, 1:]
+    mean = tf.reduce_mean(real, axis=1, keepdims=True)
+    spread = tf.math.reduce_std(real, axis=1, keepdims=True)
+    standard = (real - mean) / tf.maximum(spread, 1e-9)
+    return tf.concat([tf.zeros_like(logits[:, :1]), standard], axis=1)
+
+
+def build_teacher(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[float],
                   config: TeacherConfig):
-    """item_text_emb: [num_items, text_dim] (row 0: OOV); wide_train: B [num_items, num_items]."""
+    """item_text_emb: [num_items, text_dim] (row 0: OOV); wide: B [num_items, num_items], the EASE
+    weights of the split this model is trained on (phase one: train; the refit: train + eval)."""
     import keras
     import keras_hub
     import tensorflow as tf
@@ -128,16 +166,17 @@ def build_teacher(item_text_emb: np.ndarray, wide_train: np.ndarray, half_life: 
             self.encoders = [keras_hub.layers.TransformerEncoder(
                 config.intermediate, config.heads, dropout=config.dropout, activation="gelu",
                 layer_norm_epsilon=1e-12, name=f"transformer_{n}") for n in range(config.layers)]
-            # weights: output bias, the wide part's scale, the encoder's gate
+            # weights: output bias, the wide part's scale, the encoder's gate (cloze) or weight (match_wide)
             self.out_bias = self.add_weight(shape=(num_items,), initializer="zeros", name="out_bias")
             self.wide_scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(config.wide_scale),
-                                              name="wide_scale")
+                                              name="wide_scale", trainable=config.objective == "cloze")
             self.gate = self.add_weight(shape=(), initializer=keras.initializers.Constant(config.gate), name="gate",
-                                        trainable=config.use_bert)
-            # constants: the pretrained text table and the two wide matrices (train; train + eval)
+                                        trainable=config.use_bert and config.objective == "cloze")
+            self.deep_weight = keras.Variable(max(config.deep_weight, 0.0) if config.use_bert else 0.0,
+                                              trainable=False, name="deep_weight", dtype="float32")
+            # constants: the pretrained text table and the wide part's B
             self.text = keras.Variable(text, trainable=False, name="item_text")
-            self.wide_train = keras.Variable(wide_train.astype(np.float32), trainable=False, name="wide_train")
-            self.wide_final = keras.Variable(wide_train.astype(np.float32), trainable=False, name="wide_final")
+            self.wide = keras.Variable(wide.astype(np.float32), trainable=False, name="wide")
             self.weights_by_rank = keras.Variable(recency_weights(config.history, half_life), trainable=False,
                                                   name="recency_weights")
 
@@ -160,8 +199,13 @@ def build_teacher(item_text_emb: np.ndarray, wide_train: np.ndarray, half_life: 
             items = self.item_vectors(tf.range(num_items))
             return tf.matmul(hidden, items, transpose_b=True) + self.out_bias
 
-        def wide_logits(self, rows, wide):
-            return self.wide_scale * tf.matmul(rows, wide)
+        def wide_logits(self, rows):
+            return self.wide_scale * tf.matmul(rows, self.wide)
+
+        def deep_query(self, history):
+            """history [B, H] -> the encoder's output at the [MASK] query over the latest `sequence` items."""
+            query = tf.fill([tf.shape(history)[0], 1], tf.constant(self.mask_token, tf.int64))
+            return self.encode(tf.concat([query, history[:, :config.sequence]], axis=1))[:, 0]
 
         def history_rows(self, history):
             """history [B, H] -> recency-weighted multi-hot [B, num_items] (a scatter, no [B, H, I])."""
@@ -173,21 +217,30 @@ def build_teacher(item_text_emb: np.ndarray, wide_train: np.ndarray, half_life: 
             rows = tf.scatter_nd(index, tf.reshape(weights, [-1]), [tf.shape(history)[0], num_items])
             return rows * (1.0 - tf.one_hot(0, num_items))
 
-        def rank(self, history, wide):
-            """history [B, H] (recency-first) -> [B, num_items] logits; index 0 is -1e9."""
+        def rank_parts(self, history):
+            """history [B, H] (recency-first) -> (wide, deep) logits [B, num_items] (deep: 0 without BERT)."""
             history = tf.cast(history, tf.int64)
-            logits = self.wide_logits(self.history_rows(history), wide)
-            if config.use_bert:
-                recent = history[:, :config.sequence]
-                query = tf.fill([tf.shape(history)[0], 1], tf.constant(self.mask_token, tf.int64))
-                hidden = self.encode(tf.concat([query, recent], axis=1))[:, 0]
-                logits = logits + self.gate * self.deep_logits(hidden)
+            wide = self.wide_logits(self.history_rows(history))
+            if not config.use_bert:
+                return wide, tf.zeros_like(wide)
+            return wide, self.deep_logits(self.deep_query(history))
+
+        def combine(self, wide, deep, deep_weight):
+            """The ranking of the two parts (the module's docstring); index 0 is -1e9."""
+            if config.objective == "match_wide":
+                logits = standardize(wide) + deep_weight * standardize(deep)
+            else:
+                logits = wide + self.gate * deep
             return logits - 1e9 * tf.one_hot(0, num_items)
+
+        def rank(self, history):
+            """history [B, H] (recency-first) -> [B, num_items] logits; index 0 is -1e9."""
+            return self.combine(*self.rank_parts(history), self.deep_weight)
 
     model = SequenceTeacher()
     # Build every layer (the encoder too when it is ablated: export tracks built layers only).
     model.encode(tf.zeros([1, 2], tf.int64))
-    model.rank(tf.zeros([1, config.history], tf.int64), model.wide_train)
+    model.rank(tf.zeros([1, config.history], tf.int64))
     model.built = True
     return model
 

@@ -1,17 +1,21 @@
 """Training and export of the teacher (models/teacher.py), outside TFX's plumbing.
 
-One training example is one user: the user's training items, most recent first. Each epoch draws
-for every user a fresh corruption, as BERT's masked-LM pretraining does:
-  - the k most recent items are cut off (k uniform in [0, future_share x n]): the "next items";
-  - mask_share of the remaining sequence is replaced by [MASK].
-Position 0 (always [MASK]) predicts the cut and masked items (a multinomial likelihood over the
-catalog, as Mult-VAE's), on top of the wide part's scores of what remains; each masked position
-predicts its own item (cloze, BERT4Rec), weighted by cloze_weight. Early stopping on ndcg@10 of
-the validation split (ranked with the training items removed), best epoch kept.
+One training example is one user: the user's training items, most recent first.
+  objective "match_wide": the [MASK] query in front of the user's latest items; the target is the
+      wide part's score of every catalog item from the user's whole history, standardised per user;
+      the loss their mean squared difference to the encoder's scores.
+  objective "cloze": each epoch draws for every user a fresh corruption, as BERT's masked-LM
+      pretraining does: the k most recent items are cut off (k uniform in [0, future_share x n]),
+      mask_share of the remaining sequence is replaced by [MASK]. Position 0 predicts the cut and
+      masked items (a multinomial likelihood over the catalog, as Mult-VAE's) on top of the wide
+      part's scores of what remains; each masked position predicts its own item (cloze, BERT4Rec),
+      weighted by cloze_weight.
+Early stopping on ndcg@10 of the validation split (ranked with the training items removed), best
+epoch kept; then the refit on train + eval (`refit`).
 """
 
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -43,41 +47,31 @@ def corrupted_batch(latest: np.ndarray, users: np.ndarray, config: teacher_lib.T
     return inputs, targets, cloze, rows
 
 
-def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherConfig,
-        half_life: Optional[float], log=print, log_dir: Optional[str] = None) -> Dict:
-    """Trains the BERT part (no-op without it); returns {"loss", "val_ndcg@10", "epochs", "seconds"}.
-    With log_dir, TensorBoard gets each epoch's loss and validation ndcg@10."""
-    import tensorflow as tf
+def match_wide_batch(latest: np.ndarray, users: np.ndarray, config: teacher_lib.TeacherConfig, num_items: int,
+                     half_life: Optional[float]):
+    """latest [num_users, H] -> (sequence [b, S'+1]: [MASK] then the latest items, rows [b, I]: the
+    wide part's input, the recency-weighted whole history). No corruption: the encoder reads the
+    user's items and learns to score the catalog as the wide part does from them."""
+    full = latest[users]
+    sequence = full[:, :config.sequence]
+    width = max(int((sequence > 0).sum(axis=1).max(initial=0)), 1)
+    query = np.full([len(users), 1], num_items, np.int64)
+    return np.concatenate([query, sequence[:, :width]], axis=1), teacher_lib.weighted_rows(full, num_items, half_life)
 
-    writer = tf.summary.create_file_writer(log_dir) if log_dir else None
 
-    rng = np.random.default_rng(config.seed)
-    started = time.monotonic()
-
-    def validation() -> float:
-        if evaluator is None:
-            return 0.0
-        return float(evaluator.evaluate(lambda u: rank(latest_train[u], model.wide_train), ks=(10,))["ndcg@10"])
-
-    def rank(history, wide):
-        return np.concatenate([rank_batch(tf.constant(history[s:s + 256]), wide).numpy()
-                               for s in range(0, len(history), 256)])
-
-    rank_batch = tf.function(model.rank, reduce_retracing=True)
-    curve, losses = [round(validation(), 4)], []
-    if not config.use_bert:
-        return {"loss": [], "val_ndcg@10": curve, "epochs": 0, "seconds": round(time.monotonic() - started, 1)}
-
+def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[float]):
+    """(one epoch's training function over given histories, the optimizer) for config.objective."""
     import keras
+    import tensorflow as tf
 
     optimizer = keras.optimizers.Adam(config.learning_rate)
     variables = model.trainable_variables
 
     @tf.function(reduce_retracing=True)
-    def step(inputs, targets, cloze, rows):
+    def cloze_step(inputs, targets, cloze, rows):
         with tf.GradientTape() as tape:
             hidden = model.encode(inputs, training=True)
-            logits = model.wide_logits(rows, model.wide_train) + model.gate * model.deep_logits(hidden[:, 0])
+            logits = model.wide_logits(rows) + model.gate * model.deep_logits(hidden[:, 0])
             logits -= 1e9 * tf.one_hot(0, model.num_items)
             counts = tf.reduce_sum(targets, axis=1)
             per_user = -tf.reduce_sum(targets * tf.nn.log_softmax(logits), axis=1) / tf.maximum(counts, 1.0)
@@ -89,44 +83,147 @@ def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherC
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    users = np.flatnonzero(latest_train[:, 0] > 0)
-    best, best_weights, waited = curve[0], model.get_weights(), 0
-    for epoch in range(config.epochs):
-        # Users of similar history length share a batch (less padding); batches in random order.
-        order = users[np.argsort((latest_train[users] > 0).sum(axis=1) + rng.random(len(users)) * 8)]
+    @tf.function(reduce_retracing=True)
+    def match_step(inputs, rows):
+        target = tf.stop_gradient(teacher_lib.standardize(model.wide_logits(rows)))[:, 1:]
+        with tf.GradientTape() as tape:
+            deep = model.deep_logits(model.encode(inputs, training=True)[:, 0])[:, 1:]
+            loss = tf.reduce_mean(tf.square(deep - target))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    def epoch(latest: np.ndarray, rng: np.random.Generator) -> float:
+        """One pass over every user with a history; returns the mean batch loss."""
+        users = np.flatnonzero(latest[:, 0] > 0)
+        if config.objective == "match_wide":  # random batches (length-sorted ones: 0.4834 vs 0.49, README)
+            order = rng.permutation(users)
+        else:  # users of similar history length share a batch (less padding); batches in random order
+            order = users[np.argsort((latest[users] > 0).sum(axis=1) + rng.random(len(users)) * 8)]
         batches = [order[s:s + config.batch_size] for s in range(0, len(order), config.batch_size)]
         total = 0.0
         for index in rng.permutation(len(batches)):
-            batch = corrupted_batch(latest_train, batches[index], config, model.num_items, rng, half_life)
-            total += float(step(*(tf.constant(a) for a in batch)))
-        losses.append(round(total / max(len(batches), 1), 4))
-        curve.append(round(validation(), 4))
-        log(f"teacher epoch {epoch + 1}: loss {losses[-1]:.4f}, validation ndcg@10 {curve[-1]:.4f}, "
-            f"{time.monotonic() - started:.0f} s")
+            if config.objective == "match_wide":
+                batch = match_wide_batch(latest, batches[index], config, model.num_items, half_life)
+                total += float(match_step(*(tf.constant(a) for a in batch)))
+            else:
+                batch = corrupted_batch(latest, batches[index], config, model.num_items, rng, half_life)
+                total += float(cloze_step(*(tf.constant(a) for a in batch)))
+        return round(total / max(len(batches), 1), 4)
+
+    return epoch
+
+
+def validator(model, latest: np.ndarray, evaluator, config: teacher_lib.TeacherConfig):
+    """A function () -> (validation ndcg@10, the deep weight it was reached with): with match_wide and
+    deep_weight -1, the best of DEEP_WEIGHT_GRID; otherwise the model's own. (0, 0) without eval.
+    The wide part does not train: its scores are computed once, the encoder's at every call."""
+    import tensorflow as tf
+
+    if evaluator is None:  # nothing to pick on: the configured weight, or the one MovieLens picked
+        weight = config.deep_weight if config.deep_weight != -1.0 else teacher_lib.DEFAULT_DEEP_WEIGHT
+        return lambda: (0.0, weight if config.use_bert else 0.0)
+    padded = np.zeros([-(-len(latest) // 256) * 256, latest.shape[1]], np.int64)  # one traced shape
+    padded[:len(latest)] = latest
+
+    def batched(traced):
+        return np.concatenate([np.asarray(traced(tf.constant(padded[s:s + 256])))
+                               for s in range(0, len(padded), 256)])[:len(latest)]
+
+    wide = batched(tf.function(lambda history: model.wide_logits(model.history_rows(history))))
+    if not config.use_bert:
+        return lambda: best_weight(model, wide, np.zeros_like(wide), evaluator, config)
+    deep = tf.function(lambda history: model.deep_logits(model.deep_query(history)))
+    return lambda: best_weight(model, wide, batched(deep), evaluator, config)
+
+
+def best_weight(model, wide: np.ndarray, deep: np.ndarray, evaluator, config) -> Tuple[float, float]:
+    import tensorflow as tf
+
+    weights = (teacher_lib.DEEP_WEIGHT_GRID if config.objective == "match_wide" and config.use_bert
+               and config.deep_weight == -1.0 else (float(np.asarray(model.deep_weight)),))
+    found = []
+    for weight in weights:
+        ranked = np.asarray(model.combine(tf.constant(wide), tf.constant(deep), weight))
+        found.append((round(float(evaluator.evaluate(lambda u: ranked[u], ks=(10,))["ndcg@10"]), 4), weight))
+    return max(found, key=lambda f: (f[0], -f[1]))
+
+
+def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherConfig,
+        half_life: Optional[float], log=print, log_dir: Optional[str] = None) -> Dict:
+    """Phase one: trains the BERT part (no-op without it) with early stopping on the validation split
+    (best epoch kept, and with it the deep weight picked at that epoch). Returns {"loss",
+    "val_ndcg@10", "epochs", "best_epoch", "deep_weight", "seconds"}. With log_dir, TensorBoard gets
+    each epoch's loss and validation ndcg@10."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(log_dir) if log_dir else None
+    rng = np.random.default_rng(config.seed)
+    started = time.monotonic()
+    validate = validator(model, latest_train, evaluator, config)
+    score, weight = validate()
+    curve, losses, weights = [score], [], [weight]
+    if not config.use_bert:
+        return {"loss": [], "val_ndcg@10": curve, "epochs": 0, "best_epoch": 0, "deep_weight": 0.0,
+                "seconds": round(time.monotonic() - started, 1)}
+
+    epoch = train_steps(model, config, half_life)
+    best, best_weights, waited = 0, model.get_weights(), 0
+    for n in range(config.epochs):
+        losses.append(epoch(latest_train, rng))
+        score, weight = validate()
+        curve.append(score)
+        weights.append(weight)
+        log(f"teacher epoch {n + 1}: loss {losses[-1]:.4f}, validation ndcg@10 {curve[-1]:.4f}"
+            + (f" (deep weight {weight})" if config.objective == "match_wide" else "")
+            + f", {time.monotonic() - started:.0f} s")
         if writer is not None:
             with writer.as_default():
-                tf.summary.scalar("loss", losses[-1], step=epoch + 1)
-                tf.summary.scalar("val_ndcg@10", curve[-1], step=epoch + 1)
+                tf.summary.scalar("loss", losses[-1], step=n + 1)
+                tf.summary.scalar("val_ndcg@10", curve[-1], step=n + 1)
             writer.flush()
-        if curve[-1] > best:
-            best, best_weights, waited = curve[-1], model.get_weights(), 0
+        if evaluator is None or curve[-1] > curve[best]:
+            best, best_weights, waited = n + 1, model.get_weights(), 0
         else:
             waited += 1
             if waited >= config.patience:
                 break
     model.set_weights(best_weights)
-    return {"loss": losses, "val_ndcg@10": curve, "epochs": len(losses),
-            "best_epoch": int(np.argmax(curve)), "seconds": round(time.monotonic() - started, 1)}
+    if config.objective == "match_wide":
+        model.deep_weight.assign(weights[best])
+    return {"loss": losses, "val_ndcg@10": curve, "epochs": len(losses), "best_epoch": best,
+            "deep_weight": float(weights[best]), "seconds": round(time.monotonic() - started, 1)}
 
 
-def export(model, path: str, history: int) -> None:
+def refit(model, phase_one, latest_known: np.ndarray, config: teacher_lib.TeacherConfig,
+          half_life: Optional[float], epochs: int, log=print) -> Dict:
+    """The refit: `model` (built on B of train + eval) gets phase one's deep weight and, with
+    match_wide and config.refit, an encoder trained again from scratch on the train + eval histories
+    for phase one's best number of epochs (no validation left to stop on); otherwise phase one's
+    encoder. Returns {"epochs", "loss", "seconds"}."""
+    started = time.monotonic()
+    model.deep_weight.assign(float(np.asarray(phase_one.deep_weight)))
+    if not (config.use_bert and config.objective == "match_wide" and config.refit and epochs > 0):
+        for mine, trained in zip(model.trainable_variables, phase_one.trainable_variables):
+            mine.assign(trained)
+        model.gate.assign(float(np.asarray(phase_one.gate)))
+        model.wide_scale.assign(float(np.asarray(phase_one.wide_scale)))
+        return {"epochs": 0, "loss": [], "seconds": round(time.monotonic() - started, 1)}
+    rng = np.random.default_rng(config.seed)
+    epoch, losses = train_steps(model, config, half_life), []
+    for n in range(epochs):
+        losses.append(epoch(latest_known, rng))
+        log(f"teacher refit epoch {n + 1}/{epochs}: loss {losses[-1]:.4f}, {time.monotonic() - started:.0f} s")
+    return {"epochs": epochs, "loss": losses, "seconds": round(time.monotonic() - started, 1)}
+
+
+def export(model, final, path: str, history: int) -> None:
     """A SavedModel (tf.saved_model.load, no Keras needed) with three endpoints:
 
-    score(user: int64 [B], history: int64 [B, history]) -> float32 [B, num_items]: the teacher with
-      its wide part refit on train + eval (for ranking test users); the user index is not read (the
+    score(user: int64 [B], history: int64 [B, history]) -> float32 [B, num_items]: `final`, the
+      teacher refit on train + eval (for ranking test users); the user index is not read (the
       history says everything), it keeps the signature every scorer of the project shares.
-    score_train(user, history): the same with the wide part of the training split (soft labels).
-    item_embeddings() -> float32 [num_items, dim] (hints).
+    score_train(user, history): `model`, phase one, trained on the training split (soft labels).
+    item_embeddings() -> float32 [num_items, dim]: phase one's (hints).
     index 0 of the items is OOV and scores -1e9.
     """
     import keras
@@ -134,11 +231,11 @@ def export(model, path: str, history: int) -> None:
 
     def score(user, history_items):
         del user
-        return model.rank(history_items, model.wide_final)
+        return final.rank(history_items)
 
     def score_train(user, history_items):
         del user
-        return model.rank(history_items, model.wide_train)
+        return model.rank(history_items)
 
     def item_embeddings():
         return model.item_vectors(tf.range(model.num_items))
@@ -146,6 +243,7 @@ def export(model, path: str, history: int) -> None:
     spec = [tf.TensorSpec([None], tf.int64, name="user"), tf.TensorSpec([None, history], tf.int64, name="history")]
     archive = keras.export.ExportArchive()
     archive.track(model)
+    archive.track(final)
     archive.add_endpoint("score", score, input_signature=spec)
     archive.add_endpoint("score_train", score_train, input_signature=spec)
     archive.add_endpoint("item_embeddings", item_embeddings, input_signature=[])
@@ -153,7 +251,7 @@ def export(model, path: str, history: int) -> None:
 
 
 def head_params(model) -> int:
-    """The teacher's own parameters: the encoder's and embeddings' trainable weights and the wide
-    part's B (its off-diagonal entries; train + eval refit counted once)."""
+    """The teacher's own parameters (what one endpoint runs): the encoder's and embeddings' trainable
+    weights and the wide part's B (its off-diagonal entries; phase one and the refit counted once)."""
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     return trainable + model.num_items * (model.num_items - 1)

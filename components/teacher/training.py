@@ -74,9 +74,12 @@ def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds
     history = teacher_training.fit(model, latest, evaluator, config, half_life,
                                    log_dir=os.path.join(out_dir, LOG_DIR))
     known = latest_split(dataset)
-    model.wide_final.assign(ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights)
+    wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
+    final = teacher.build_teacher(item_text, wide_final, half_life, config)
+    refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), config, half_life,
+                                   epochs=history["best_epoch"])
 
-    teacher_training.export(model, os.path.join(out_dir, SAVED_MODEL_DIR), config.history)
+    teacher_training.export(model, final, os.path.join(out_dir, SAVED_MODEL_DIR), config.history)
     interaction_data.save_dataset(dataset, os.path.join(out_dir, DATASET_FILE))
     head = teacher_training.head_params(model)
     summary = {
@@ -87,9 +90,13 @@ def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds
         "encoder_params": encoder.params,
         "head_params": head,
         "gate": round(float(np.asarray(model.gate)), 4),
+        "deep_weight": history["deep_weight"],
+        "best_epoch": history["best_epoch"],
+        "refit": refit,
         "texts_encoded": len(dataset.item_texts),
         "seconds": {"read": round(read_seconds, 1), "encode": round(encode_seconds, 1),
-                    "wide": round(wide_seconds, 1), "train": history["seconds"]},
+                    "wide": round(wide_seconds, 1), "train": history["seconds"],
+                    "refit": refit["seconds"]},
         "epochs": history["epochs"],
         "loss": history["loss"],
         "val_loss": [],

@@ -1,5 +1,7 @@
 """The teacher on a tiny random BERT: its parts by hand, it learns, and its SavedModel answers like Keras."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -42,7 +44,9 @@ def test_weighted_rows_by_hand():
 @pytest.mark.parametrize("bad, message", [
     ({"dim": 0}, "dim must be a positive integer"), ({"dim": 9, "heads": 2}, "multiple of heads"),
     ({"mask_share": 1.0}, "mask_share must be in"), ({"l2": -1.0}, "l2 must be positive"),
-    ({"sequence": 20, "history": 10}, "must not exceed history"), ({"half_life": 0.0}, "half_life")])
+    ({"sequence": 20, "history": 10}, "must not exceed history"), ({"half_life": 0.0}, "half_life"),
+    ({"objective": "mlm"}, "objective must be one of"), ({"deep_weight": -0.5}, "deep_weight"),
+    ({"refit": "yes"}, "refit must be true or false")])
 def test_bad_settings_are_one_line_errors(bad, message):
     with pytest.raises(ValueError, match=message):
         teacher.TeacherConfig(**bad)
@@ -63,47 +67,122 @@ def test_corrupted_batch_holds_out_what_it_predicts():
         assert all(inputs[0, p] == 7 for p in np.flatnonzero(cloze[0]))
 
 
-def _fit(toy, epochs, **overrides):
+def _fit(toy, epochs, validate=True, **overrides):
     encoder = text_encoder.tiny_random(sorted({w for t in toy.item_texts for w in t.split()}))
     config = teacher.TeacherConfig(**{**TINY, "epochs": epochs, "patience": epochs, **overrides})
     train = toy.splits["train"]
     _, latest = interaction_data.histories(train, toy.num_users, config.history)
     weights = ease.EaseModel(toy.num_items, 10.0).fit(train.user, train.item, toy.num_users).weights
     model = teacher.build_teacher(encoder.encode(toy.item_texts), weights, None, config)
-    history = teacher_training.fit(model, latest, split_evaluator(toy, ["train"], "eval"), config, None,
-                                   log=lambda line: None)
-    return model, history, latest, config
+    evaluator = split_evaluator(toy, ["train"], "eval") if validate else None
+    history = teacher_training.fit(model, latest, evaluator, config, None, log=lambda line: None)
+    return model, history, latest, config, encoder
 
 
-def test_the_wide_part_alone_is_ease(toy):
-    model, history, latest, _ = _fit(toy, 1, use_bert=False)
+def _z(rows):
+    """numpy twin of teacher.standardize."""
+    real = rows[:, 1:]
+    return np.concatenate([np.zeros([len(rows), 1]), (real - real.mean(1, keepdims=True)) / real.std(1, keepdims=True)],
+                          axis=1)
+
+
+def test_standardize_against_numpy():
+    rows = np.random.default_rng(0).normal(size=[4, 9]).astype(np.float32)
+    rows[2] = 3.0  # no spread: all 0, not NaN
+    got = np.asarray(teacher.standardize(tf.constant(rows)))
+    with np.errstate(invalid="ignore"):
+        expected = _z(rows.astype(np.float64))
+    expected[2] = 0.0
+    assert np.allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("objective", ["cloze", "match_wide"])
+def test_the_wide_part_alone_is_ease(toy, objective):
+    model, history, latest, _, _ = _fit(toy, 1, use_bert=False, objective=objective)
     assert history["epochs"] == 0
     train = toy.splits["train"]
     users = np.arange(1, toy.num_users)
     expected = 5.0 * ease.EaseModel(toy.num_items, 10.0).fit(train.user, train.item, toy.num_users).score(users)
-    got = np.asarray(model.rank(latest[users], model.wide_train))
+    if objective == "match_wide":  # ranks by the standardised scores
+        expected = _z(expected.astype(np.float64))
+    got = np.asarray(model.rank(latest[users]))
     assert np.allclose(got[:, 1:], expected[:, 1:], atol=1e-4) and np.all(got[:, 0] < -1e8)
 
 
-def test_teacher_learns_the_clusters(toy):
-    model, history, latest, _ = _fit(toy, 15, wide_scale=0.01, gate=1.0)
+def test_cloze_teacher_learns_the_clusters(toy):
+    model, history, latest, _, _ = _fit(toy, 15, objective="cloze", wide_scale=0.01, gate=1.0)
     assert history["loss"][-1] < 0.9 * history["loss"][0]
     assert max(history["val_ndcg@10"]) > history["val_ndcg@10"][0]  # better than untrained, on eval
     users = np.arange(1, toy.num_users)
-    scores = np.asarray(model.rank(latest[users], model.wide_train))
+    scores = np.asarray(model.rank(latest[users]))
     top = np.argsort(-scores, axis=1)[:, :5]
     # Items of the user's own cluster (index mod 3) dominate the top 5; chance is one third.
     assert np.mean(top % 3 == (users % 3)[:, None]) > 0.65
     assert np.all(scores[:, 0] < -1e8)  # index 0 (unknown) is never recommended
 
 
+def test_match_wide_encoder_learns_the_wide_scores(toy):
+    users = np.arange(1, toy.num_users)
+    train = toy.splits["train"]
+    # What it is trained to reproduce: the wide part's standardised scores (numpy, from EASE itself).
+    target = _z(ease.EaseModel(toy.num_items, 10.0).fit(train.user, train.item, toy.num_users).score(users))
+
+    def correlation(model, latest):
+        deep = np.asarray(model.rank_parts(latest[users])[1])
+        return np.corrcoef(deep[:, 1:].ravel(), target[:, 1:].ravel())[0, 1]
+
+    untrained, _, latest, _, _ = _fit(toy, 1, validate=False, learning_rate=1e-9)
+    model, history, latest, _, _ = _fit(toy, 40, validate=False, dropout=0.0)  # no early stopping
+    assert history["loss"][-1] < 0.5 * history["loss"][0]
+    assert correlation(model, latest) > 0.8 > abs(correlation(untrained, latest)) + 0.3
+    # Without a validation split the deep weight is the configured default.
+    assert history["deep_weight"] == teacher.DEFAULT_DEEP_WEIGHT == float(np.asarray(model.deep_weight))
+
+
+def test_match_wide_picks_the_deep_weight_on_validation(toy):
+    model, history, latest, _, _ = _fit(toy, 4)
+    assert history["deep_weight"] in teacher.DEEP_WEIGHT_GRID
+    assert history["best_epoch"] == int(np.argmax(history["val_ndcg@10"]))
+    users = np.arange(1, toy.num_users)
+    wide, deep = (np.asarray(part).astype(np.float64) for part in model.rank_parts(latest[users]))
+    expected = _z(wide) + history["deep_weight"] * _z(deep)
+    assert np.allclose(np.asarray(model.rank(latest[users]))[:, 1:], expected[:, 1:], atol=1e-4)
+
+
+def _final(toy, model, config, encoder, epochs):
+    """The refit twin on train + eval (as components/teacher/training.py builds it)."""
+    from components.teacher import training
+
+    known = training.latest_split(toy)
+    weights = ease.EaseModel(toy.num_items, 30.0).fit(known.user, known.item, toy.num_users).weights
+    final = teacher.build_teacher(encoder.encode(toy.item_texts), weights, None, config)
+    summary = teacher_training.refit(final, model, training.latest_histories(toy, config.history), config, None,
+                                     epochs=epochs, log=lambda line: None)
+    return final, summary
+
+
+def test_refit_trains_the_encoder_again_on_train_and_eval(toy):
+    model, history, latest, config, encoder = _fit(toy, 3)
+    final, summary = _final(toy, model, config, encoder, epochs=3)
+    assert summary["epochs"] == 3 and len(summary["loss"]) == 3
+    assert float(np.asarray(final.deep_weight)) == history["deep_weight"]
+    users = np.arange(1, toy.num_users)
+    assert not np.allclose(np.asarray(final.rank_parts(latest[users])[1]), np.asarray(model.rank_parts(latest[users])[1]))
+    # Without the refit (or with cloze), the final model is phase one's encoder beside the refit B.
+    copy, summary = _final(toy, model, dataclasses.replace(config, refit=False), encoder, epochs=3)
+    assert summary["epochs"] == 0
+    assert np.allclose(np.asarray(copy.rank_parts(latest[users])[1]), np.asarray(model.rank_parts(latest[users])[1]))
+
+
 def test_saved_model_round_trip(toy, tmp_path):
-    model, _, latest, config = _fit(toy, 1)
-    model.wide_final.assign(np.asarray(model.wide_train) * 2.0)  # tell the two endpoints apart
-    teacher_training.export(model, str(tmp_path / "sm"), config.history)
+    model, _, latest, config, encoder = _fit(toy, 1)
+    final, _ = _final(toy, model, config, encoder, epochs=1)
+    teacher_training.export(model, final, str(tmp_path / "sm"), config.history)
     loaded = tf.saved_model.load(str(tmp_path / "sm"))
     users = np.array([1, 2, 5], np.int64)
-    for endpoint, wide in ((loaded.score, model.wide_final), (loaded.score_train, model.wide_train)):
+    for endpoint, keras_model in ((loaded.score, final), (loaded.score_train, model)):
         got = endpoint(tf.constant(users), tf.constant(latest[users])).numpy()
-        assert np.allclose(got, np.asarray(model.rank(latest[users], wide)), atol=1e-4)
+        assert np.allclose(got, np.asarray(keras_model.rank(latest[users])), atol=1e-4)
+    assert not np.allclose(loaded.score(tf.constant(users), tf.constant(latest[users])).numpy(),
+                           loaded.score_train(tf.constant(users), tf.constant(latest[users])).numpy())
     assert loaded.item_embeddings().numpy().shape == (toy.num_items, config.dim)
