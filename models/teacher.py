@@ -29,9 +29,8 @@ Two ways to train the encoder (`objective`):
 The wide part's l2 and half-life are picked on the validation split first (closed form, seconds).
 Every teacher is trained twice over, as the EASE baseline and the students are: phase one on the
 training split (early stopping on validation; `score_train`, the student's soft labels, so that the
-student's validation split stays unseen), then `refit`: B on train + eval and the encoder trained
-again from scratch on train + eval for phase one's best number of epochs (`score`, for ranking
-test users).
+student's validation split stays unseen), then the refit: B on train + eval and (`refit`) the
+encoder trained on train + eval too (`score`, for ranking test users).
 """
 
 import dataclasses
@@ -45,6 +44,7 @@ HALF_LIFE_GRID = (None, 100.0, 30.0, 10.0)
 DEEP_WEIGHT_GRID = (0.25, 0.5, 0.75, 1.0)
 DEFAULT_DEEP_WEIGHT = 0.75  # without a validation split to pick on (what MovieLens-100K picks)
 OBJECTIVES = ("match_wide", "cloze")
+REFITS = ("warm", "scratch", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +58,11 @@ class TeacherConfig:
     history: int = 1024  # items the wide part reads
     objective: str = "match_wide"  # or "cloze" (see the module's docstring)
     deep_weight: float = -1.0  # match_wide: the encoder's weight in the ranking; -1: picked on eval
-    refit: bool = True  # the encoder trained again on train + eval for `score` (test ranking)
+    # the encoder of `score` (test ranking): "scratch" trained again on train + eval for phase one's
+    # best number of epochs, "warm" phase one's trained on for refit_epochs more on train + eval,
+    # "none" phase one's as it is
+    refit: str = "warm"
+    refit_epochs: int = 10
     # cloze only: the share of masked items, of cut-off recent items, the cloze loss's weight, the
     # wide part's scale and the encoder's initial gate
     mask_share: float = 0.25
@@ -78,7 +82,7 @@ class TeacherConfig:
 
     def __post_init__(self):
         for name in ("dim", "layers", "heads", "intermediate", "sequence", "history", "batch_size", "epochs",
-                     "patience"):
+                     "patience", "refit_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"teacher {name} must be a positive integer, got {value!r}")
@@ -98,8 +102,8 @@ class TeacherConfig:
             raise ValueError(f"teacher objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.deep_weight != -1.0 and not self.deep_weight >= 0:
             raise ValueError(f"teacher deep_weight must be >= 0 or -1 (picked on eval), got {self.deep_weight!r}")
-        if not isinstance(self.refit, bool):
-            raise ValueError(f"teacher refit must be true or false, got {self.refit!r}")
+        if self.refit not in REFITS:
+            raise ValueError(f"teacher refit must be one of {', '.join(REFITS)}, got {self.refit!r}")
         if self.sequence > self.history:
             raise ValueError(f"teacher sequence ({self.sequence}) must not exceed history ({self.history})")
 

@@ -196,18 +196,20 @@ def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherC
 
 def refit(model, phase_one, latest_known: np.ndarray, config: teacher_lib.TeacherConfig,
           half_life: Optional[float], epochs: int, log=print) -> Dict:
-    """The refit: `model` (built on B of train + eval) gets phase one's deep weight and, with
-    match_wide and config.refit, an encoder trained again from scratch on the train + eval histories
-    for phase one's best number of epochs (no validation left to stop on); otherwise phase one's
-    encoder. Returns {"epochs", "loss", "seconds"}."""
+    """The refit: `model` (built on B of train + eval) gets phase one's deep weight and its encoder:
+    with match_wide, config.refit "scratch" trains it again from its initial weights on the train +
+    eval histories for `epochs` (phase one's best; no validation left to stop on), "warm" goes on
+    from phase one's weights for config.refit_epochs; "none" (and cloze) keeps phase one's.
+    Returns {"epochs", "loss", "seconds"}."""
     started = time.monotonic()
     model.deep_weight.assign(float(np.asarray(phase_one.deep_weight)))
-    if not (config.use_bert and config.objective == "match_wide" and config.refit and epochs > 0):
+    retrain = config.use_bert and config.objective == "match_wide" and config.refit != "none"
+    if not retrain or config.refit == "warm":
         for mine, trained in zip(model.trainable_variables, phase_one.trainable_variables):
             mine.assign(trained)
         model.gate.assign(float(np.asarray(phase_one.gate)))
         model.wide_scale.assign(float(np.asarray(phase_one.wide_scale)))
-        return {"epochs": 0, "loss": [], "seconds": round(time.monotonic() - started, 1)}
+    epochs = 0 if not retrain else config.refit_epochs if config.refit == "warm" else epochs
     rng = np.random.default_rng(config.seed)
     epoch, losses = train_steps(model, config, half_life), []
     for n in range(epochs):

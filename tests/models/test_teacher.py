@@ -46,7 +46,7 @@ def test_weighted_rows_by_hand():
     ({"mask_share": 1.0}, "mask_share must be in"), ({"l2": -1.0}, "l2 must be positive"),
     ({"sequence": 20, "history": 10}, "must not exceed history"), ({"half_life": 0.0}, "half_life"),
     ({"objective": "mlm"}, "objective must be one of"), ({"deep_weight": -0.5}, "deep_weight"),
-    ({"refit": "yes"}, "refit must be true or false")])
+    ({"refit": "yes"}, "refit must be one of"), ({"refit_epochs": 0}, "refit_epochs")])
 def test_bad_settings_are_one_line_errors(bad, message):
     with pytest.raises(ValueError, match=message):
         teacher.TeacherConfig(**bad)
@@ -161,15 +161,16 @@ def _final(toy, model, config, encoder, epochs):
     return final, summary
 
 
-def test_refit_trains_the_encoder_again_on_train_and_eval(toy):
-    model, history, latest, config, encoder = _fit(toy, 3)
+@pytest.mark.parametrize("mode", ["scratch", "warm"])
+def test_refit_trains_the_encoder_again_on_train_and_eval(toy, mode):
+    model, history, latest, config, encoder = _fit(toy, 3, refit=mode, refit_epochs=3)
     final, summary = _final(toy, model, config, encoder, epochs=3)
     assert summary["epochs"] == 3 and len(summary["loss"]) == 3
     assert float(np.asarray(final.deep_weight)) == history["deep_weight"]
     users = np.arange(1, toy.num_users)
     assert not np.allclose(np.asarray(final.rank_parts(latest[users])[1]), np.asarray(model.rank_parts(latest[users])[1]))
     # Without the refit (or with cloze), the final model is phase one's encoder beside the refit B.
-    copy, summary = _final(toy, model, dataclasses.replace(config, refit=False), encoder, epochs=3)
+    copy, summary = _final(toy, model, dataclasses.replace(config, refit="none"), encoder, epochs=3)
     assert summary["epochs"] == 0
     assert np.allclose(np.asarray(copy.rank_parts(latest[users])[1]), np.asarray(model.rank_parts(latest[users])[1]))
 
