@@ -75,9 +75,9 @@ class TeacherConfig:
     use_text: bool = True  # ablations: without the pretrained text ...
     use_bert: bool = True  # ... without the BERT encoder (the wide part alone)
     batch_size: int = 64
-    epochs: int = 60
+    epochs: int = 40
     patience: int = 10
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     seed: int = 42
 
     def __post_init__(self):

@@ -2,7 +2,7 @@
 
     make bench-quality   (= .venv/bin/python -m tfx_pipeline.bench_quality --movielens runs/bench)
     .venv/bin/python -m tfx_pipeline.bench_quality --run DIR [--run DIR ...]
-        [--seeds 42,43,44] [--out runs/bench/quality.json]
+        [--seeds 42,43,44] [--out runs/bench/quality.json] [--models teacher,student_kd,...]
 
 --movielens DIR first runs the pipeline on MovieLens-100K twice (skipped where a run is there):
 the built-in split (DIR/ms, as `make run`) and the same data given as a user's own, with the
@@ -19,7 +19,9 @@ pipeline's data and split. For every seed it trains, with the run's own settings
                      seed (phase one only), then trained (with the refit) for every seed
 and ranks the test split as the evaluator does (models/retrieval_metrics.py). It prints a table
 of test ndcg@10, mean and standard deviation over the seeds, and writes every figure to --out
-after each model (a long bench leaves what it finished).
+after each model (a long bench leaves what it finished). --models retrains only the models named
+and keeps the others' figures already in --out (a new teacher does not change the no-KD students,
+which never read its labels: they need not be trained again).
 """
 
 import argparse
@@ -41,6 +43,7 @@ from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFl
 GRID = [{"hard_negatives": negatives, "learning_rate": rate, "dim": dim}
         for negatives in ("full", "in_batch") for rate in (1e-3, 3e-3) for dim in (32, 64)]
 TEACHERS = {"teacher": {}, "teacher_no_text": {"use_text": False}, "teacher_no_bert": {"use_bert": False}}
+STUDENTS = ["student_kd", "student_no_kd", "student_no_kd_best"]
 
 
 def artifact_dir(run: str, component: str) -> str:
@@ -143,7 +146,13 @@ def main(argv=None) -> None:
     parser.add_argument("--movielens", help="run MovieLens-100K (both splits) into this directory, then bench it")
     parser.add_argument("--seeds", default="42,43,44")
     parser.add_argument("--out", default="runs/bench/quality.json")
+    parser.add_argument("--models", default=",".join(list(TEACHERS) + STUDENTS),
+                        help="the models to (re)train; the others' figures in --out are kept")
     args = parser.parse_args(argv)
+    wanted = set(args.models.split(","))
+    unknown = wanted - set(TEACHERS) - set(STUDENTS)
+    if unknown:
+        parser.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     if args.movielens:
         args.run += movielens_runs(args.movielens)
     if not args.run:
@@ -158,6 +167,8 @@ def main(argv=None) -> None:
         for seed in seeds:
             files = None
             for name in TEACHERS:
+                if name not in wanted and not (name == "teacher" and wanted & set(STUDENTS)):
+                    continue
                 started = time.monotonic()
                 teacher_dir, ndcg = bench.teacher(name, seed)
                 figures["models"].setdefault(name, {})[str(seed)] = ndcg
@@ -165,16 +176,18 @@ def main(argv=None) -> None:
                 if name == "teacher":
                     files = bench.score(teacher_dir, seed)
                 save()
-            if not figures["grid"]:  # the no-KD grid, once, on the eval split
+            if not figures["grid"] and "student_no_kd_best" in wanted:  # the no-KD grid, once, on eval
                 for overrides in GRID:
                     result = bench.student(files, {**overrides, "beta": 0.0, "gamma": 0.0}, seed, "grid",
                                            phase_one_only=True)
                     figures["grid"][json.dumps(overrides, sort_keys=True)] = result["val"]
                     print(f"{key} grid {overrides}: eval ndcg@10 {result['val']}", flush=True)
                 save()
-            best = json.loads(max(figures["grid"], key=figures["grid"].get))
+            best = json.loads(max(figures["grid"], key=figures["grid"].get)) if figures["grid"] else {}
             for name, overrides in (("student_kd", {}), ("student_no_kd", {"beta": 0.0, "gamma": 0.0}),
                                     ("student_no_kd_best", {**best, "beta": 0.0, "gamma": 0.0})):
+                if name not in wanted:
+                    continue
                 result = bench.student(files, overrides, seed, name)
                 figures["models"].setdefault(name, {})[str(seed)] = result["test"]
                 print(f"{key} seed {seed} {name}: test ndcg@10 {result['test']}", flush=True)

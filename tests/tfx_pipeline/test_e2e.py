@@ -244,6 +244,15 @@ def test_quality_bench_on_the_finished_run(finished_run, tmp_path, monkeypatch):
                                       "student_no_kd_best"}
     for figures in results["models"].values():
         assert list(figures) == ["1"] and 0.0 <= figures["1"] <= 1.0
+    # --models retrains the models named and keeps the others' figures.
+    stored = json.loads(out.read_text())
+    stored["run"]["models"]["student_no_kd"]["1"] = 0.123
+    stored["run"]["models"]["teacher_no_bert"]["1"] = 0.456
+    out.write_text(json.dumps(stored))
+    bench_quality.main(["--run", str(base / "run"), "--seeds", "1", "--out", str(out), "--models", "teacher_no_bert"])
+    again = json.loads(out.read_text())["run"]["models"]
+    assert again["student_no_kd"]["1"] == 0.123
+    assert again["teacher_no_bert"]["1"] == results["models"]["teacher_no_bert"]["1"]  # retrained, reproduced
 
 
 def test_quality_bench_table_by_hand():
