@@ -3,6 +3,7 @@
     make bench-quality   (= .venv/bin/python -m tfx_pipeline.bench_quality --movielens runs/bench)
     .venv/bin/python -m tfx_pipeline.bench_quality --run DIR [--run DIR ...]
         [--seeds 42,43,44] [--out runs/bench/quality.json] [--models teacher,student_kd,...]
+        [--teacher '{"learning_rate": 0.001}']
 
 --movielens DIR first runs the pipeline on MovieLens-100K twice (skipped where a run is there):
 the built-in split (DIR/ms, as `make run`) and the same data given as a user's own, with the
@@ -21,7 +22,8 @@ and ranks the test split as the evaluator does (models/retrieval_metrics.py). It
 of test ndcg@10, mean and standard deviation over the seeds, and writes every figure to --out
 after each model (a long bench leaves what it finished). --models retrains only the models named
 and keeps the others' figures already in --out (a new teacher does not change the no-KD students,
-which never read its labels: they need not be trained again).
+which never read its labels: they need not be trained again). --teacher overrides the run's
+teacher settings (YAML/JSON mapping) for every teacher the bench trains.
 """
 
 import argparse
@@ -146,6 +148,7 @@ def main(argv=None) -> None:
     parser.add_argument("--movielens", help="run MovieLens-100K (both splits) into this directory, then bench it")
     parser.add_argument("--seeds", default="42,43,44")
     parser.add_argument("--out", default="runs/bench/quality.json")
+    parser.add_argument("--teacher", default="{}", help="teacher settings over the run's (a JSON mapping)")
     parser.add_argument("--models", default=",".join(list(TEACHERS) + STUDENTS),
                         help="the models to (re)train; the others' figures in --out are kept")
     args = parser.parse_args(argv)
@@ -162,6 +165,7 @@ def main(argv=None) -> None:
     for run in args.run:
         key = os.path.basename(os.path.normpath(run))
         bench = Bench(run, os.path.join(os.path.dirname(args.out) or ".", "quality-" + key))
+        bench.teacher_summary["config"].update(json.loads(args.teacher))
         figures = results.setdefault(key, {"split": bench.split, "models": {}, "grid": {}})
         save = lambda: _write(args.out, results)  # noqa: E731
         for seed in seeds:

@@ -161,18 +161,24 @@ def _final(toy, model, config, encoder, epochs):
     return final, summary
 
 
-@pytest.mark.parametrize("mode", ["scratch", "warm"])
-def test_refit_trains_the_encoder_again_on_train_and_eval(toy, mode):
-    model, history, latest, config, encoder = _fit(toy, 3, refit=mode, refit_epochs=3)
-    final, summary = _final(toy, model, config, encoder, epochs=3)
-    assert summary["epochs"] == 3 and len(summary["loss"]) == 3
-    assert float(np.asarray(final.deep_weight)) == history["deep_weight"]
+def test_refit_modes(toy):
+    model, history, latest, config, encoder = _fit(toy, 3)
     users = np.arange(1, toy.num_users)
-    assert not np.allclose(np.asarray(final.rank_parts(latest[users])[1]), np.asarray(model.rank_parts(latest[users])[1]))
-    # Without the refit (or with cloze), the final model is phase one's encoder beside the refit B.
-    copy, summary = _final(toy, model, dataclasses.replace(config, refit="none"), encoder, epochs=3)
-    assert summary["epochs"] == 0
-    assert np.allclose(np.asarray(copy.rank_parts(latest[users])[1]), np.asarray(model.rank_parts(latest[users])[1]))
+
+    def deep(m):
+        return np.asarray(m.rank_parts(latest[users])[1])
+
+    finals = {}
+    for mode, trained in (("none", 0), ("warm", 2), ("scratch", 2)):
+        finals[mode], summary = _final(toy, model, dataclasses.replace(config, refit=mode, refit_epochs=2), encoder,
+                                       epochs=2)
+        assert summary["epochs"] == trained == len(summary["loss"]), mode
+        assert float(np.asarray(finals[mode].deep_weight)) == history["deep_weight"]
+    # none: phase one's encoder beside the refit B; warm goes on from it; scratch starts afresh.
+    assert np.allclose(deep(finals["none"]), deep(model))
+    assert not np.allclose(deep(finals["warm"]), deep(model))
+    assert not np.allclose(deep(finals["scratch"]), deep(model))
+    assert not np.allclose(deep(finals["scratch"]), deep(finals["warm"]))
 
 
 def test_saved_model_round_trip(toy, tmp_path):
