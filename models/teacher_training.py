@@ -151,7 +151,8 @@ def best_weight(model, wide: np.ndarray, deep: np.ndarray, evaluator, config) ->
 def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherConfig,
         half_life: Optional[float], log=print, log_dir: Optional[str] = None) -> Dict:
     """Phase one: trains the BERT part (no-op without it) with early stopping on the validation split
-    (best epoch kept, and with it the deep weight picked at that epoch). Returns {"loss",
+    after config.min_epochs (best epoch from min_epochs on kept, and with it the deep weight picked
+    at that epoch). Returns {"loss",
     "val_ndcg@10", "epochs", "best_epoch", "deep_weight", "seconds"}. With log_dir, TensorBoard gets
     each epoch's loss and validation ndcg@10."""
     import tensorflow as tf
@@ -181,7 +182,7 @@ def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherC
                 tf.summary.scalar("loss", losses[-1], step=n + 1)
                 tf.summary.scalar("val_ndcg@10", curve[-1], step=n + 1)
             writer.flush()
-        if evaluator is None or curve[-1] > curve[best]:
+        if evaluator is None or n + 1 <= config.min_epochs or curve[-1] > curve[best]:
             best, best_weights, waited = n + 1, model.get_weights(), 0
         else:
             waited += 1

@@ -46,7 +46,8 @@ def test_weighted_rows_by_hand():
     ({"mask_share": 1.0}, "mask_share must be in"), ({"l2": -1.0}, "l2 must be positive"),
     ({"sequence": 20, "history": 10}, "must not exceed history"), ({"half_life": 0.0}, "half_life"),
     ({"objective": "mlm"}, "objective must be one of"), ({"deep_weight": -0.5}, "deep_weight"),
-    ({"refit": "yes"}, "refit must be one of"), ({"refit_epochs": 0}, "refit_epochs")])
+    ({"refit": "yes"}, "refit must be one of"), ({"refit_epochs": 0}, "refit_epochs"),
+    ({"min_epochs": -1}, "min_epochs")])
 def test_bad_settings_are_one_line_errors(bad, message):
     with pytest.raises(ValueError, match=message):
         teacher.TeacherConfig(**bad)
@@ -140,7 +141,7 @@ def test_match_wide_encoder_learns_the_wide_scores(toy):
 
 
 def test_match_wide_picks_the_deep_weight_on_validation(toy):
-    model, history, latest, _, _ = _fit(toy, 4)
+    model, history, latest, _, _ = _fit(toy, 4, min_epochs=0)
     assert history["deep_weight"] in teacher.DEEP_WEIGHT_GRID
     assert history["best_epoch"] == int(np.argmax(history["val_ndcg@10"]))
     users = np.arange(1, toy.num_users)
@@ -163,6 +164,7 @@ def _final(toy, model, config, encoder, epochs):
 
 def test_refit_modes(toy):
     model, history, latest, config, encoder = _fit(toy, 3)
+    assert history["best_epoch"] == 3  # min_epochs (40) not reached: the last epoch, whatever eval said
     users = np.arange(1, toy.num_users)
 
     def deep(m):
