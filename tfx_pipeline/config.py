@@ -57,6 +57,9 @@ class PipelineConfig:
     # KD gain on MovieLens-100K rose from 1.019-1.049x to 1.040-1.057x over three seeds.
     scoring_negatives: int = 50
     scoring_workers: int = 2
+    # ... fewer negatives when a split's rows x (1 + 2N) would exceed this many scored candidates
+    # (about 12 bytes each): the scorer's output stays proportionate at scale (N = 13 at 1M rows).
+    scoring_candidate_budget: int = 20_000_000
     # Student overrides (keys of models/student.py StudentConfig: dim, history, alpha, beta, gamma,
     # temperature, hard_negatives, ...); the no-KD twin is the same with beta = gamma = 0.
     student: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -117,7 +120,7 @@ class PipelineConfig:
         if isinstance(self.bless_margin, bool) or not isinstance(self.bless_margin, (int, float)) \
                 or not -1.0 < self.bless_margin < 10.0:
             raise ConfigError(f"bless_margin must be a number in (-1, 10), got {self.bless_margin!r}")
-        for name in ("trending_days", "ease_max_items"):
+        for name in ("trending_days", "ease_max_items", "scoring_candidate_budget"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")

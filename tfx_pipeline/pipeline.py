@@ -115,7 +115,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     )
     teacher_scorer = TeacherScorer(
         teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives,
-        code_digest=code_digest(*TEACHER_CODE),
+        candidate_budget=config.scoring_candidate_budget, code_digest=code_digest(*TEACHER_CODE),
     ).with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
     # The teacher is the student's base model: not to warm-start from (another architecture and
     # Keras), but its artifact holds the index spaces, feature tables and item embeddings (hints).

@@ -39,17 +39,21 @@ def TeacherTrainer(  # noqa: N802 (TFX names components like classes)
 def TeacherScorer(  # noqa: N802
     teacher: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
     negatives: tfx.dsl.components.Parameter[int],
+    candidate_budget: tfx.dsl.components.Parameter[int],
     code_digest: tfx.dsl.components.Parameter[str],
     scored_examples: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
-    """Scores every training interaction's candidates with the teacher (components/teacher/scoring.py).
+    """Scores every training interaction's candidates with the teacher (components/teacher/scoring.py):
+    `negatives` sampled and as many hard ones per row, fewer when the split's rows times the
+    candidates would exceed `candidate_budget`.
 
     code_digest is not read: it makes TFX's cache miss when the scoring code changes.
     """
     del code_digest
     with beam_pipeline as p:
-        scoring.score_training_rows(p, teacher.uri, scored_examples.uri, negatives)
+        negatives = scoring.score_training_rows(p, teacher.uri, scored_examples.uri, negatives,
+                                                budget=candidate_budget)
     scored_examples.split_names = artifact_utils.encode_split_names(list(scoring.SCORED_SPLITS))
     scored_examples.set_string_custom_property("payload_format", "FORMAT_TF_EXAMPLE")
     scored_examples.set_int_custom_property("negatives", negatives)

@@ -25,10 +25,23 @@ Output, one tf.Example per row:
     teacher_scores            (float [1 + 2N]) the teacher's logits for the candidates
 Workers load the SavedModel once (DoFn.setup) and score rows in chunks; the draws depend only on
 the seed, the split and the row, so the output is the same for any number of workers.
+
+Output size: each row holds 1 + 2N candidates (int64 and float each: about 12 bytes per candidate
+before gzip). N is the `negatives` setting (50) unless rows x (1 + 2N) would exceed
+`candidate_budget` (20M scored candidates per split, about 240 MB): then the largest N that fits,
+at least MIN_NEGATIVES (`scored_negatives`). MovieLens-100K (75K train + eval rows) keeps N = 50;
+800K rows (1M interactions) get N = 12.
+Files: each split is written as shards of SHARD_ROWS consecutive rows, in row order
+(`part-SSSSS-of-NNNNN.gz`), so that a reader streaming them sees the same rows in the same order
+on every run; `scoring_stats.json` beside the splits holds, per split, the row count, the
+candidate width and the sum and sum of squares of the real candidates' scores (what the student
+needs to rescale the teacher's logits without a pass over the data).
 """
 
+import json
+import logging
 import os
-from typing import Iterator, Tuple
+from typing import Dict, Iterator, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -36,6 +49,11 @@ import numpy as np
 from components.teacher import training
 
 CHUNK_ROWS = 512
+SHARD_ROWS = 65536
+MIN_NEGATIVES = 4
+CANDIDATE_BUDGET = 20_000_000
+STATS_FILE = "scoring_stats.json"
+PROGRESS_LOGGER = "recdistill.progress"  # printed on the run's console (tfx_pipeline/progress.py)
 
 
 SCORED_SPLITS = ("train", "final")
@@ -43,25 +61,95 @@ SCORED_SPLITS = ("train", "final")
 ENDPOINTS = {"train": "score_train", "final": "score"}
 
 
-def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, negatives: int, seed: int = 0) -> None:
-    """Writes Split-train and Split-final (see the module's docstring)."""
+def scored_negatives(negatives: int, rows: int, budget: int = CANDIDATE_BUDGET) -> int:
+    """N for a split of `rows` rows: `negatives`, or fewer when rows x (1 + 2N) would exceed the budget."""
+    fits = (budget // max(rows, 1) - 1) // 2
+    return max(min(negatives, fits), min(negatives, MIN_NEGATIVES))
+
+
+def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, negatives: int, seed: int = 0,
+                        budget: int = CANDIDATE_BUDGET) -> int:
+    """Writes Split-train, Split-final and scoring_stats.json (see the module's docstring); returns N."""
+    from tfx_pipeline import storage
+
     dataset = _load_dataset(teacher_dir)
+    sizes = {split: len(_rows_of(dataset, split).user) for split in SCORED_SPLITS}
+    negatives = scored_negatives(negatives, max(sizes.values()), budget)  # one N: one soft-label scale
+    stats = []
     for split in SCORED_SPLITS:
-        size = len(_rows_of(dataset, split).user)
-        chunks = [(start, min(start + CHUNK_ROWS, size)) for start in range(0, size, CHUNK_ROWS)]
-        _ = (
+        size = sizes[split]
+        shards = [(start, min(start + SHARD_ROWS, size)) for start in range(0, size, SHARD_ROWS)]
+        directory = storage.join(output_dir, f"Split-{split}")
+        storage.makedirs(directory)
+        stats.append(
             p
-            | f"Chunks[{split}]" >> beam.Create(chunks)
+            | f"Shards[{split}]" >> beam.Create(list(enumerate(shards)))
             | f"Spread[{split}]" >> beam.Reshuffle()
-            | f"Score[{split}]" >> beam.ParDo(ScoreRows(teacher_dir, negatives, seed, split))
-            | f"Write[{split}]" >> beam.io.WriteToTFRecord(
-                os.path.join(output_dir, f"Split-{split}", "data_tfrecord"), file_name_suffix=".gz")
-        )
+            | f"Score[{split}]" >> beam.ParDo(ScoreShard(teacher_dir, negatives, seed, split, directory, len(shards)))
+            | f"Sum[{split}]" >> beam.CombineGlobally(_merge_stats)
+            | f"Name[{split}]" >> beam.Map(lambda total, name=split: (name, total)))
+    _ = (stats | "Splits" >> beam.Flatten() | "All" >> beam.combiners.ToDict()
+         | "WriteStats" >> beam.Map(lambda by_split: storage.write_text(
+             storage.join(output_dir, STATS_FILE), json.dumps({"negatives": negatives, "splits": by_split}, indent=2))))
+    return negatives
 
 
-class ScoreRows(beam.DoFn):
+def read_stats(scored_dir: str) -> Dict:
+    """scoring_stats.json of a scored-examples artifact: {"negatives": N, "splits": {split: {"rows",
+    "width", "real", "sum", "sum_squares"}}}."""
+    from tfx_pipeline import storage
+
+    return storage.read_json(storage.join(scored_dir, STATS_FILE))
+
+
+def _merge_stats(parts) -> Dict:
+    total = {"rows": 0, "width": 0, "real": 0, "sum": 0.0, "sum_squares": 0.0}
+    for part in parts:
+        total = {k: max(total[k], part[k]) if k == "width" else total[k] + part[k] for k in total}
+    return total
+
+
+class ScoreShard(beam.DoFn):
+    """(shard number, (first row, end row)) -> writes that shard's file; yields its statistics."""
+
+    def __init__(self, teacher_dir: str, negatives: int, seed: int, split: str, directory: str, shards: int):
+        self._rows = ScoreRows(teacher_dir, negatives, seed, split)
+        self._directory, self._shards = directory, shards
+
+    def setup(self):
+        self._rows.setup()
+
+    def process(self, shard: Tuple[int, Tuple[int, int]]) -> Iterator[Dict]:
+        import tensorflow as tf
+
+        from tfx_pipeline import storage
+
+        number, (first, end) = shard
+        path = storage.join(self._directory, f"part-{number:05d}-of-{self._shards:05d}.gz")
+        stats = {"rows": 0, "width": 0, "real": 0, "sum": 0.0, "sum_squares": 0.0}
+        # Written under a temporary name and renamed: a retried bundle never leaves half a shard.
+        with tf.io.TFRecordWriter(path + ".tmp", options="GZIP") as writer:
+            for start in range(first, end, CHUNK_ROWS):
+                for example, scores in self._rows.score_chunk(start, min(start + CHUNK_ROWS, end)):
+                    writer.write(example)
+                    stats["rows"] += 1
+                    stats["width"] = max(stats["width"], len(scores))
+                    stats["real"] += len(scores)
+                    stats["sum"] += float(np.sum(scores, dtype=np.float64))
+                    stats["sum_squares"] += float(np.sum(np.square(scores, dtype=np.float64)))
+        storage.rename(path + ".tmp", path, overwrite=True)
+        logging.getLogger(PROGRESS_LOGGER).info(
+            "scored %s rows %d-%d (shard %d of %d)", self._rows.split, first, end, number + 1, self._shards)
+        yield stats
+
+
+class ScoreRows:
     def __init__(self, teacher_dir: str, negatives: int, seed: int, split: str = "train"):
         self._dir, self._negatives, self._seed, self._split = teacher_dir, negatives, seed, split
+
+    @property
+    def split(self) -> str:
+        return self._split
 
     def setup(self):
         import tensorflow as tf
@@ -79,10 +167,11 @@ class ScoreRows(beam.DoFn):
         self._seen = _seen_by_user(self._rows, dataset.num_users)
         self._seen_sets = [set(s.tolist()) for s in self._seen]
 
-    def process(self, chunk: Tuple[int, int]) -> Iterator[bytes]:
+    def score_chunk(self, start: int, end: int) -> Iterator[Tuple[bytes, np.ndarray]]:
+        """(serialized example, its candidates' scores) for the rows [start, end)."""
         import tensorflow as tf
 
-        rows = np.arange(*chunk)
+        rows = np.arange(start, end)
         users, items = self._rows.user[rows], self._rows.item[rows]
         # One teacher call per user of the chunk, on the history it ranks that user from; the
         # positive is one of the user's seen items, so the hard negatives are the user's, not the row's.
@@ -92,7 +181,8 @@ class ScoreRows(beam.DoFn):
         for b, row in enumerate(rows):
             k = position[b]
             candidates = np.concatenate([[items[b]], self.sampled(row, users[b], hard[k]), hard[k]]).astype(np.int64)
-            yield _example(row, users[b], items[b], candidates, scores[k][candidates])
+            chosen = scores[k][candidates]
+            yield _example(row, users[b], items[b], candidates, chosen), chosen
 
     def hard_negatives(self, user: int, scores: np.ndarray) -> np.ndarray:
         """The user's N highest-scored unseen items, best first, ties by index."""

@@ -40,12 +40,30 @@ def test_scoring(toy, tmp_path):
     _check_rows(scored, train, model.score_train, train, toy.num_users)
 
     assert _score(teacher_dir, str(tmp_path / "b")) == scored  # deterministic
+    # row-ordered shards, and statistics that agree with the rows
+    files = sorted(os.listdir(tmp_path / "a" / "Split-train"))
+    assert files == [f"part-{n:05d}-of-{len(files):05d}.gz" for n in range(len(files))]
+    stats = scoring.read_stats(str(tmp_path / "a"))
+    assert stats["negatives"] == NEGATIVES
+    values = np.concatenate([np.array(r["teacher_scores"], np.float64) for r in scored.values()])
+    assert stats["splits"]["train"]["rows"] == len(scored) and stats["splits"]["train"]["width"] == 1 + 2 * NEGATIVES
+    assert stats["splits"]["train"]["real"] == values.size
+    np.testing.assert_allclose([stats["splits"]["train"]["sum"], stats["splits"]["train"]["sum_squares"]],
+                               [values.sum(), np.square(values).sum()], rtol=1e-9)
 
     # Split-final: train then eval rows, the final teacher on the train + eval history.
     known = training.latest_split(toy)
     final = _read(str(tmp_path / "a"), "final")
     assert sorted(final) == list(range(len(known.user)))
     _check_rows(final, known, model.score, known, toy.num_users)
+
+
+def test_scored_negatives_shrink_to_fit_the_candidate_budget():
+    assert scoring.scored_negatives(50, 67_000, budget=20_000_000) == 50  # MovieLens-100K: all 50
+    assert scoring.scored_negatives(50, 800_000, budget=20_000_000) == 12  # (25 - 1) // 2
+    assert 800_000 * (1 + 2 * 12) <= 20_000_000 < 800_000 * (1 + 2 * 13)
+    assert scoring.scored_negatives(50, 10 ** 8, budget=20_000_000) == scoring.MIN_NEGATIVES  # the floor
+    assert scoring.scored_negatives(3, 10 ** 8, budget=20_000_000) == 3  # never more than asked
 
 
 def _check_rows(scored, rows, endpoint, seen_split, num_users):
