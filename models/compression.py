@@ -113,20 +113,30 @@ class Distiller(tf.keras.Model):
 
 
 def _fine_tune(scorer, bins, rows, latest, student_config: StudentConfig, epochs: int, learning_rate: float,
-               callbacks=(), variables=None, reference=None, reference_weight=0.0) -> list:
+               callbacks=(), variables=None, reference=None, reference_weight=0.0, name="compression") -> list:
+    """Fine-tunes for `epochs` epochs (capped at student_config.max_epoch_rows rows each, as the
+    student's); returns the loss per epoch."""
     distiller = Distiller(scorer, bins, student_config, variables, reference, reference_weight)
     distiller.compile(optimizer=tf.keras.optimizers.Adam(learning_rate))
     data = student_training.training_data(rows, latest, student_config)
-    history = distiller.fit(data, epochs=epochs, callbacks=list(callbacks), verbose=0)
+    steps = student_training.epoch_steps(student_training.row_count(rows), student_config)
+    lines = student_training.EpochLines(name, time.monotonic())
+    history = distiller.fit(data if steps is None else data.repeat(), epochs=epochs, steps_per_epoch=steps,
+                            callbacks=[*callbacks, lines], verbose=0)
     return [round(float(x), 4) for x in history.history["loss"]]
+
+
+def steps_per_epoch(rows, student_config: StudentConfig) -> int:
+    """The fine-tuning's batches per epoch (what the pruning schedule counts in)."""
+    count = student_training.row_count(rows)
+    return student_training.epoch_steps(count, student_config) or int(np.ceil(count / student_config.batch_size))
 
 
 def prune(scorer: tf.keras.Model, bins, rows, latest, student_config: StudentConfig,
           config: CompressionConfig, reference: tf.keras.Model = None) -> (tf.keras.Model, Dict):
     """Prunes every Embedding and the Dense of a deployed-form model (consumed: its layers are
     trained in place); returns (the stripped model, a log of loss, seconds and sparsity)."""
-    steps_per_epoch = int(np.ceil(len(rows["user_index"]) / student_config.batch_size))
-    end_step = max(1, steps_per_epoch * config.ramp_epochs)
+    end_step = max(1, steps_per_epoch(rows, student_config) * config.ramp_epochs)
 
     def schedule(target):
         return tfmot.sparsity.keras.PolynomialDecay(
@@ -146,7 +156,7 @@ def prune(scorer: tf.keras.Model, bins, rows, latest, student_config: StudentCon
     started = time.monotonic()
     loss = _fine_tune(pruned, bins, rows, latest, student_config, config.prune_epochs, config.learning_rate,
                       [tfmot.sparsity.keras.UpdatePruningStep()], reference=reference,
-                      reference_weight=config.reference_weight)
+                      reference_weight=config.reference_weight, name="pruning")
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     return stripped, {"loss": loss, "seconds": round(time.monotonic() - started, 1), "sparsity": sparsity(stripped)}
 
@@ -209,7 +219,8 @@ def quantize_aware(scorer: tf.keras.Model, bins, rows, latest, student_config: S
              for v in layer.trainable_weights]
     started = time.monotonic()
     loss = _fine_tune(quantized, bins, rows, latest, student_config, config.qat_epochs, config.learning_rate,
-                      variables=tuned, reference=reference, reference_weight=config.reference_weight) \
+                      variables=tuned, reference=reference, reference_weight=config.reference_weight,
+                      name="quantization-aware training") \
         if config.qat_epochs else []
     return quantized, {"loss": loss, "seconds": round(time.monotonic() - started, 1), "sparsity": sparsity(quantized)}
 

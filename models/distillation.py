@@ -62,13 +62,18 @@ def soft(kind: str, student_logits, teacher_logits, candidates, temperature: flo
     return soft_loss(student_logits, teacher_logits, candidates, temperature)
 
 
+def rescale_factor(spread: float, target_std: float) -> float:
+    """The factor that gives teacher logits with standard deviation `spread` (over all real
+    candidates) the standard deviation target_std: logit matching then does not depend on the
+    teacher's logit scale (an ensemble's, a wide part's times 40), and one beta fits any teacher."""
+    return target_std / spread if spread > 0 else 1.0
+
+
 def rescale_teacher(teacher_scores, candidates, target_std: float):
-    """numpy [N, C] teacher logits times one factor, so that over all real candidates their standard
-    deviation is target_std: logit matching then does not depend on the teacher's logit scale
-    (an ensemble's, a wide part's times 40), and one beta fits any teacher. Returns (scores, factor)."""
+    """numpy [N, C] teacher logits times rescale_factor over the real candidates (0 = padding).
+    Returns (scores, factor)."""
     real = np.asarray(teacher_scores, np.float64)[np.asarray(candidates) != 0]
-    spread = float(real.std()) if real.size else 0.0
-    factor = target_std / spread if spread > 0 else 1.0
+    factor = rescale_factor(float(real.std()) if real.size else 0.0, target_std)
     return (np.asarray(teacher_scores, np.float32) * np.float32(factor)), factor
 
 

@@ -55,6 +55,14 @@ def read_records(split_dir: str) -> List[bytes]:
     return [r.numpy() for r in tf.data.TFRecordDataset(files, compression_type="GZIP")] if files else []
 
 
+def record_batches(split_dir: str, size: int = 65536):
+    """The split's serialized tf.Examples as string tensors of up to `size` records, in file order."""
+    import tensorflow as tf
+
+    files = [f for f in storage.glob(os.path.join(split_dir, "*")) if not os.path.basename(f).startswith(".")]
+    return iter(tf.data.TFRecordDataset(files, compression_type="GZIP").batch(size)) if files else iter(())
+
+
 def parse(record: bytes) -> Dict[str, list]:
     """One serialized tf.Example as {feature: [values]} (bytes decoded as UTF-8)."""
     import tensorflow as tf
@@ -93,18 +101,22 @@ def build_dataset(
             "timestamp": tf.io.FixedLenFeature([], tf.int64)}
     splits = {}
     for name, split_dir in split_dirs.items():
-        records = read_records(split_dir)
-        ids = tf.io.parse_example(records, spec) if records else {k: np.zeros([0]) for k in spec}
-        users = [user_index.get(u.decode(), 0) for u in np.asarray(ids["user_id"]).tolist()]
-        for row, user in enumerate(users):
-            if user and user not in user_records:  # profile features are the same on every row
-                user_records[user] = records[row]
-                user_texts[user] = user_text(parse(records[row]))
-        splits[name] = Split(
-            user=np.array(users, np.int64),
-            item=np.array([item_index.get(i.decode(), 0) for i in np.asarray(ids["item_id"]).tolist()], np.int64),
-            timestamp=np.asarray(ids["timestamp"], np.int64),
-        )
+        users, items, times = [], [], []
+        # A batch of records at a time: memory holds the index arrays (24 bytes a row), not the split.
+        for batch in record_batches(split_dir):
+            ids = tf.io.parse_example(batch, spec)
+            batch_users = np.array([user_index.get(u.decode(), 0) for u in ids["user_id"].numpy().tolist()], np.int64)
+            fresh = np.flatnonzero(batch_users)
+            for row in fresh[np.unique(batch_users[fresh], return_index=True)[1]]:
+                user = int(batch_users[row])
+                if user not in user_records:  # profile features are the same on every row
+                    user_records[user] = batch[row].numpy()
+                    user_texts[user] = user_text(parse(user_records[user]))
+            users.append(batch_users)
+            items.append(np.array([item_index.get(i.decode(), 0) for i in ids["item_id"].numpy().tolist()], np.int64))
+            times.append(ids["timestamp"].numpy().astype(np.int64))
+        splits[name] = Split(*(np.concatenate(parts) if parts else np.zeros([0], np.int64)
+                               for parts in (users, items, times)))
     return Dataset(user_ids, item_ids, user_texts, item_texts, splits, user_records, item_records)
 
 

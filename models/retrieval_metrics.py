@@ -17,6 +17,7 @@ Caveat: a test item that is also a training item of the same user stays relevant
 
 from __future__ import annotations
 
+import copy
 import itertools
 from typing import Callable, Mapping
 
@@ -122,6 +123,16 @@ class RetrievalEvaluator:
         self._test = _Csr(*test, self.num_items, num_users)
         all_users = np.arange(num_users, dtype=np.int64)
         self.users = all_users[self._test.counts(all_users) > 0]  # [U] the users evaluated
+
+    def sample(self, max_users: int, seed: int = 0) -> "RetrievalEvaluator":
+        """The same evaluation on at most max_users of its users (a seeded uniform draw, in index
+        order); itself when it has no more than that. For per-epoch validation on large splits."""
+        if self.users.size <= max_users:
+            return self
+        sampled = copy.copy(self)
+        rng = np.random.default_rng(seed)
+        sampled.users = np.sort(rng.choice(self.users, size=max_users, replace=False))
+        return sampled
 
     def evaluate(self, score_fn: _Fn, batch_size: int = 256, ks=(10, 100)) -> dict:
         """score_fn(user_indices [B] int64) -> scores [B, num_items] (higher is better).

@@ -36,3 +36,40 @@ def test_masked_histories_hide_the_rows_own_item():
     latest = np.array([[0, 0, 0], [5, 3, 2]])
     out = data.masked_histories(np.array([1, 1]), np.array([3, 9]), latest)
     assert out.tolist() == [[5, 0, 2], [5, 3, 2]]
+
+
+def test_build_dataset_reads_splits_in_batches_by_hand(tmp_path, monkeypatch):
+    """Index arrays in file order, unknown ids at 0, each user's profile from its first row, across
+    record batches (of 2 here) and splits; catalog-only items after the vocabulary."""
+    import functools
+    import os
+
+    import tensorflow as tf
+
+    def example(**features):
+        return tf.train.Example(features=tf.train.Features(feature={
+            k: tf.train.Feature(int64_list=tf.train.Int64List(value=[v])) if isinstance(v, int)
+            else tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()])) for k, v in features.items()
+        })).SerializeToString()
+
+    def write(directory, records):
+        os.makedirs(directory)
+        with tf.io.TFRecordWriter(os.path.join(directory, "part-0.gz"), "GZIP") as w:
+            for r in records:
+                w.write(r)
+
+    train = [("u2", "i1", 5, "30"), ("u1", "i2", 7, "41"), ("u2", "i3", 9, "99"), ("u9", "i1", 1, "7"),
+             ("u1", "i1", 3, "12")]
+    write(str(tmp_path / "train"), [example(user_id=u, item_id=i, timestamp=t, user_age=a) for u, i, t, a in train])
+    write(str(tmp_path / "test"), [example(user_id="u3", item_id="i4", timestamp=11, user_age="50")])
+    write(str(tmp_path / "cat"), [example(item_id=i, item_title=f"T{i}") for i in ("i1", "i2", "i3", "i4")])
+    monkeypatch.setattr(data, "record_batches", functools.partial(data.record_batches, size=2))
+    got = data.build_dataset({"train": str(tmp_path / "train"), "test": str(tmp_path / "test")}, str(tmp_path / "cat"),
+                             ["u1", "u2", "u3"], ["i1", "i2", "i3"])
+    assert got.item_ids == ["", "i1", "i2", "i3", "i4"]
+    assert got.splits["train"].user.tolist() == [2, 1, 2, 0, 1]  # u9: not in the vocabulary
+    assert got.splits["train"].item.tolist() == [1, 2, 3, 1, 1]
+    assert got.splits["train"].timestamp.tolist() == [5, 7, 9, 1, 3]
+    assert got.splits["test"].user.tolist() == [3] and got.splits["test"].item.tolist() == [4]
+    assert got.user_texts == ["", "age 41", "age 30", "age 50"]  # each user's first row
+    assert got.item_texts[4] == "Ti4"

@@ -172,3 +172,18 @@ def test_modules_do_not_import_tensorflow():
     code = "import sys, models.retrieval_metrics, models.popularity; sys.exit('tensorflow' in sys.modules)"
     root = pathlib.Path(__file__).resolve().parents[2]
     assert subprocess.run([sys.executable, "-c", code], cwd=root, check=False).returncode == 0
+
+
+def test_a_sample_evaluates_a_seeded_subset_of_the_users():
+    from models.retrieval_metrics import RetrievalEvaluator
+
+    users = np.arange(1, 11)
+    evaluator = RetrievalEvaluator(5, (users, np.ones(10, np.int64)), (users, 1 + users % 4))
+    assert evaluator.sample(10) is evaluator and evaluator.sample(20) is evaluator
+    sampled = evaluator.sample(4, seed=3)
+    assert sampled.users.size == 4 and set(sampled.users) <= set(users) and np.all(np.diff(sampled.users) > 0)
+    assert np.array_equal(evaluator.sample(4, seed=3).users, sampled.users) and evaluator.users.size == 10
+    scores = np.tile(np.arange(5, dtype=np.float32), (11, 1))  # item 4 first, then 3, 2 (1 is seen)
+    hit = {u: 1.0 if 1 + u % 4 == 4 else 0.0 for u in users}  # recall@1 of each user
+    got = sampled.evaluate(lambda u: scores[u], ks=(1,))
+    assert got["users"] == 4 and got["recall@1"] == pytest.approx(np.mean([hit[u] for u in sampled.users]))
