@@ -10,7 +10,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check --ignore-require
 DATA ?= movielens-100k
 OUTPUT ?= runs/$(DATA)
 
-.PHONY: install run test bench bench-quality clean
+.PHONY: install run test bench bench-quality bench-scale clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ bench: install
 # Issue 11's quality bench: teacher, ablations, students; 3 seeds, both splits (about an hour here).
 bench-quality: install
 	$(PY) -m tfx_pipeline.bench_quality --movielens runs/bench
+
+# Issue "the whole DAG at scale": every component at 100K and 1M rows, growth and projections (about 50 min).
+bench-scale: install
+	$(PY) -m tfx_pipeline.bench_scale --sizes 100000,1000000 --output runs/bench-scale
 
 clean:
 	rm -rf runs

@@ -90,12 +90,15 @@ def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optiona
         except Exception as error:
             raise ComponentFailed(progress.running, error, paths.log) from error
     wall = {"total": round(time.monotonic() - started, 2), **progress.wall_seconds}
-    result = collect_report(config, data, paths, wall, [c.id for c in pipeline.components])
+    result = collect_report(config, data, paths, wall, [c.id for c in pipeline.components],
+                            resources=progress.resources, peak_rss_mib=progress.peak_rss_mib)
     report.write_report(paths.output_dir, result)
     return result
 
 
-def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: Dict, components) -> Dict:
+def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: Dict, components,
+                   resources: Optional[Dict] = None, peak_rss_mib: Optional[float] = None) -> Dict:
+    """The report of the run in `paths` from ML Metadata; wall, resources, peak_rss_mib: what progress measured."""
     metadata = mlmd_outputs.RunMetadata(paths.metadata)
     examples = metadata.latest_output(config.pipeline_name, EXAMPLE_GEN, "examples")
     split = dataclasses.asdict(config.split_spec(dataset))
@@ -114,4 +117,4 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     compressed = metadata.latest_output(config.pipeline_name, COMPRESSOR, "model") if COMPRESSOR in components else None
     compression = mlmd_outputs.read_json_file(compressed.uri, "compression.json") if compressed else None
     return report.build_report(dataset, split, wall, quality, components, models, curves, blessing, pushed, compression,
-                               baselines)
+                               baselines, resources=resources, peak_rss_mib=peak_rss_mib)

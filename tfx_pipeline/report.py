@@ -27,15 +27,21 @@ def build_report(
     pushed: Optional[Dict[str, Optional[str]]] = None,
     compression: Optional[Dict[str, Any]] = None,
     baselines: Optional[Dict[str, Any]] = None,
+    resources: Optional[Dict[str, Dict[str, Optional[float]]]] = None,
+    peak_rss_mib: Optional[float] = None,
 ) -> Dict[str, Any]:
     """A report of what ran; models that did not run are null, as keys that do not apply are.
-    baselines: what the evaluator picked or skipped for ease and trending, and why."""
+    baselines: what the evaluator picked or skipped for ease and trending, and why.
+    resources: {component: {"cpu_seconds", "peak_rss_mib"}} (progress.ComponentProgress.resources);
+    peak_rss_mib: the largest resident set of the whole run, MiB."""
     entries = {key: (models or {}).get(key) for key in MODEL_KEYS}
     pushed = pushed or {}
     return {
         "dataset": dataset,
         "split": split,
         "wall_seconds": wall_seconds,
+        "resources": resources,
+        "peak_rss_mib": peak_rss_mib,
         "data_quality": data_quality or {},
         "models": entries,
         "baselines": baselines,
@@ -112,8 +118,7 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
     ]
     lines += _table(["file", "rows", "bad", "bad by reason"], quality_rows, markdown)
     lines.append("")
-    times = report.get("wall_seconds") or {}
-    lines += _table(["component", "wall s"], [[name, f"{s:.1f}"] for name, s in times.items()], markdown)
+    lines += _component_table(report, markdown)
     versus = report.get("vs_best_baseline") or {"best": None, "ndcg@10": {}}
     models = [[name] + [_cell(m.get(k)) for k in METRIC_KEYS] + [_ratio(versus["ndcg@10"].get(name))]
               for name, m in report["models"].items() if m]
@@ -126,6 +131,23 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
             lines += ["", gain]
         lines += _compression_lines(report)
     return "\n".join(lines) + "\n"
+
+
+def _component_table(report: Dict[str, Any], markdown: bool) -> List[str]:
+    """Wall seconds per component; CPU seconds and peak resident MiB too when the run measured them."""
+    times, resources = report.get("wall_seconds") or {}, report.get("resources")
+    if not resources:
+        return _table(["component", "wall s"], [[name, f"{s:.1f}"] for name, s in times.items()], markdown)
+    rows = []
+    for name, seconds in times.items():
+        used = resources.get(name) or {}
+        peak = report.get("peak_rss_mib") if name == "total" else used.get("peak_rss_mib")
+        rows.append([name, f"{seconds:.1f}", _number(used.get("cpu_seconds"), ".1f"), _number(peak, ",.0f")])
+    return _table(["component", "wall s", "cpu s", "peak MiB"], rows, markdown)
+
+
+def _number(value: Optional[float], spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def _ratio(value: Optional[float]) -> str:

@@ -61,3 +61,26 @@ def test_without_baselines_there_is_no_ratio():
     built = report.build_report("toy", {}, {"total": 1.0}, {}, ["A"], {"teacher": _model(0.3, 10)})
     assert built["vs_best_baseline"] is None and built["baselines"] is None
     assert "ndcg@10 / best baseline" in report.render(built)
+
+
+def test_resources_per_component_are_kept_and_tabled(tmp_path):
+    resources = {"Transform": {"cpu_seconds": 12.25, "peak_rss_mib": 1536.4},
+                 "Trainer": {"cpu_seconds": 3.0, "peak_rss_mib": None}}
+    built = report.build_report("toy", {}, {"total": 20.0, "Transform": 15.0, "Trainer": 4.0}, {}, ["A"],
+                                resources=resources, peak_rss_mib=2048.0)
+    assert built["resources"] == resources and built["peak_rss_mib"] == 2048.0
+    report.write_report(str(tmp_path), built)
+    saved = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert saved["resources"]["Transform"]["peak_rss_mib"] == 1536.4 and saved["wall_seconds"]["total"] == 20.0
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| component | wall s | cpu s | peak MiB |" in markdown
+    # 12.25 -> "12.2" (round half to even), 1536.4 -> "1,536"; total: no CPU column, the run's peak
+    assert "| Transform | 15.0 | 12.2 | 1,536 |" in markdown and "| Trainer | 4.0 | 3.0 | - |" in markdown
+    assert "| total | 20.0 | - | 2,048 |" in markdown
+
+
+def test_a_report_without_resources_keeps_the_wall_table():
+    built = report.build_report("toy", {}, {"total": 1.0}, {}, ["A"])
+    assert built["resources"] is None and built["peak_rss_mib"] is None
+    assert "| component | wall s |" in report.render(built, markdown=True)
+    assert "cpu s" not in report.render(built)
