@@ -33,12 +33,16 @@ student's validation split stays unseen), then the refit: B on train + eval and 
 encoder trained on train + eval too (`score`, for ranking test users).
 """
 
+import contextlib
 import dataclasses
+import logging
 from typing import Optional, Tuple
 
 import numpy as np
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+from models import distribute
 
 HALF_LIFE_GRID = (None, 100.0, 30.0, 10.0)
 DEEP_WEIGHT_GRID = (0.25, 0.5, 0.75, 1.0)
@@ -83,10 +87,23 @@ class TeacherConfig:
     min_epochs: int = 40
     learning_rate: float = 1e-3  # 2e-3 and 40 epochs: 0.4926 / 0.4891 on two index orders (1e-3: 0.4907 / 0.4912)
     seed: int = 42
+    # Scale (README, "Scale"): an epoch is at most this many users (a fresh random draw each
+    # epoch), and the wide part's choice and each epoch's validation rank at most this many eval
+    # users (one seeded draw): the teacher's time stops growing with the users. MovieLens-100K's
+    # 943 users are below both.
+    max_epoch_users: int = 1000
+    validation_users: int = 2000
+    # the tf.distribute strategy the encoder trains under (models/distribute.py): "default",
+    # "mirrored" (the GPUs of one machine), "multi_worker_mirrored" (TF_CONFIG's workers); batch_size
+    # is the global batch, split among the replicas
+    distribute: str = "default"
+    # Keras 3 "mixed_float16" (float16 compute, float32 variables, loss scaling) on a GPU; ignored
+    # (float32, logged) without one. Scores stay float32; the export computes in float32.
+    mixed_precision: bool = False
 
     def __post_init__(self):
         for name in ("dim", "layers", "heads", "intermediate", "sequence", "history", "batch_size", "epochs",
-                     "patience", "refit_epochs"):
+                     "patience", "refit_epochs", "max_epoch_users", "validation_users"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"teacher {name} must be a positive integer, got {value!r}")
@@ -112,6 +129,11 @@ class TeacherConfig:
             raise ValueError(f"teacher refit must be one of {', '.join(REFITS)}, got {self.refit!r}")
         if self.sequence > self.history:
             raise ValueError(f"teacher sequence ({self.sequence}) must not exceed history ({self.history})")
+        if self.distribute not in distribute.STRATEGIES:
+            raise ValueError(f"teacher distribute must be one of {', '.join(distribute.STRATEGIES)}, "
+                             f"got {self.distribute!r}")
+        if not isinstance(self.mixed_precision, bool):
+            raise ValueError(f"teacher mixed_precision must be true or false, got {self.mixed_precision!r}")
 
 
 def recency_weights(length: int, half_life: Optional[float]) -> np.ndarray:
@@ -150,10 +172,62 @@ def standardize(logits):
     return tf.concat([tf.zeros_like(logits[:, :1]), standard], axis=1)
 
 
+@contextlib.contextmanager
+def precision_policy(config: TeacherConfig):
+    """Within: Keras 3's global dtype policy for the teacher's layers, "mixed_float16" when
+    config.mixed_precision and a GPU is here, unchanged (float32) otherwise; the previous policy is
+    restored on the way out (the rest of the process, tf_keras included, is unaffected: tf_keras has
+    its own). Yields the policy's name.
+
+    Without a GPU, float16 would run on the CPU, slower and less precise: the setting is ignored there
+    (a warning is logged) and the teacher trains exactly as in float32.
+    """
+    import keras
+
+    if not config.mixed_precision or not _has_gpu():
+        if config.mixed_precision:
+            logging.getLogger(__name__).warning(
+                "teacher mixed_precision ignored: no GPU on this machine; the teacher trains in float32")
+        yield "float32"
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        yield "mixed_float16"
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _has_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))  # starts no TensorFlow runtime (models/distribute.py)
+
+
+def to_float32(model) -> None:
+    """Makes every layer of a teacher built under "mixed_float16" compute in float32 (its variables
+    are float32 already): what the export does, so that the SavedModel is the same float32 graph
+    however the teacher was trained. A no-op on a float32 teacher."""
+    if model.compute_dtype == "float32":
+        return
+    for layer in [model, *model._flatten_layers(include_self=False)]:
+        layer.dtype_policy = "float32"
+
+
 def build_teacher(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[float],
                   config: TeacherConfig):
     """item_text_emb: [num_items, text_dim] (row 0: OOV); wide: B [num_items, num_items], the EASE
-    weights of the split this model is trained on (phase one: train; the refit: train + eval)."""
+    weights of the split this model is trained on (phase one: train; the refit: train + eval).
+
+    The variables are created under the strategy of config.distribute (the model's
+    `distribute_strategy`, which models/teacher_training.py trains under) and the layers with
+    `precision_policy(config)`.
+    """
+    with distribute.strategy_for(config.distribute).scope(), precision_policy(config):
+        return _build(item_text_emb, wide, half_life, config)
+
+
+def _build(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[float], config: TeacherConfig):
     import keras
     import keras_hub
     import tensorflow as tf
@@ -205,9 +279,10 @@ def build_teacher(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Option
             return x
 
         def deep_logits(self, hidden):
-            """hidden [N, dim] -> [N, num_items]; index 0 never ranks."""
+            """hidden [N, dim] -> [N, num_items] float32 (the output layer is float32 under mixed
+            precision too: the softmax and the scores need its range); index 0 never ranks."""
             items = self.item_vectors(tf.range(num_items))
-            return tf.matmul(hidden, items, transpose_b=True) + self.out_bias
+            return tf.matmul(tf.cast(hidden, tf.float32), tf.cast(items, tf.float32), transpose_b=True) + self.out_bias
 
         def wide_logits(self, rows):
             return self.wide_scale * tf.matmul(rows, self.wide)
@@ -267,8 +342,12 @@ def pick_wide(train_users, train_items, latest_train: np.ndarray, num_users: int
     weights = ease.EaseModel(num_items, l2).fit(train_users, train_items, num_users).weights
     grid = HALF_LIFE_GRID if config.half_life == -1.0 else (config.half_life,)
     found = {}
+    users = np.asarray(evaluator.users, np.int64)  # rows of the evaluated users only: [R, num_items]
+    position = np.zeros(num_users, np.int64)
+    position[users] = np.arange(len(users))
     for half_life in grid:
-        rows = weighted_rows(latest_train, num_items, half_life)
-        found[str(half_life)] = round(float(evaluator.evaluate(lambda u: rows[u] @ weights, ks=(10,))["ndcg@10"]), 4)
+        rows = weighted_rows(latest_train[users], num_items, half_life)
+        found[str(half_life)] = round(float(evaluator.evaluate(lambda u: rows[position[u]] @ weights,
+                                                               ks=(10,))["ndcg@10"]), 4)
     best = max(grid, key=lambda h: (found[str(h)], h is None))
     return l2, best, {"l2_grid": l2_grid, "half_life_grid": found}

@@ -12,14 +12,38 @@ One training example is one user: the user's training items, most recent first.
       weighted by cloze_weight.
 Early stopping on ndcg@10 of the validation split (ranked with the training items removed), best
 epoch kept; then the refit on train + eval (`refit`).
+
+Distribution (config.distribute, models/distribute.py): the model's variables live under its
+strategy (models/teacher.py), and every step runs through `strategy.run`: each replica gets a
+contiguous slice of the global batch (config.batch_size users), its loss is its share of the global
+batch's loss (sums over its rows divided by the global batch's counts, which are computed from the
+whole batch beforehand), the optimizer sums the replicas' gradients and `strategy.reduce` sums their
+losses. With one replica ("default", or "mirrored" on one device) that is today's arithmetic, bit for
+bit. Under multi_worker_mirrored every worker builds the same global batches (same seed, same data)
+and takes its replicas' slices; validation runs on every worker on its own (the weights are the same
+everywhere, so are the early-stopping decisions).
+
+Caveat, several replicas (Keras 3.15): the item embeddings' gradients are IndexedSlices (gathers), and
+Keras 3's Adam squares them slice by slice for its second moment (a sum of squares where dense Adam
+squares the sum). Each replica contributes its own slices, so the embeddings' updates differ a little
+from one process training on the same global batches (the tiny test teacher, 2 workers: first-epoch
+loss 1.0265 against 1.0318; with SGD every variable's step agrees to 1e-8). One replica is unaffected.
 """
 
+import logging
 import time
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from models import teacher as teacher_lib
+
+PROGRESS_LOGGER = "recdistill.progress"  # lines printed on the console of a run (tfx_pipeline/progress.py)
+
+
+def report(message: str) -> None:
+    """The default `log` of fit and refit: an INFO line on the "recdistill.progress" logger."""
+    logging.getLogger(PROGRESS_LOGGER).info(message)
 
 
 def corrupted_batch(latest: np.ndarray, users: np.ndarray, config: teacher_lib.TeacherConfig, num_items: int,
@@ -60,41 +84,76 @@ def match_wide_batch(latest: np.ndarray, users: np.ndarray, config: teacher_lib.
 
 
 def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[float]):
-    """(one epoch's training function over given histories, the optimizer) for config.objective."""
+    """One epoch's training function (histories, rng) -> mean batch loss, for config.objective, under
+    the model's strategy (`model.distribute_strategy`), with an Adam optimizer of its own (loss-scaled
+    when the model computes in float16)."""
     import keras
     import tensorflow as tf
 
-    optimizer = keras.optimizers.Adam(config.learning_rate)
+    strategy = model.distribute_strategy
+    with strategy.scope():
+        optimizer = keras.optimizers.Adam(config.learning_rate)
+        if model.compute_dtype == "float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     variables = model.trainable_variables
+    replicas = strategy.num_replicas_in_sync
 
-    @tf.function(reduce_retracing=True)
-    def cloze_step(inputs, targets, cloze, rows):
+    def apply(tape, scaled_loss):
+        """scaled_loss: optimizer.scale_loss(loss), taken on the tape (the identity without loss
+        scaling). The optimizer sums the replicas' gradients (all-reduce) and applies them."""
+        optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
+
+    def cloze_replica(inputs, targets, cloze, rows, users, masked):
+        """users: the global batch's users with held-out items (at least 1), masked: its masked positions."""
         with tf.GradientTape() as tape:
             hidden = model.encode(inputs, training=True)
             logits = model.wide_logits(rows) + model.gate * model.deep_logits(hidden[:, 0])
             logits -= 1e9 * tf.one_hot(0, model.num_items)
             counts = tf.reduce_sum(targets, axis=1)
             per_user = -tf.reduce_sum(targets * tf.nn.log_softmax(logits), axis=1) / tf.maximum(counts, 1.0)
-            loss = tf.reduce_sum(per_user) / tf.maximum(tf.reduce_sum(tf.cast(counts > 0, tf.float32)), 1.0)
+            loss = tf.reduce_sum(per_user) / users
             where = tf.where(cloze > 0)
             cloze_logits = model.deep_logits(tf.gather_nd(hidden, where))
             cloze_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.gather_nd(cloze, where), cloze_logits)
-            loss += config.cloze_weight * tf.reduce_mean(cloze_loss) if config.cloze_weight else 0.0
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            loss += config.cloze_weight * (tf.reduce_sum(cloze_loss) / masked) if config.cloze_weight else 0.0
+            scaled = optimizer.scale_loss(loss)
+        apply(tape, scaled)
         return loss
 
-    @tf.function(reduce_retracing=True)
-    def match_step(inputs, rows):
+    def match_replica(inputs, rows, cells):
+        """cells: the global batch's number of scores (users x (num_items - 1))."""
         target = tf.stop_gradient(teacher_lib.standardize(model.wide_logits(rows)))[:, 1:]
         with tf.GradientTape() as tape:
             deep = model.deep_logits(model.encode(inputs, training=True)[:, 0])[:, 1:]
-            loss = tf.reduce_mean(tf.square(deep - target))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            loss = tf.reduce_sum(tf.square(deep - target)) / cells
+            scaled = optimizer.scale_loss(loss)
+        apply(tape, scaled)
         return loss
 
+    @tf.function(reduce_retracing=True)
+    def cloze_step(inputs, targets, cloze, rows, users, masked):
+        losses = strategy.run(cloze_replica, args=(inputs, targets, cloze, rows, users, masked))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    @tf.function(reduce_retracing=True)
+    def match_step(inputs, rows, cells):
+        losses = strategy.run(match_replica, args=(inputs, rows, cells))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
+    def shards(*arrays):
+        """numpy [b, ...] arrays -> per-replica tensors: replica r gets rows [r b / R, (r + 1) b / R)."""
+        def of_replica(context):
+            n, r = len(arrays[0]), context.replica_id_in_sync_group
+            return tuple(tf.constant(a[r * n // replicas:(r + 1) * n // replicas]) for a in arrays)
+
+        return strategy.experimental_distribute_values_from_function(of_replica)
+
     def epoch(latest: np.ndarray, rng: np.random.Generator) -> float:
-        """One pass over every user with a history; returns the mean batch loss."""
+        """One pass over every user with a history (a random config.max_epoch_users of them when there
+        are more); returns the mean batch loss."""
         users = np.flatnonzero(latest[:, 0] > 0)
+        if len(users) > config.max_epoch_users:  # a share of the users (the draw only then: same rng otherwise)
+            users = np.sort(rng.choice(users, size=config.max_epoch_users, replace=False))
         if config.objective == "match_wide":  # random batches (length-sorted ones: 0.4834 vs 0.49, README)
             order = rng.permutation(users)
         else:  # users of similar history length share a batch (less padding); batches in random order
@@ -103,11 +162,15 @@ def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[fl
         total = 0.0
         for index in rng.permutation(len(batches)):
             if config.objective == "match_wide":
-                batch = match_wide_batch(latest, batches[index], config, model.num_items, half_life)
-                total += float(match_step(*(tf.constant(a) for a in batch)))
+                inputs, rows = match_wide_batch(latest, batches[index], config, model.num_items, half_life)
+                cells = np.float32(len(inputs) * (model.num_items - 1))
+                total += float(match_step(*shards(inputs, rows), tf.constant(cells)))
             else:
                 batch = corrupted_batch(latest, batches[index], config, model.num_items, rng, half_life)
-                total += float(cloze_step(*(tf.constant(a) for a in batch)))
+                targets, cloze = batch[1], batch[2]
+                users = np.float32(max(int((targets.sum(axis=1) > 0).sum()), 1))
+                masked = np.float32(max(int((cloze > 0).sum()), 1))
+                total += float(cloze_step(*shards(*batch), tf.constant(users), tf.constant(masked)))
         return round(total / max(len(batches), 1), 4)
 
     return epoch
@@ -122,21 +185,33 @@ def validator(model, latest: np.ndarray, evaluator, config: teacher_lib.TeacherC
     if evaluator is None:  # nothing to pick on: the configured weight, or the one MovieLens picked
         weight = config.deep_weight if config.deep_weight != -1.0 else teacher_lib.DEFAULT_DEEP_WEIGHT
         return lambda: (0.0, weight if config.use_bert else 0.0)
-    padded = np.zeros([-(-len(latest) // 256) * 256, latest.shape[1]], np.int64)  # one traced shape
-    padded[:len(latest)] = latest
+    # Scores of the evaluated users only ([R, num_items], R <= config.validation_users), not of all.
+    users, position = evaluated_rows(evaluator, len(latest))
+    padded = np.zeros([-(-len(users) // 256) * 256, latest.shape[1]], np.int64)  # one traced shape
+    padded[:len(users)] = latest[users]
 
     def batched(traced):
         return np.concatenate([np.asarray(traced(tf.constant(padded[s:s + 256])))
-                               for s in range(0, len(padded), 256)])[:len(latest)]
+                               for s in range(0, len(padded), 256)])[:len(users)]
 
     wide = batched(tf.function(lambda history: model.wide_logits(model.history_rows(history))))
     if not config.use_bert:
-        return lambda: best_weight(model, wide, np.zeros_like(wide), evaluator, config)
+        return lambda: best_weight(model, wide, np.zeros_like(wide), evaluator, config, position)
     deep = tf.function(lambda history: model.deep_logits(model.deep_query(history)))
-    return lambda: best_weight(model, wide, batched(deep), evaluator, config)
+    return lambda: best_weight(model, wide, batched(deep), evaluator, config, position)
 
 
-def best_weight(model, wide: np.ndarray, deep: np.ndarray, evaluator, config) -> Tuple[float, float]:
+def evaluated_rows(evaluator, num_users: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(the evaluator's users [R], position [num_users]: the row of each of them among those R)."""
+    users = np.asarray(evaluator.users, np.int64)
+    position = np.zeros(num_users, np.int64)
+    position[users] = np.arange(len(users))
+    return users, position
+
+
+def best_weight(model, wide: np.ndarray, deep: np.ndarray, evaluator, config, position: np.ndarray
+                ) -> Tuple[float, float]:
+    """wide, deep: [R, num_items] scores of the evaluator's users; position: user -> row."""
     import tensorflow as tf
 
     weights = (teacher_lib.DEEP_WEIGHT_GRID if config.objective == "match_wide" and config.use_bert
@@ -144,12 +219,13 @@ def best_weight(model, wide: np.ndarray, deep: np.ndarray, evaluator, config) ->
     found = []
     for weight in weights:
         ranked = np.asarray(model.combine(tf.constant(wide), tf.constant(deep), weight))
-        found.append((round(float(evaluator.evaluate(lambda u: ranked[u], ks=(10,))["ndcg@10"]), 4), weight))
+        found.append((round(float(evaluator.evaluate(lambda u: ranked[position[u]], ks=(10,))["ndcg@10"]), 4),
+                      weight))
     return max(found, key=lambda f: (f[0], -f[1]))
 
 
 def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherConfig,
-        half_life: Optional[float], log=print, log_dir: Optional[str] = None) -> Dict:
+        half_life: Optional[float], log=report, log_dir: Optional[str] = None) -> Dict:
     """Phase one: trains the BERT part (no-op without it) with early stopping on the validation split
     after config.min_epochs (best epoch from min_epochs on kept, and with it the deep weight picked
     at that epoch). Returns {"loss",
@@ -196,7 +272,7 @@ def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherC
 
 
 def refit(model, phase_one, latest_known: np.ndarray, config: teacher_lib.TeacherConfig,
-          half_life: Optional[float], epochs: int, log=print) -> Dict:
+          half_life: Optional[float], epochs: int, log=report) -> Dict:
     """The refit: `model` (built on B of train + eval) gets phase one's deep weight and its encoder:
     with match_wide, config.refit "scratch" trains it again from its initial weights on the train +
     eval histories for `epochs` (phase one's best; no validation left to stop on), "warm" goes on
@@ -228,9 +304,14 @@ def export(model, final, path: str, history: int) -> None:
     score_train(user, history): `model`, phase one, trained on the training split (soft labels).
     item_embeddings() -> float32 [num_items, dim]: phase one's (hints).
     index 0 of the items is OOV and scores -1e9.
+    A teacher trained in mixed precision is switched to float32 first (teacher.to_float32): the
+    SavedModel is the same float32 graph however it was trained.
     """
     import keras
     import tensorflow as tf
+
+    teacher_lib.to_float32(model)
+    teacher_lib.to_float32(final)
 
     def score(user, history_items):
         del user

@@ -6,17 +6,24 @@ Layout of the output directory (the Model artifact):
     features.npz      users' and items' Transform features in that index space (for the student)
     training.json     timings, parameters, per-epoch losses
     logs/             TensorBoard logs of the training
+
+Distributed (the teacher's `distribute` setting, models/distribute.py): the strategy is created
+before anything else (a multi-worker one must precede TensorFlow's first op), every worker reads the
+data and trains, and only the chief writes the directory; the other workers write theirs into a
+temporary directory, removed afterwards (TensorFlow's advice: every worker runs the same saving code).
 """
 
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 import time
 from typing import Any, Dict, Optional
 
 import numpy as np
 
-from models import feature_tables, interaction_data, teacher, teacher_training, text_encoder
+from models import distribute, feature_tables, interaction_data, teacher, teacher_training, text_encoder
 from tfx_pipeline import storage
 
 SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
@@ -33,26 +40,50 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
     Also writes the users' and items' Transform features in the same index space for the student
     (features.npz, models/feature_tables.py).
     """
+    distribute.strategy_for(teacher_config(settings).distribute)  # first: before TensorFlow's first op
     started = time.monotonic()
     dataset = interaction_data.build_dataset(
         {s: os.path.join(examples_uri, f"Split-{s}") for s in SPLITS},
         os.path.join(catalog_uri, "Split-catalog"), *vocabularies,
         item_text_columns=settings.get("item_text_columns", ("title",)))
-    feature_tables.save(feature_tables.build(transform_graph_uri, dataset), os.path.join(out_dir, feature_tables.FILE))
+    if distribute.is_chief():  # the other workers' models need no features
+        feature_tables.save(feature_tables.build(transform_graph_uri, dataset),
+                            os.path.join(out_dir, feature_tables.FILE))
     return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started)
+
+
+def teacher_config(settings: Dict[str, Any]) -> teacher.TeacherConfig:
+    """settings["teacher"] as a TeacherConfig; an unknown key is a ValueError too."""
+    try:
+        return teacher.TeacherConfig(**settings.get("teacher", {}))
+    except TypeError as error:
+        raise ValueError(f"teacher: {error}") from None
 
 
 def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds: float = 0.0,
                    item_text: Optional[np.ndarray] = None) -> Dict:
     """Encodes the item texts (unless given: the quality bench encodes them once for every teacher
-    it trains), picks the wide part, trains, exports into out_dir; returns training.json."""
+    it trains), picks the wide part, trains, exports into out_dir (a temporary directory on a worker
+    that is not the chief); returns training.json."""
+    config = teacher_config(settings)
+    distribute.strategy_for(config.distribute)  # multi_worker_mirrored: a ValueError if created too late
+    if distribute.is_chief():
+        return _fit_and_export(dataset, out_dir, settings, config, read_seconds, item_text)
+    scratch = tempfile.mkdtemp(prefix="teacher-worker-")
+    try:
+        return _fit_and_export(dataset, scratch, settings, config, read_seconds, item_text)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: teacher.TeacherConfig,
+                    read_seconds: float, item_text: Optional[np.ndarray]) -> Dict:
     from models import ease
     from models.retrieval_metrics import split_evaluator
 
-    try:
-        config = teacher.TeacherConfig(**settings.get("teacher", {}))
-    except TypeError as error:
-        raise ValueError(f"teacher: {error}") from None
+    if dataset.num_items > ease.MAX_ITEMS:
+        raise ValueError(f"the catalog has {dataset.num_items - 1:,} items: the teacher's wide part (EASE) is a dense "
+                         f"items x items matrix, at most {ease.MAX_ITEMS:,} items on one machine (models/ease.py)")
     encoder = encoder_for(settings, dataset)
     started = time.monotonic()
     item_text = encoder.encode(dataset.item_texts) if item_text is None else item_text
@@ -61,7 +92,8 @@ def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds
     started = time.monotonic()
     train, valid = dataset.splits["train"], dataset.splits["eval"]
     _, latest = interaction_data.histories(train, dataset.num_users, config.history)
-    evaluator = split_evaluator(dataset, ["train"], "eval") if len(valid.user) else None
+    evaluator = split_evaluator(dataset, ["train"], "eval").sample(config.validation_users, config.seed) \
+        if len(valid.user) else None
     if evaluator is None:  # nothing to pick on: EASE's usual l2, no recency decay
         l2, half_life, picked = config.l2 or 500.0, (None if config.half_life == -1.0 else config.half_life), {}
     else:
@@ -71,6 +103,7 @@ def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds
     wide_seconds = time.monotonic() - started
 
     model = teacher.build_teacher(item_text, wide_train, half_life, config)
+    precision = model.dtype_policy.name  # "mixed_float16" or "float32" (the export makes it float32)
     history = teacher_training.fit(model, latest, evaluator, config, half_life,
                                    log_dir=os.path.join(out_dir, LOG_DIR))
     known = latest_split(dataset)
@@ -94,6 +127,9 @@ def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds
         "best_epoch": history["best_epoch"],
         "refit": refit,
         "texts_encoded": len(dataset.item_texts),
+        "distribute": {"strategy": config.distribute, "replicas": model.distribute_strategy.num_replicas_in_sync,
+                       "workers": distribute.worker_count()},
+        "precision": precision,
         "seconds": {"read": round(read_seconds, 1), "encode": round(encode_seconds, 1),
                     "wide": round(wide_seconds, 1), "train": history["seconds"],
                     "refit": refit["seconds"]},

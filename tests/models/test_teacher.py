@@ -47,7 +47,10 @@ def test_weighted_rows_by_hand():
     ({"sequence": 20, "history": 10}, "must not exceed history"), ({"half_life": 0.0}, "half_life"),
     ({"objective": "mlm"}, "objective must be one of"), ({"deep_weight": -0.5}, "deep_weight"),
     ({"refit": "yes"}, "refit must be one of"), ({"refit_epochs": 0}, "refit_epochs"),
-    ({"min_epochs": -1}, "min_epochs")])
+    ({"min_epochs": -1}, "min_epochs"), ({"max_epoch_users": 0}, "max_epoch_users"),
+    ({"validation_users": 0}, "validation_users"),
+    ({"distribute": "tpu"}, "teacher distribute must be one of default, mirrored, multi_worker_mirrored, got 'tpu'"),
+    ({"mixed_precision": "yes"}, "teacher mixed_precision must be true or false, got 'yes'")])
 def test_bad_settings_are_one_line_errors(bad, message):
     with pytest.raises(ValueError, match=message):
         teacher.TeacherConfig(**bad)
@@ -68,7 +71,7 @@ def test_corrupted_batch_holds_out_what_it_predicts():
         assert all(inputs[0, p] == 7 for p in np.flatnonzero(cloze[0]))
 
 
-def _fit(toy, epochs, validate=True, **overrides):
+def _fit(toy, epochs, validate=True, quiet=True, **overrides):
     encoder = text_encoder.tiny_random(sorted({w for t in toy.item_texts for w in t.split()}))
     config = teacher.TeacherConfig(**{**TINY, "epochs": epochs, "patience": epochs, **overrides})
     train = toy.splits["train"]
@@ -76,8 +79,36 @@ def _fit(toy, epochs, validate=True, **overrides):
     weights = ease.EaseModel(toy.num_items, 10.0).fit(train.user, train.item, toy.num_users).weights
     model = teacher.build_teacher(encoder.encode(toy.item_texts), weights, None, config)
     evaluator = split_evaluator(toy, ["train"], "eval") if validate else None
-    history = teacher_training.fit(model, latest, evaluator, config, None, log=lambda line: None)
+    history = teacher_training.fit(model, latest, evaluator, config, None,
+                                   **({"log": lambda line: None} if quiet else {}))
     return model, history, latest, config, encoder
+
+
+def test_an_epoch_draws_max_epoch_users_users_afresh_each_epoch(toy):
+    """Above max_epoch_users, each epoch trains on a new random draw of that many users (each once)."""
+    from unittest import mock
+
+    drawn = []
+    original = teacher_training.match_wide_batch
+
+    def record(latest, users, *args):
+        if drawn:
+            drawn[-1].extend(users.tolist())
+        return original(latest, users, *args)
+
+    with mock.patch.object(teacher_training, "match_wide_batch", record):
+        model, _, latest, config, _ = _fit(toy, 1, validate=False, max_epoch_users=10)
+        epoch = teacher_training.train_steps(model, config, None)
+        rng = np.random.default_rng(0)
+        drawn.clear()
+        for _ in range(2):
+            drawn.append([])
+            epoch(latest, rng)
+    with_history = set(np.flatnonzero(latest[:, 0] > 0).tolist())
+    assert len(with_history) > 10
+    for users in drawn:
+        assert len(users) == len(set(users)) == 10 and set(users) <= with_history
+    assert set(drawn[0]) != set(drawn[1])
 
 
 def _z(rows):
@@ -195,3 +226,85 @@ def test_saved_model_round_trip(toy, tmp_path):
     assert not np.allclose(loaded.score(tf.constant(users), tf.constant(latest[users])).numpy(),
                            loaded.score_train(tf.constant(users), tf.constant(latest[users])).numpy())
     assert loaded.item_embeddings().numpy().shape == (toy.num_items, config.dim)
+
+
+def test_one_replica_strategies_and_mixed_precision_without_gpu_train_as_default(toy, caplog):
+    """"mirrored" on this CPU (one replica) and mixed_precision without a GPU (ignored, float32)
+    follow the default training's loss curve; progress lines go to the "recdistill.progress" logger."""
+    import keras
+
+    users = np.arange(1, toy.num_users)
+    default, expected, latest, _, _ = _fit(toy, 2, validate=False, objective="cloze")
+    ranked = np.asarray(default.rank(latest[users]))
+    mirrored, history, _, _, _ = _fit(toy, 2, validate=False, objective="cloze", distribute="mirrored")
+    assert isinstance(mirrored.distribute_strategy, tf.distribute.MirroredStrategy)
+    assert mirrored.distribute_strategy.num_replicas_in_sync == 1
+    assert np.allclose(history["loss"], expected["loss"], atol=1e-5, rtol=0)
+    assert np.allclose(np.asarray(mirrored.rank(latest[users])), ranked, atol=1e-5)
+
+    with caplog.at_level("INFO"):
+        mixed, history, _, _, _ = _fit(toy, 2, validate=False, quiet=False, objective="cloze", mixed_precision=True)
+    assert "mixed_precision ignored: no GPU" in caplog.text
+    assert mixed.compute_dtype == "float32" and keras.config.dtype_policy().name == "float32"
+    assert history["loss"] == expected["loss"]
+    scores = mixed.rank(latest[users])
+    assert scores.dtype == tf.float32 and np.array_equal(np.asarray(scores), ranked)
+    progress = [r.getMessage() for r in caplog.records if r.name == "recdistill.progress"]
+    assert len(progress) == 2 and progress[0].startswith(f"teacher epoch 1: loss {expected['loss'][0]:.4f}, "
+                                                         "validation ndcg@10 0.0000, ")
+    assert all(r.levelname == "INFO" for r in caplog.records if r.name == "recdistill.progress")
+
+
+def test_mixed_precision_on_a_gpu_computes_in_float16_and_scores_in_float32(toy):
+    """What a GPU gets (its detection mocked: float16 runs on this CPU too, slowly): the encoder in
+    float16 under a loss-scaled optimizer, the scores float32, the global policy restored after the
+    build, and a float32 model after teacher.to_float32 (what the export does)."""
+    import keras
+    from unittest import mock
+
+    with mock.patch.object(teacher, "_has_gpu", return_value=True):
+        model, history, latest, _, _ = _fit(toy, 2, validate=False, mixed_precision=True)
+    assert keras.config.dtype_policy().name == "float32"  # the rest of the process is unaffected
+    assert model.dtype_policy.name == "mixed_float16" and model.encoders[0].compute_dtype == "float16"
+    users = np.arange(1, toy.num_users)
+    history_rows = tf.constant(latest[users])
+    assert model.deep_query(history_rows).dtype == tf.float16
+    scores = model.rank(history_rows)
+    assert scores.dtype == tf.float32 and np.all(np.isfinite(np.asarray(scores)))
+    assert len(history["loss"]) == 2 and np.all(np.isfinite(history["loss"]))
+    teacher.to_float32(model)
+    assert model.deep_query(history_rows).dtype == tf.float32
+    assert np.allclose(np.asarray(model.rank(history_rows))[:, 1:], np.asarray(scores)[:, 1:], atol=0.05)
+
+
+TWO_WORKERS = {"encoder": "tiny", "teacher": {**TINY, "layers": 1, "epochs": 2, "patience": 2, "min_epochs": 0,
+                                              "refit_epochs": 1, "l2": 10.0, "half_life": None,
+                                              "distribute": "multi_worker_mirrored"}}
+
+
+def train_teacher_worker(dataset_path: str, out_dir: str):
+    """In a worker of models/local_workers.py: the teacher component's training of a saved dataset."""
+    from models import distribute
+
+    distribute.strategy_for("multi_worker_mirrored")  # what an entry point does first (models/distribute.py)
+    from components.teacher import training
+
+    summary = training.fit_and_export(interaction_data.load_dataset(dataset_path), out_dir, TWO_WORKERS)
+    return {**{key: summary[key] for key in ("loss", "distribute", "best_epoch", "deep_weight")},
+            "refit_loss": summary["refit"]["loss"]}
+
+
+def test_two_workers_train_one_teacher_and_the_chief_writes_it(toy, tmp_path):
+    from models import local_workers
+
+    interaction_data.save_dataset(toy, str(tmp_path / "dataset.npz"))
+    chief, other = (r.value for r in local_workers.run_workers(
+        train_teacher_worker, count=2, args=(str(tmp_path / "dataset.npz"), str(tmp_path / "teacher")), timeout=300))
+    assert chief == other  # synchronous: the same losses, refit and picks on both workers
+    assert chief["distribute"] == {"strategy": "multi_worker_mirrored", "replicas": 2, "workers": 2}
+    assert len(chief["loss"]) == 2 and len(chief["refit_loss"]) == 1
+    # Worker 1 wrote into a temporary directory, gone; the chief's SavedModel answers.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset.npz", "teacher"]
+    loaded = tf.saved_model.load(str(tmp_path / "teacher" / "Format-Serving"))
+    scores = loaded.score(tf.constant([1, 2], tf.int64), tf.zeros([2, TINY["history"]], tf.int64))
+    assert scores.dtype == tf.float32 and scores.shape == (2, toy.num_items)
