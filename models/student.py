@@ -24,6 +24,13 @@ from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFl
 
 import tensorflow as tf  # noqa: E402  (after env: tf.keras is tf_keras 2)
 import tensorflow_recommenders as tfrs  # noqa: E402
+from tensorflow.python.autograph.core import config as _autograph  # noqa: E402
+
+# AutoGraph leaves the `keras` package alone (its DoNotConvert list) but not `tf_keras`, the same code
+# under another name: every first trace of a tf_keras fit converted ~355 library functions, 12-30 s
+# here, for identical weights. Keras 2's code is written to run unconverted, as it did inside TF.
+if not any(getattr(rule, "_prefix", None) == "tf_keras" for rule in _autograph.CONVERSION_RULES):
+    _autograph.CONVERSION_RULES = (_autograph.DoNotConvert("tf_keras"), *_autograph.CONVERSION_RULES)
 
 from models import distillation  # noqa: E402
 
@@ -52,16 +59,28 @@ class StudentConfig:
     # the EASE baseline are refit before ranking test users.
     refit: bool = True
     # "full": softmax over the whole catalog; "in_batch": TFRS Retrieval over the batch's
-    # positives with the log-Q sampling correction (for catalogs too large for a full softmax).
-    hard_negatives: str = "full"
+    # positives with the log-Q sampling correction (for catalogs too large for a full softmax);
+    # "auto": full up to full_softmax_items catalog items, in_batch above: a training step (batch
+    # 512) took 23 / 26 ms full / in-batch at 5,000 items, 96 / 30 at 10,000, 543 / 45 at 100,000
+    # (tfx_pipeline/bench_hard_loss.py, README "Scale").
+    hard_negatives: str = "auto"
+    full_softmax_items: int = 5_000
     batch_size: int = 512
     learning_rate: float = 3e-3
     epochs: int = 40
     patience: int = 3
+    # An epoch is one pass over the rows, or this many rows of the repeated stream when there are
+    # more (the validation, early stopping and the refit count such epochs): training time stops
+    # growing with the rows. MovieLens-100K (67K rows) is not affected.
+    max_epoch_rows: int = 100_000
+    # The tf.distribute strategy both students train under (models/distribute.py): "default",
+    # "mirrored" (the GPUs of one machine) or "multi_worker_mirrored" (TF_CONFIG's workers).
+    distribute: str = "default"
     seed: int = 42
 
     def __post_init__(self):
-        for name in ("dim", "history", "max_feature_bins", "batch_size", "epochs", "patience"):
+        for name in ("dim", "history", "max_feature_bins", "batch_size", "epochs", "patience", "full_softmax_items",
+                     "max_epoch_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_feature_bins < 2:
@@ -70,14 +89,24 @@ class StudentConfig:
             raise ValueError(f"alpha must be positive, got {self.alpha}")
         if self.beta < 0 or self.gamma < 0:
             raise ValueError(f"beta and gamma must not be negative, got {self.beta}, {self.gamma}")
-        if self.hard_negatives not in ("full", "in_batch"):
-            raise ValueError(f"hard_negatives must be full or in_batch, got {self.hard_negatives!r}")
+        if self.hard_negatives not in ("auto", "full", "in_batch"):
+            raise ValueError(f"hard_negatives must be auto, full or in_batch, got {self.hard_negatives!r}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be positive, got {self.temperature}")
         if self.soft_loss not in ("mse", "kl"):
             raise ValueError(f"soft_loss must be mse or kl, got {self.soft_loss!r}")
+        from models.distribute import STRATEGIES
+
+        if self.distribute not in STRATEGIES:
+            raise ValueError(f"distribute must be one of {', '.join(STRATEGIES)}, got {self.distribute!r}")
         if not self.soft_scale > 0:
             raise ValueError(f"soft_scale must be positive, got {self.soft_scale}")
+
+    def hard_loss_for(self, num_items: int) -> str:
+        """"full" or "in_batch": the hard loss for a catalog of num_items (resolves "auto")."""
+        if self.hard_negatives != "auto":
+            return self.hard_negatives
+        return "full" if num_items <= self.full_softmax_items else "in_batch"
 
     def without_distillation(self) -> "StudentConfig":
         """The twin trained on the hard loss alone (beta = gamma = 0), all else equal."""
@@ -173,6 +202,7 @@ class StudentModel(tfrs.Model):
                  item_frequency: np.ndarray = None, teacher_items: np.ndarray = None):
         super().__init__()
         self.config, self.num_items = config, num_items
+        self.hard_loss = config.hard_loss_for(num_items)
         sizes = tables["size"]
         self.candidate_tower = CandidateTower(num_items, tables["item"], sizes, config)
         shared = self.candidate_tower.id_embedding if config.share_item_embeddings else None
@@ -201,23 +231,35 @@ class StudentModel(tfrs.Model):
     def compute_loss(self, inputs, training=False):
         losses = self.loss_terms(inputs, training)
         c = self.config
-        return c.alpha * losses["hard"] + c.beta * losses.get("soft", 0.0) + c.gamma * losses.get("hint", 0.0)
+        total = c.alpha * losses["hard"] + c.beta * losses.get("soft", 0.0) + c.gamma * losses.get("hint", 0.0)
+        # Under a strategy each replica's mean is over its share of the global batch, and the
+        # replicas' gradients are summed: scaled, they sum to the global batch's mean (1 replica: as is).
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        return total / replicas if replicas > 1 else total
 
     def loss_terms(self, inputs, training=False) -> Dict[str, tf.Tensor]:
         # training=training reaches every layer: TF-MOT's pruning wrappers count steps through it.
         query = self.query_tower(inputs, training=training)
-        items = self.all_items(training=training)
         positives = tf.cast(inputs["item_index"], tf.int64)
-        if self.config.hard_negatives == "full":
+        items = None
+        if self.hard_loss == "full" or self.config.gamma > 0:
+            items = self.all_items(training=training)
+        if self.hard_loss == "full":
             terms = {"hard": distillation.full_catalog_loss(query, items, positives)}
-        else:
+        else:  # the candidate tower runs on the batch's items only: no step costs the whole catalog
             terms = {"hard": self.retrieval(
-                query, tf.gather(items, positives), compute_metrics=False,
+                query, self.candidate_tower(positives, training=training), compute_metrics=False,
                 candidate_sampling_probability=tf.gather(self.item_probability, positives),
                 candidate_ids=positives)}
         if self.config.beta > 0:
             candidates = tf.cast(inputs["candidates"], tf.int64)
-            student = tf.einsum("bd,bcd->bc", query, tf.gather(items, candidates))
+            if self.hard_loss == "full":
+                vectors = tf.gather(items, candidates)
+            else:
+                flat = self.candidate_tower(tf.reshape(candidates, [-1]), training=training)
+                vectors = tf.reshape(flat, tf.concat([tf.shape(candidates), [-1]], axis=0))
+            student = tf.einsum("bd,bcd->bc", query, vectors)
             terms["soft"] = distillation.soft(self.config.soft_loss, student, inputs["teacher_scores"], candidates,
                                               self.config.temperature)
         if self.config.gamma > 0:

@@ -1,6 +1,7 @@
 """The student on tiny data: tower shapes, features, learning with and without KD, export round trip."""
 
 import dataclasses
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -141,6 +142,51 @@ def test_in_batch_hard_loss_and_hint_loss_run(toy):
     curves = student_training.fit(model, rows_for(toy), latest, validation=None)
     assert np.all(np.isfinite(curves["loss"]))
     assert student.params(model) < sum(int(np.prod(w.shape)) for w in model.weights)  # hint projection excluded
+
+
+def test_auto_hard_loss_is_full_up_to_the_catalog_size_and_in_batch_above():
+    config = dataclasses.replace(TINY, full_softmax_items=100)
+    assert [config.hard_loss_for(n) for n in (99, 100, 101)] == ["full", "full", "in_batch"]
+    assert dataclasses.replace(config, hard_negatives="full").hard_loss_for(10 ** 6) == "full"
+    with pytest.raises(ValueError, match="hard_negatives"):
+        dataclasses.replace(TINY, hard_negatives="sampled")
+
+
+def test_in_batch_terms_use_the_candidate_tower_on_the_batch_items_only(toy):
+    """The soft term over the candidate tower run on [B, C] items equals the one over the whole catalog."""
+    config = dataclasses.replace(TINY, hard_negatives="in_batch")
+    model = _model(toy, config)
+    rows = rows_for(toy)
+    _, latest = histories(toy.splits["train"], toy.num_users, config.history)
+    batch = next(iter(student_training.training_data(rows, latest, config)))
+    terms = model.loss_terms(batch)
+    query = model.query_tower(batch).numpy()
+    items = model.all_items().numpy()
+    student_logits = np.einsum("bd,bcd->bc", query, items[batch["candidates"].numpy()])
+    expected = np.mean(np.square(student_logits - batch["teacher_scores"].numpy()))
+    assert terms["soft"].numpy() == pytest.approx(expected, rel=1e-4)
+    # the hard term: softmax over the batch's positives, log-Q corrected, accidental hits removed
+    positives = batch["item_index"].numpy()
+    logits = query @ items[positives].T - np.log(model.item_probability.numpy()[positives])[None, :]
+    same = positives[:, None] == positives[None, :]
+    logits = np.where(same & ~np.eye(len(positives), dtype=bool), logits - 1e9, logits)  # TFRS's MIN_FLOAT hits
+    softmax = logits - logits.max(axis=1, keepdims=True)
+    expected_hard = -np.mean(np.diag(softmax) - np.log(np.exp(softmax).sum(axis=1)))
+    assert terms["hard"].numpy() == pytest.approx(expected_hard, rel=1e-3)
+
+
+def test_an_epoch_is_capped_at_max_epoch_rows_of_the_repeated_stream(toy):
+    rows = rows_for(toy)
+    n = len(rows["user_index"])
+    config = dataclasses.replace(TINY, max_epoch_rows=64, batch_size=32, epochs=3, patience=3)
+    assert student_training.epoch_steps(n, config) == 2 and student_training.epoch_steps(64, config) is None
+    model = _model(toy, config)
+    _, latest = histories(toy.splits["train"], toy.num_users, config.history)
+    batches = []
+    counter = tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: batches.append(batch))
+    with mock.patch.object(student_training, "EpochLines", lambda name, started: counter):
+        curves = student_training.fit(model, rows, latest, validation=None, epochs=3)
+    assert len(curves["loss"]) == 3 and len(batches) == 6 and n > 64  # 3 epochs of 2 batches, not of n / 32
 
 
 def test_saved_model_round_trip(toy, tmp_path):
