@@ -1,7 +1,8 @@
 """TeacherScorer's rows (components/teacher/scoring.py) as a tf.data stream for the students.
 
-Training reads the scored TFRecord shards as a stream: the shards are interleaved (one record from
-each in turn, in file-name order), shuffled in a bounded buffer and parsed a batch at a time, so
+Training reads the scored TFRecord shards as a stream: the shards are read in file-name order (one
+after the other when the buffer holds every row, else interleaved: one record from each in turn),
+shuffled in a bounded buffer and parsed a batch at a time, so
 the memory a student needs does not grow with the rows (the buffer holds serialized records, about
 12 bytes per candidate). With a buffer at least as large as the split the shuffle is a uniform
 permutation, as a full in-memory shuffle is; above it, the interleave mixes the shards' users.
@@ -70,8 +71,11 @@ class ScoredRows:
         latest = tf.constant(latest, tf.int64)
         width, scale = self.width, np.float32(self.scale)
         names = tf.data.Dataset.from_tensor_slices(list(self.files))
+        # A buffer that holds every row shuffles uniformly whatever the order: the shards are read one
+        # after the other (row order, as the rows were in memory before); a smaller one needs the mix.
+        cycle = 1 if self.rows <= shuffle_buffer else max(1, min(len(self.files), MAX_INTERLEAVE))
         records = names.interleave(lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
-                                   cycle_length=max(1, min(len(self.files), MAX_INTERLEAVE)), block_length=1)
+                                   cycle_length=cycle, block_length=1)
         records = records.shuffle(max(1, min(self.rows, shuffle_buffer)), seed=seed, reshuffle_each_iteration=True)
         features = spec()
 

@@ -130,18 +130,29 @@ def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[fl
         apply(tape, scaled)
         return loss
 
+    # Without a strategy (the default one) the replica functions run as they are: strategy.run and
+    # per-replica values cost 40 ms a step here (MovieLens-100K's 60 epochs: 174 s instead of 138 s).
+    direct = strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
+
     @tf.function(reduce_retracing=True)
     def cloze_step(inputs, targets, cloze, rows, users, masked):
+        if direct:
+            return cloze_replica(inputs, targets, cloze, rows, users, masked)
         losses = strategy.run(cloze_replica, args=(inputs, targets, cloze, rows, users, masked))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     @tf.function(reduce_retracing=True)
     def match_step(inputs, rows, cells):
+        if direct:
+            return match_replica(inputs, rows, cells)
         losses = strategy.run(match_replica, args=(inputs, rows, cells))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     def shards(*arrays):
         """numpy [b, ...] arrays -> per-replica tensors: replica r gets rows [r b / R, (r + 1) b / R)."""
+        if direct:
+            return tuple(tf.constant(a) for a in arrays)
+
         def of_replica(context):
             n, r = len(arrays[0]), context.replica_id_in_sync_group
             return tuple(tf.constant(a[r * n // replicas:(r + 1) * n // replicas]) for a in arrays)

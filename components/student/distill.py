@@ -57,7 +57,7 @@ def training_rows(file_patterns: List[str], config: student.StudentConfig, datas
         factor = distillation.rescale_factor(rows.std, config.soft_scale)
         rows = rows.scaled(factor)
         final = final.scaled(factor) if final is not None else None
-    _, latest = interaction_data.histories(dataset.splits["train"], dataset.num_users, config.history)
+    latest = interaction_data.latest_items(dataset.splits["train"], dataset.num_users, config.history)
     latest_final = teacher_training.latest_histories(dataset, config.history) if final is not None else None
     return rows, latest, final, latest_final
 

@@ -91,7 +91,7 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
 
     started = time.monotonic()
     train, valid = dataset.splits["train"], dataset.splits["eval"]
-    _, latest = interaction_data.histories(train, dataset.num_users, config.history)
+    latest = interaction_data.latest_items(train, dataset.num_users, config.history)
     evaluator = split_evaluator(dataset, ["train"], "eval").sample(config.validation_users, config.seed) \
         if len(valid.user) else None
     if evaluator is None:  # nothing to pick on: EASE's usual l2, no recency decay
@@ -170,4 +170,4 @@ def latest_histories(dataset, length: int) -> np.ndarray:
     Eval is part of the benchmark's training share: the evaluation masks those items as seen and
     the popularity baseline counts them, so the teacher's history includes them too.
     """
-    return interaction_data.histories(latest_split(dataset), dataset.num_users, length)[1]
+    return interaction_data.latest_items(latest_split(dataset), dataset.num_users, length)

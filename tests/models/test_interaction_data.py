@@ -73,3 +73,12 @@ def test_build_dataset_reads_splits_in_batches_by_hand(tmp_path, monkeypatch):
     assert got.splits["test"].user.tolist() == [3] and got.splits["test"].item.tolist() == [4]
     assert got.user_texts == ["", "age 41", "age 30", "age 50"]  # each user's first row
     assert got.item_texts[4] == "Ti4"
+
+
+def test_latest_items_is_histories_latest_without_the_per_row_array():
+    rng = np.random.default_rng(0)
+    for rows, users, length in ((0, 3, 2), (500, 20, 5), (3000, 50, 64), (200, 7, 1)):
+        split = Split(rng.integers(0, users, rows), rng.integers(1, 40, rows), rng.integers(0, 20, rows))
+        np.testing.assert_array_equal(data.latest_items(split, users, length), data.histories(split, users, length)[1])
+    by_hand = Split(user=np.array([1, 1, 1, 2]), item=np.array([5, 6, 7, 9]), timestamp=np.array([10, 30, 20, 5]))
+    assert data.latest_items(by_hand, 3, 2).tolist() == [[0, 0], [6, 7], [9, 0]]
