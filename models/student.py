@@ -202,7 +202,7 @@ class StudentModel(tfrs.Model):
                  item_frequency: np.ndarray = None, teacher_items: np.ndarray = None):
         super().__init__()
         self.config, self.num_items = config, num_items
-        self.hard_loss = config.hard_loss_for(num_items)
+        self.hard_loss = config.hard_loss_for(num_items - 1)  # index 0 is padding, not a catalog item
         sizes = tables["size"]
         self.candidate_tower = CandidateTower(num_items, tables["item"], sizes, config)
         shared = self.candidate_tower.id_embedding if config.share_item_embeddings else None
@@ -256,8 +256,9 @@ class StudentModel(tfrs.Model):
             candidates = tf.cast(inputs["candidates"], tf.int64)
             if self.hard_loss == "full":
                 vectors = tf.gather(items, candidates)
-            else:
-                flat = self.candidate_tower(tf.reshape(candidates, [-1]), training=training)
+            else:  # each distinct item of the batch's candidates once through the tower
+                distinct, where = tf.unique(tf.reshape(candidates, [-1]))
+                flat = tf.gather(self.candidate_tower(distinct, training=training), where)
                 vectors = tf.reshape(flat, tf.concat([tf.shape(candidates), [-1]], axis=0))
             student = tf.einsum("bd,bcd->bc", query, vectors)
             terms["soft"] = distillation.soft(self.config.soft_loss, student, inputs["teacher_scores"], candidates,

@@ -147,6 +147,9 @@ def test_in_batch_hard_loss_and_hint_loss_run(toy):
 def test_auto_hard_loss_is_full_up_to_the_catalog_size_and_in_batch_above():
     config = dataclasses.replace(TINY, full_softmax_items=100)
     assert [config.hard_loss_for(n) for n in (99, 100, 101)] == ["full", "full", "in_batch"]
+    # catalog items, not indices: a model of 100 items has 101 indices (0 pads) and keeps the full softmax
+    assert student.StudentModel(5, 101, {"user": {}, "item": {}, "size": {}}, config).hard_loss == "full"
+    assert student.StudentModel(5, 102, {"user": {}, "item": {}, "size": {}}, config).hard_loss == "in_batch"
     assert dataclasses.replace(config, hard_negatives="full").hard_loss_for(10 ** 6) == "full"
     with pytest.raises(ValueError, match="hard_negatives"):
         dataclasses.replace(TINY, hard_negatives="sampled")
