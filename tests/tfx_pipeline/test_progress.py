@@ -189,8 +189,10 @@ def test_the_probe_measures_this_process_and_its_children():
         with open("/proc/self/statm") as f:
             own_mib = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
         tree = probe.tree_rss_mib()
-        assert tree == pytest.approx(own_mib + child_mib, abs=20)
-        assert progress._proc_tree_rss(os.getpid()) / 2**20 == pytest.approx(own_mib + child_mib, abs=20)
+        # this process and the child at least (in the whole suite a fixture's server is a child too),
+        # and the /proc walk agrees with the probe's own count of the same tree
+        assert tree >= own_mib + child_mib - 20
+        assert progress._proc_tree_rss(os.getpid()) / 2**20 == pytest.approx(tree, abs=20)
     finally:
         child.kill()
         child.wait()
