@@ -102,8 +102,12 @@ def read_stats(scored_dir: str) -> Dict:
     return storage.read_json(storage.join(scored_dir, STATS_FILE))
 
 
+def _empty_stats() -> Dict:
+    return {"rows": 0, "width": 0, "real": 0, "sum": 0.0, "sum_squares": 0.0}
+
+
 def _merge_stats(parts) -> Dict:
-    total = {"rows": 0, "width": 0, "real": 0, "sum": 0.0, "sum_squares": 0.0}
+    total = _empty_stats()
     for part in parts:
         total = {k: max(total[k], part[k]) if k == "width" else total[k] + part[k] for k in total}
     return total
@@ -126,7 +130,7 @@ class ScoreShard(beam.DoFn):
 
         number, (first, end) = shard
         path = storage.join(self._directory, f"part-{number:05d}-of-{self._shards:05d}.gz")
-        stats = {"rows": 0, "width": 0, "real": 0, "sum": 0.0, "sum_squares": 0.0}
+        stats = _empty_stats()
         # Written under a temporary name and renamed: a retried bundle never leaves half a shard.
         with tf.io.TFRecordWriter(path + ".tmp", options="GZIP") as writer:
             for start in range(first, end, CHUNK_ROWS):
