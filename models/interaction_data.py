@@ -36,6 +36,9 @@ class Dataset:
     # running Transform's graph over the users' and items' features (models/feature_tables.py).
     user_records: Dict[int, bytes] = dataclasses.field(default_factory=dict)
     item_records: Dict[int, bytes] = dataclasses.field(default_factory=dict)
+    # The cold items' indices, ascending (ExampleGen's `cold_items`, held out of train and eval);
+    # empty without a cold-item evaluation.
+    cold_items: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros([0], np.int64))
 
     @property
     def num_users(self) -> int:
@@ -77,8 +80,10 @@ def build_dataset(
     user_vocabulary: Sequence[str],
     item_vocabulary: Sequence[str],
     item_text_columns: Sequence[str] = ("title",),
+    cold_item_ids: Sequence[str] = (),
 ) -> Dataset:
-    """Reads ExampleGen's splits and catalog into index arrays and texts (see the docstring)."""
+    """Reads ExampleGen's splits and catalog into index arrays and texts (see the docstring);
+    cold_item_ids: the items ExampleGen held out (its summary's `cold_items`)."""
     import tensorflow as tf
 
     catalog_records = read_records(catalog_dir)
@@ -117,7 +122,8 @@ def build_dataset(
             times.append(ids["timestamp"].numpy().astype(np.int64))
         splits[name] = Split(*(np.concatenate(parts) if parts else np.zeros([0], np.int64)
                                for parts in (users, items, times)))
-    return Dataset(user_ids, item_ids, user_texts, item_texts, splits, user_records, item_records)
+    cold_items = np.array(sorted(item_index[i] for i in cold_item_ids if i in item_index), np.int64)
+    return Dataset(user_ids, item_ids, user_texts, item_texts, splits, user_records, item_records, cold_items)
 
 
 def item_text(row: Dict[str, list], text_columns: Sequence[str]) -> str:
@@ -200,6 +206,7 @@ def save_dataset(dataset: Dataset, path: str) -> None:
     arrays = {
         "user_ids": np.array(dataset.user_ids, dtype=object), "item_ids": np.array(dataset.item_ids, dtype=object),
         "user_texts": np.array(dataset.user_texts, dtype=object), "item_texts": np.array(dataset.item_texts, dtype=object),
+        "cold_items": np.asarray(dataset.cold_items, np.int64),
     }
     for name, split in dataset.splits.items():
         for field in ("user", "item", "timestamp"):
@@ -211,4 +218,6 @@ def load_dataset(path: str) -> Dataset:
     z = storage.load_npz(path, allow_pickle=True)  # ids and texts are object arrays
     names = sorted({k.split(".")[1] for k in z if k.startswith("split.")})
     splits = {n: Split(z[f"split.{n}.user"], z[f"split.{n}.item"], z[f"split.{n}.timestamp"]) for n in names}
-    return Dataset(*(z[k].tolist() for k in ("user_ids", "item_ids", "user_texts", "item_texts")), splits=splits)
+    cold = z["cold_items"] if "cold_items" in z else np.zeros([0], np.int64)  # files of before had none
+    return Dataset(*(z[k].tolist() for k in ("user_ids", "item_ids", "user_texts", "item_texts")), splits=splits,
+                   cold_items=cold)

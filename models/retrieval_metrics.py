@@ -134,10 +134,12 @@ class RetrievalEvaluator:
         sampled.users = np.sort(rng.choice(self.users, size=max_users, replace=False))
         return sampled
 
-    def evaluate(self, score_fn: _Fn, batch_size: int = 256, ks=(10, 100)) -> dict:
+    def evaluate(self, score_fn: _Fn, batch_size: int = 256, ks=(10, 100), totals: bool = False) -> dict:
         """score_fn(user_indices [B] int64) -> scores [B, num_items] (higher is better).
 
-        Returns {"recall@k", "precision@k", "ndcg@k" for each k in ks: float, "users": int}.
+        Returns {"recall@k", "precision@k", "ndcg@k" for each k in ks: float, "users": int}; with
+        `totals`, also "hits@k" (relevant items ranked in the top k, summed over users) and
+        "relevant" (relevant items, summed): the pooled share hits@k / relevant.
         A score of -inf ranks last but still ranks above the removed training items; NaN is an error.
         """
         ks = self._check(ks, batch_size)
@@ -158,7 +160,7 @@ class RetrievalEvaluator:
             items, top = _top(scores, m)
             return items, top > -np.inf  # removed items can only fill the tail: they are not ranked
 
-        return self._run(ranked, batch_size, ks)
+        return self._run(ranked, batch_size, ks, totals)
 
     def evaluate_ranked(self, ranked_fn: _Fn, batch_size: int = 256, ks=(10, 100)) -> dict:
         """ranked_fn(user_indices [B] int64) -> item indices [B, K >= max(ks)], best first.
@@ -197,26 +199,31 @@ class RetrievalEvaluator:
             raise ValueError("no user has a test item: nothing to evaluate")
         return ks
 
-    def _run(self, ranked, batch_size: int, ks: tuple[int, ...]) -> dict:
+    def _run(self, ranked, batch_size: int, ks: tuple[int, ...], totals: bool = False) -> dict:
         """ranked(users [B]) -> (items [B, M], valid [B, M]); valid entries take ranks 1, 2, ..."""
         discount = 1.0 / np.log2(np.arange(2, max(ks) + 2))  # discount[r - 1] = 1 / log2(r + 1)
         ideal = np.concatenate([[0.0], np.cumsum(discount)])  # ideal[j] = IDCG with j relevant items
         # Per-user values are summed once at the end, so any batch size gives bit-identical results.
         values: dict[str, list] = {f"{m}@{k}": [] for k in ks for m in ("recall", "precision", "ndcg")}
+        hits_total, relevant_total = {k: 0 for k in ks}, 0
         for start in range(0, self.users.size, batch_size):
             users = self.users[start:start + batch_size]
             items, valid = ranked(users)
             rank = np.cumsum(valid, axis=1) - 1  # 0-based rank once invalid entries are dropped
             relevant = valid & self._test.contains(users, items)
             num_relevant = self._test.counts(users)
+            relevant_total += int(num_relevant.sum())
             for k in ks:
                 hit = relevant & (rank < k)
                 hits = hit.sum(axis=1)
+                hits_total[k] += int(hits.sum())
                 dcg = np.where(hit, discount[np.clip(rank, 0, k - 1)], 0.0).sum(axis=1)
                 values[f"recall@{k}"].append(hits / num_relevant)
                 values[f"precision@{k}"].append(hits / k)
                 values[f"ndcg@{k}"].append(dcg / ideal[np.minimum(num_relevant, k)])
         means = {key: float(np.concatenate(parts).mean()) for key, parts in values.items()}
+        if totals:
+            means.update({f"hits@{k}": hits_total[k] for k in ks}, relevant=relevant_total)
         return {**means, "users": int(self.users.size)}
 
 
@@ -224,10 +231,16 @@ def split_evaluator(dataset, seen_splits, target_split: str) -> "RetrievalEvalua
     """Ranks `target_split`'s interactions of an interaction_data.Dataset over the whole catalog,
     with the items of `seen_splits` removed. Index 0 (unknown item, padding) counts as seen by
     everyone, so it is never a recommendation; target rows of an unknown user (index 0, possible
-    with time_cutoff) have nothing to rank by and are left out."""
+    with time_cutoff) have nothing to rank by and are left out.
+
+    The dataset's cold items (a cold-item evaluation's held-out items) are neither ranked nor
+    relevant here: this is the warm evaluation, on the other items (components/evaluation/cold.py
+    ranks the cold ones)."""
     seen = [dataset.splits[s] for s in seen_splits]
-    users = np.concatenate([s.user for s in seen] + [np.arange(dataset.num_users)])
-    items = np.concatenate([s.item for s in seen] + [np.zeros(dataset.num_users, np.int64)])
+    cold = np.asarray(getattr(dataset, "cold_items", ()), np.int64)
+    hidden = np.concatenate([[0], cold])  # seen by everyone: never ranked
+    users = np.concatenate([s.user for s in seen] + [np.repeat(np.arange(dataset.num_users), hidden.size)])
+    items = np.concatenate([s.item for s in seen] + [np.tile(hidden, dataset.num_users)])
     target = dataset.splits[target_split]
-    known = target.user != 0
-    return RetrievalEvaluator(dataset.num_items, (users, items), (target.user[known], target.item[known]))
+    keep = (target.user != 0) & ~np.isin(target.item, cold)
+    return RetrievalEvaluator(dataset.num_items, (users, items), (target.user[keep], target.item[keep]))

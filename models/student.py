@@ -3,6 +3,11 @@
   query tower:     q = E_user[u] + mean_{j in history} E_item[j] + sum_f E_f[feature_f(u)]
   candidate tower: c = E_item[i] + sum_f E_f[feature_f(i)]     (genres, year, hashed title tokens)
   score(u, i) = q . c
+An item without interactions in the training share (a cold item, or one seen only in test) has no
+trained id vector: its E_item[i] is left out (`known_items`), so it is ranked by its features alone,
+the same way in training, in the whole-catalog ranking and once deployed. `item_id_dropout` leaves
+out the id vector of that share of the candidates in training, so that the feature path learns to
+stand alone (the distillation's soft labels reach it on the items whose ids are left out).
 Every term is a standard Keras Embedding (TF-MOT can wrap each one). The history shares the
 candidate tower's item id table (`share_item_embeddings`): 94K instead of 148K parameters on
 MovieLens-100K, and the distilled student loses 0.002 ndcg@10 by it. Features come from constant
@@ -65,6 +70,9 @@ class StudentConfig:
     # (tfx_pipeline/bench_hard_loss.py, README "Scale").
     hard_negatives: str = "auto"
     full_softmax_items: int = 5_000
+    # In training, the share of candidate items whose id vector is left out (their features only):
+    # what the tower learns for items that have no id vector (cold items, new items).
+    item_id_dropout: float = 0.0
     batch_size: int = 512
     learning_rate: float = 3e-3
     epochs: int = 40
@@ -99,6 +107,8 @@ class StudentConfig:
 
         if self.distribute not in STRATEGIES:
             raise ValueError(f"distribute must be one of {', '.join(STRATEGIES)}, got {self.distribute!r}")
+        if not 0.0 <= self.item_id_dropout < 1.0:
+            raise ValueError(f"item_id_dropout must be in [0, 1), got {self.item_id_dropout}")
         if not self.soft_scale > 0:
             raise ValueError(f"soft_scale must be positive, got {self.soft_scale}")
 
@@ -179,14 +189,20 @@ class QueryTower(_Tower):
 
 
 class CandidateTower(_Tower):
-    """item indices [N] -> [N, dim]."""
+    """item indices [N] -> [N, dim]; known: [num_items] bool, the items whose id vector is used."""
 
-    def __init__(self, num_items: int, tables, sizes, config: StudentConfig):
+    def __init__(self, num_items: int, tables, sizes, config: StudentConfig, known=None):
         super().__init__(num_items, tables, sizes, config, name="candidate")
+        known = np.ones(num_items, bool) if known is None else np.asarray(known, bool)
+        self.known = tf.constant(known.astype(np.float32)[:, None])  # [num_items, 1] 1: use the id
+        self.id_dropout = config.item_id_dropout
 
     def call(self, items, training=False):
         items = tf.cast(items, tf.int64)
-        return self.id_embedding(items) + self.features(items)
+        keep = tf.gather(self.known, items)
+        if training and self.id_dropout > 0:
+            keep *= tf.cast(tf.random.uniform(tf.shape(keep)) >= self.id_dropout, keep.dtype)
+        return self.id_embedding(items) * keep + self.features(items)
 
 
 class StudentModel(tfrs.Model):
@@ -196,15 +212,16 @@ class StudentModel(tfrs.Model):
     distillation candidates [B, C] with teacher_scores [B, C].
     item_frequency: [num_items] share of training interactions (the in-batch log-Q correction).
     teacher_items: [num_items, D] teacher item embeddings, for the hint loss (gamma > 0).
+    known_items: [num_items] bool, the items with an id vector (`known_items(dataset)`); None: all.
     """
 
     def __init__(self, num_users: int, num_items: int, tables: Mapping[str, Mapping], config: StudentConfig,
-                 item_frequency: np.ndarray = None, teacher_items: np.ndarray = None):
+                 item_frequency: np.ndarray = None, teacher_items: np.ndarray = None, known_items: np.ndarray = None):
         super().__init__()
         self.config, self.num_items = config, num_items
         self.hard_loss = config.hard_loss_for(num_items - 1)  # index 0 is padding, not a catalog item
         sizes = tables["size"]
-        self.candidate_tower = CandidateTower(num_items, tables["item"], sizes, config)
+        self.candidate_tower = CandidateTower(num_items, tables["item"], sizes, config, known_items)
         shared = self.candidate_tower.id_embedding if config.share_item_embeddings else None
         self.query_tower = QueryTower(num_users, num_items, tables["user"], sizes, config, shared)
         self.retrieval = tfrs.tasks.Retrieval(
@@ -266,6 +283,15 @@ class StudentModel(tfrs.Model):
         if self.config.gamma > 0:
             terms["hint"] = distillation.hint_loss(self.hint_projection(items[1:]), self.teacher_items[1:])
         return terms
+
+
+def known_items(dataset) -> np.ndarray:
+    """[num_items] bool: the items with interactions in the training share (train + eval), the ones
+    whose id vector is trained on positives; index 0 (padding) is not one."""
+    items = np.concatenate([dataset.splits[s].item for s in ("train", "eval") if s in dataset.splits])
+    known = np.bincount(items, minlength=dataset.num_items) > 0
+    known[0] = False
+    return known
 
 
 def params(model: StudentModel) -> int:

@@ -215,19 +215,24 @@ def to_float32(model) -> None:
 
 
 def build_teacher(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[float],
-                  config: TeacherConfig):
+                  config: TeacherConfig, known_items: Optional[np.ndarray] = None):
     """item_text_emb: [num_items, text_dim] (row 0: OOV); wide: B [num_items, num_items], the EASE
     weights of the split this model is trained on (phase one: train; the refit: train + eval).
+    known_items: [num_items] bool, the items with interactions in that split (None: all). The
+    others (cold items, items seen only later) have no id vector, v_i = W . text(i) alone, and
+    take no part in match_wide's loss: their wide scores are all zero, and matching that constant
+    would teach their free id vectors to cancel what their text says.
 
     The variables are created under the strategy of config.distribute (the model's
     `distribute_strategy`, which models/teacher_training.py trains under) and the layers with
     `precision_policy(config)`.
     """
     with distribute.strategy_for(config.distribute).scope(), precision_policy(config):
-        return _build(item_text_emb, wide, half_life, config)
+        return _build(item_text_emb, wide, half_life, config, known_items)
 
 
-def _build(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[float], config: TeacherConfig):
+def _build(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[float], config: TeacherConfig,
+           known_items: Optional[np.ndarray]):
     import keras
     import keras_hub
     import tensorflow as tf
@@ -236,6 +241,11 @@ def _build(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[floa
     num_items = len(item_text_emb)
     text = normalize_text(item_text_emb)
     text = np.concatenate([text, np.zeros([1, text.shape[1]], np.float32)])  # the [MASK] token: no text
+    # 1: the item's id vector is used; padding (0) and the [MASK] token (num_items) keep theirs
+    known = np.ones(num_items + 1, np.float32)
+    if known_items is not None:
+        known[:num_items] = np.asarray(known_items, bool)
+        known[0] = 1.0
 
     class SequenceTeacher(keras.Model):
         def __init__(self):
@@ -260,12 +270,13 @@ def _build(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[floa
                                               trainable=False, name="deep_weight", dtype="float32")
             # constants: the pretrained text table and the wide part's B
             self.text = keras.Variable(text, trainable=False, name="item_text")
+            self.known = keras.Variable(known, trainable=False, name="known_items")
             self.wide = keras.Variable(wide.astype(np.float32), trainable=False, name="wide")
             self.weights_by_rank = keras.Variable(recency_weights(config.history, half_life), trainable=False,
                                                   name="recency_weights")
 
         def item_vectors(self, items):
-            vectors = self.item_id(items)
+            vectors = self.item_id(items) * tf.cast(tf.gather(self.known, items), self.item_id.compute_dtype)[..., None]
             if config.use_text:
                 vectors = vectors + self.text_proj(tf.gather(self.text, items))
             return vectors

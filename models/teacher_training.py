@@ -123,9 +123,10 @@ def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[fl
     def match_replica(inputs, rows, cells):
         """cells: the global batch's number of scores (users x (num_items - 1))."""
         target = tf.stop_gradient(teacher_lib.standardize(model.wide_logits(rows)))[:, 1:]
+        known = model.known[1:model.num_items]  # unknown items' all-zero wide scores are no target
         with tf.GradientTape() as tape:
             deep = model.deep_logits(model.encode(inputs, training=True)[:, 0])[:, 1:]
-            loss = tf.reduce_sum(tf.square(deep - target)) / cells
+            loss = tf.reduce_sum(tf.square(deep - target) * known) / cells
             scaled = optimizer.scale_loss(loss)
         apply(tape, scaled)
         return loss

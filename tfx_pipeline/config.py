@@ -32,6 +32,9 @@ class PipelineConfig:
     pipeline_name: str = "recdistill"
     # Split overrides (keys of SplitSpec); the rest comes from the dataset's default split.
     split: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The cold-item evaluation: this share of catalog items (a seeded draw) is held out of training;
+    # all their interactions go to test, and the report ranks them apart (report.json "cold_items").
+    cold_items: float = 0.0
     # Share of bad rows per input file that is dropped and counted; above it the run stops.
     max_bad_share: float = 0.01
     item_text_columns: Tuple[str, ...] = ("title",)
@@ -84,6 +87,9 @@ class PipelineConfig:
         unknown = set(self.split) - {f.name for f in dataclasses.fields(SplitSpec)}
         if unknown:
             raise ConfigError(f"unknown split setting(s): {', '.join(sorted(unknown))}")
+        if isinstance(self.cold_items, bool) or not isinstance(self.cold_items, (int, float)) \
+                or not 0.0 <= self.cold_items < 1.0:
+            raise ConfigError(f"cold_items must be a share of the catalog in [0, 1), got {self.cold_items!r}")
         from models.teacher import TeacherConfig
 
         unknown = set(self.teacher) - {f.name for f in dataclasses.fields(TeacherConfig)}
@@ -129,8 +135,9 @@ class PipelineConfig:
 
     def split_spec(self, dataset: str) -> SplitSpec:
         """The dataset's default split with this config's overrides applied."""
+        overrides = {**dict(self.split), **({"cold_items": float(self.cold_items)} if self.cold_items else {})}
         try:
-            return dataclasses.replace(default_split(dataset), **dict(self.split))
+            return dataclasses.replace(default_split(dataset), **overrides)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"split: {error}") from None
 

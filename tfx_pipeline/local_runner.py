@@ -110,6 +110,7 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     curves = mlmd_outputs.custom_json(evaluation, "curves") if evaluation else None
     blessing = mlmd_outputs.custom_json(evaluation, "blessing") if evaluation else None
     baselines = mlmd_outputs.custom_json(evaluation, "baselines") if evaluation else None
+    cold_items = mlmd_outputs.custom_json(evaluation, "cold_items") if evaluation else None
     pushed = {}
     for kind, node in PUSHERS.items():
         artifact = metadata.latest_output(config.pipeline_name, node, "pushed_model") if node in components else None
@@ -117,4 +118,4 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     compressed = metadata.latest_output(config.pipeline_name, COMPRESSOR, "model") if COMPRESSOR in components else None
     compression = mlmd_outputs.read_json_file(compressed.uri, "compression.json") if compressed else None
     return report.build_report(dataset, split, wall, quality, components, models, curves, blessing, pushed, compression,
-                               baselines, resources=resources, peak_rss_mib=peak_rss_mib)
+                               baselines, resources=resources, peak_rss_mib=peak_rss_mib, cold_items=cold_items)

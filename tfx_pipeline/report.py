@@ -11,6 +11,8 @@ from tfx_pipeline import storage
 MODEL_KEYS = ("popularity", "ease", "trending", "student_no_kd", "teacher", "student_kd", "student_compressed",
               "tflite_float", "tflite")
 BASELINE_KEYS = ("popularity", "ease", "trending")  # "the strongest baseline" is the best of these
+COLD_BASELINE_KEYS = ("random", "text_knn")  # the cold-item table's own baselines
+COLD_METRIC_KEYS = ("ndcg@10", "recall@10", "top100_share")
 METRIC_KEYS = ("recall@10", "ndcg@10", "recall@100", "precision@10", "params", "bytes", "gzip_bytes", "latency_ms_p50")
 REPORT_DIR = "report"
 
@@ -29,11 +31,13 @@ def build_report(
     baselines: Optional[Dict[str, Any]] = None,
     resources: Optional[Dict[str, Dict[str, Optional[float]]]] = None,
     peak_rss_mib: Optional[float] = None,
+    cold_items: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """A report of what ran; models that did not run are null, as keys that do not apply are.
     baselines: what the evaluator picked or skipped for ease and trending, and why.
     resources: {component: {"cpu_seconds", "peak_rss_mib"}} (progress.ComponentProgress.resources);
-    peak_rss_mib: the largest resident set of the whole run, MiB."""
+    peak_rss_mib: the largest resident set of the whole run, MiB.
+    cold_items: the cold-item evaluation (components/evaluation/cold.py), None without one."""
     entries = {key: (models or {}).get(key) for key in MODEL_KEYS}
     pushed = pushed or {}
     return {
@@ -48,6 +52,7 @@ def build_report(
         "vs_best_baseline": vs_best_baseline(entries),
         "blessed": bool(blessing and blessing.get("blessed")),
         "pushed": {"serving": pushed.get("serving"), "mobile": pushed.get("mobile")},
+        "cold_items": _ordered_cold(cold_items),
         "blessing": blessing,
         "compression": _compression_summary(compression),
         "components": components,
@@ -65,6 +70,16 @@ def vs_best_baseline(models: Dict[str, Optional[Dict[str, Any]]]) -> Optional[Di
     ratios = {name: round(m["ndcg@10"] / scored[best], 4) for name, m in models.items()
               if m and m.get("ndcg@10") is not None}
     return {"best": best, "ndcg@10": ratios}
+
+
+def _ordered_cold(cold_items: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """report.json's "cold_items" with its models in the main table's order, then the cold baselines."""
+    if not cold_items:
+        return None
+    models = cold_items.get("models") or {}
+    order = [k for k in (*COLD_BASELINE_KEYS, *MODEL_KEYS) if k in models] + sorted(
+        set(models) - set(MODEL_KEYS) - set(COLD_BASELINE_KEYS))
+    return {**cold_items, "models": {name: models[name] for name in order}}
 
 
 def _compression_summary(compression: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
@@ -130,7 +145,21 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         if gain:
             lines += ["", gain]
         lines += _compression_lines(report)
+    lines += _cold_lines(report.get("cold_items"), markdown)
     return "\n".join(lines) + "\n"
+
+
+def _cold_lines(cold_items: Optional[Dict[str, Any]], markdown: bool) -> List[str]:
+    """The cold-item table: each model's ranking of the items held out of training."""
+    if not cold_items or not cold_items.get("models"):
+        return []
+    models = cold_items["models"]
+    any_entry = next(iter(models.values()))
+    lines = ["", f"cold items: {cold_items['items']:,} items ({cold_items['share']:.1%} of the catalog) held out of "
+                 f"training; {any_entry.get('users', 0):,} test users with {any_entry.get('positives', 0):,} cold "
+                 "positives: ranked among the cold items (ndcg@10, recall@10) and in the whole catalog (top100_share)", ""]
+    rows = [[name] + [_cell(entry.get(k)) for k in COLD_METRIC_KEYS] for name, entry in models.items() if entry]
+    return lines + _table(["model", *COLD_METRIC_KEYS], rows, markdown)
 
 
 def _component_table(report: Dict[str, Any], markdown: bool) -> List[str]:

@@ -36,7 +36,8 @@ def load_student(student_dir: str, dataset, tables) -> student.StudentModel:
     """The KD student (Keras) from a StudentTrainer artifact's weights and settings."""
     summary = _read_json(os.path.join(student_dir, student_module.TRAINING_FILE))
     config = student.StudentConfig(**summary["config"])
-    model = student.StudentModel(dataset.num_users, dataset.num_items, tables, config)
+    model = student.StudentModel(dataset.num_users, dataset.num_items, tables, config,
+                                 known_items=student.known_items(dataset))
     model.score(tf.zeros([1], tf.int64), tf.zeros([1, config.history], tf.int64))  # builds the variables
     path = os.path.join(student_dir, teacher_training.SAVED_MODEL_DIR, student_training.WEIGHTS)
     model.load_weights(path).expect_partial()  # the optimizer's slots are not needed

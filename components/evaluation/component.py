@@ -45,11 +45,12 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     """code_digest is not read: it makes TFX's cache miss when the evaluation code changes."""
     del code_digest
     settings = BaselineSettings(split_method=split_method, trending_days=trending_days, ease_max_items=ease_max_items)
-    results, baselines = evaluate.evaluate_all(teacher.uri, student.uri, compressed.uri, settings)
+    results, baselines, cold_items = evaluate.evaluate_all(teacher.uri, student.uri, compressed.uri, settings)
     storage.write_text(os.path.join(evaluation.uri, RESULTS_FILE), json.dumps(results, indent=2))
     curves = evaluate.write_curves(teacher.uri, student.uri, os.path.join(evaluation.uri, evaluate.CURVES_FILE))
     evaluation.set_string_custom_property("models", json.dumps(results, sort_keys=True))
     evaluation.set_string_custom_property("baselines", json.dumps(baselines, sort_keys=True))
+    evaluation.set_string_custom_property("cold_items", json.dumps(cold_items, sort_keys=True))
     evaluation.set_string_custom_property("curves", json.dumps(curves, sort_keys=True))
 
     recorded = None

@@ -15,8 +15,9 @@ import numpy as np
 
 from components.compression import trainer_module as compress
 from components.evaluation import baselines as baselines_lib
+from components.evaluation import cold as cold_lib
 from components.evaluation.protocol import METRICS, TRAINING_SPLITS
-from components.evaluation.protocol import entry as _entry, latency_ms as _latency_ms, sizes as _sizes
+from components.evaluation.protocol import entry as _entry, latency_ms as _latency_ms, sizes as _sizes, with_cold
 from components.student import trainer_module
 from components.teacher import training
 from models.interaction_data import load_dataset
@@ -31,20 +32,28 @@ STUDENT_DIRS = {"student_kd": training.SAVED_MODEL_DIR, "student_no_kd": trainer
 
 def evaluate_all(teacher_dir: str, student_dir: str, compressed_dir: Optional[str] = None,
                  baselines: baselines_lib.BaselineSettings = baselines_lib.BaselineSettings(),
-                 ) -> Tuple[Dict[str, Optional[Dict]], Dict]:
-    """(models, baselines): popularity, ease, trending, teacher, student_no_kd, student_kd and,
-    given the compressor's artifact, student_compressed, tflite_float and tflite on the test split
-    (report.json's M; a skipped baseline is None), and report.json's "baselines" (what was picked
-    or skipped, and why)."""
+                 ) -> Tuple[Dict[str, Optional[Dict]], Dict, Optional[Dict]]:
+    """(models, baselines, cold_items): popularity, ease, trending, teacher, student_no_kd,
+    student_kd and, given the compressor's artifact, student_compressed, tflite_float and tflite on
+    the test split (report.json's M; a skipped baseline is None), report.json's "baselines" (what
+    was picked or skipped, and why) and its "cold_items" (None without a cold-item evaluation)."""
     dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
-    evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
+    evaluator = cold_lib.evaluator_for(dataset, split_evaluator(dataset, TRAINING_SPLITS, "test"))
     results, baseline_info = baselines_lib.evaluate_baselines(dataset, evaluator, baselines)
     results.update(evaluate_teacher(teacher_dir, dataset, evaluator))
     results.update(evaluate_students(student_dir, dataset, evaluator))
     if compressed_dir:
         history = _read_json(os.path.join(student_dir, trainer_module.TRAINING_FILE))["config"]["history"]
         results.update(evaluate_compressed(compressed_dir, dataset, evaluator, history))
-    return results, baseline_info
+    cold = cold_lib.split_cold(results)
+    if not isinstance(evaluator, cold_lib.WithCold):
+        return results, baseline_info, None
+    cold["random"] = evaluator.cold.evaluate(cold_lib.random_scores(dataset.num_items))
+    item_text = storage.load_npy(storage.join(teacher_dir, training.ITEM_TEXT_FILE))
+    cold["text_knn"] = evaluator.cold.evaluate(cold_lib.text_knn_scores(dataset, item_text))
+    catalog = dataset.num_items - 1
+    return results, baseline_info, {"share": round(len(dataset.cold_items) / catalog, 4),
+                                    "items": int(len(dataset.cold_items)), "models": cold}
 
 
 def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, history: int) -> Dict[str, Dict]:
@@ -78,7 +87,7 @@ def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int) 
     entry = {k: round(float(metrics[k]), 4) for k in METRICS}
     raw, zipped = _sizes(path)
     entry.update(params=int(params), bytes=raw, gzip_bytes=zipped, latency_ms_p50=latency, users=int(metrics["users"]))
-    return entry
+    return with_cold(entry, metrics)
 
 
 def _tflite_scores(path: str, latest) -> Callable:

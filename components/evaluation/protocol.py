@@ -14,6 +14,7 @@ from tfx_pipeline import storage
 METRICS = ("recall@10", "ndcg@10", "recall@100", "precision@10")
 LATENCY_CALLS = 50
 TRAINING_SPLITS = ("train", "eval")  # the benchmark's training share: removed from every ranking
+COLD_KEY = "cold"  # an entry's cold-item metrics, taken out into report.json's "cold_items"
 
 
 def entry(evaluator: RetrievalEvaluator, score_fn: Callable, params: int, sizes: Tuple[int, int]) -> Dict:
@@ -22,6 +23,13 @@ def entry(evaluator: RetrievalEvaluator, score_fn: Callable, params: int, sizes:
     result = {k: round(float(metrics[k]), 4) for k in METRICS}
     result.update(params=int(params), bytes=sizes[0], gzip_bytes=sizes[1], latency_ms_p50=latency_ms(score_fn))
     result["users"] = int(metrics["users"])
+    return with_cold(result, metrics)
+
+
+def with_cold(result: Dict, metrics: Dict) -> Dict:
+    """The entry with the cold-item metrics the evaluator added, if any (components/evaluation/cold.py)."""
+    if COLD_KEY in metrics:
+        result[COLD_KEY] = metrics[COLD_KEY]
     return result
 
 

@@ -2,6 +2,7 @@
 
     users.csv, items.csv ─read─> column types ─> features encoded once per id (side inputs)
     interactions.csv ─read─> join ─> group by user ─> dedupe, split, tf.Example ─> Split-*/
+                                     (cold items: a seeded draw of item ids, all to test)
     items ─> tf.Example ─> Split-catalog/ (the catalog artifact)
     bad rows of every stage, rows read per file ─> data-quality summary ─> ingest_summary.json
 """
@@ -21,6 +22,7 @@ from components.ingest.csv_rows import BadRow
 
 BAD, COUNT = "bad", "count"
 SUMMARY_FILE = "ingest_summary.json"
+COLD_ITEMS = "cold_items"  # the summary's key: the held-out item ids (splits.pick_cold_items)
 CATALOG_SPLIT = "catalog"
 _TFRECORD = "data_tfrecord"
 
@@ -60,13 +62,18 @@ def ingest(
     users_by_id, items_by_id = pvalue.AsDict(user_features), pvalue.AsDict(item_features)
 
     joined = inter[None] | "Join" >> beam.ParDo(_check_references, users_by_id, items_by_id).with_outputs(BAD, main="ok")
+    cold = pvalue.AsSingleton(
+        items[None]
+        | "ItemIds" >> beam.Map(lambda entity: entity.id)
+        | "AllItemIds" >> beam.combiners.ToList()
+        | "ColdItems" >> beam.Map(lambda ids: splits.pick_cold_items(ids, settings.split.cold_items, settings.split.seed)))
     cutoffs = None
     if settings.split.method == "time_cutoff":
         cutoffs = pvalue.AsSingleton(_time_cutoffs(joined.ok, settings.split))
     encoded = (
         joined.ok
         | "ByUser" >> beam.GroupByKey()
-        | "SplitAndEncode" >> beam.ParDo(_split_and_encode, settings.split, cutoffs, users_by_id, items_by_id)
+        | "SplitAndEncode" >> beam.ParDo(_split_and_encode, settings.split, cutoffs, cold, users_by_id, items_by_id)
         .with_outputs(BAD, main="ok")
     )
     parts = encoded.ok | "BySplit" >> beam.Partition(lambda kv, n: splits.SPLITS.index(kv[0]), len(splits.SPLITS))
@@ -91,7 +98,7 @@ def ingest(
         | "SummaryTrigger" >> beam.Create([summary_path])
         | "WriteSummary" >> beam.Map(
             _write_summary, pvalue.AsSingleton(summary), pvalue.AsSingleton(split_counts),
-            pvalue.AsSingleton(user_types), pvalue.AsSingleton(item_types))
+            pvalue.AsSingleton(user_types), pvalue.AsSingleton(item_types), cold)
     )
 
 
@@ -134,16 +141,16 @@ def _check_references(row: rows.Interaction, users: Dict, items: Dict):
         yield row.user_id, tuple(row)  # a plain tuple crosses the shuffle without pickling
 
 
-def _split_and_encode(keyed, spec: splits.SplitSpec, cutoffs, users: Dict, items: Dict):
+def _split_and_encode(keyed, spec: splits.SplitSpec, cutoffs, cold, users: Dict, items: Dict):
     """Drops one user's exact repeats, assigns splits, yields (split, serialized tf.Example)."""
     kept, repeats = splits.drop_duplicates(rows.Interaction._make(t) for t in keyed[1])
     for r in repeats:
         yield pvalue.TaggedOutput(BAD, BadRow(rows.INTERACTIONS_FILE, r.line, reasons.DUPLICATE_ROW,
                                               "exact repeat of an earlier row"))
     if cutoffs is None:
-        assigned = splits.split_user(kept, spec)
+        assigned = splits.split_user(kept, spec, cold)
     else:
-        assigned = [(splits.split_by_time(r, *cutoffs), r) for r in kept]
+        assigned = [(splits.split_by_time(r, *cutoffs, cold), r) for r in kept]
     for split, row in assigned:
         yield split, examples.interaction_example(row, users[row.user_id], items[row.item_id])
 
@@ -177,12 +184,14 @@ def _write(uri: str, split: str) -> beam.PTransform:
     return beam.io.WriteToTFRecord(os.path.join(uri, f"Split-{split}", _TFRECORD), file_name_suffix=".gz")
 
 
-def _write_summary(path: str, data_quality, split_counts, user_types, item_types) -> None:
+def _write_summary(path: str, data_quality, split_counts, user_types, item_types, cold) -> None:
     summary = {
         "data_quality": data_quality,
         "split_counts": {s: split_counts.get(s, 0) for s in splits.SPLITS},
         "column_types": {"users": user_types, "items": item_types},
     }
+    if cold:  # only when asked for: the summary's bytes stay what they were otherwise
+        summary[COLD_ITEMS] = sorted(cold)
     # Beam's FileSystems: this runs on a Beam worker, and the artifact store may be a bucket.
     # The text is json.dump's of before (no trailing newline), so the file's bytes are unchanged.
     with FileSystems.create(path, mime_type="application/json", compression_type=CompressionTypes.UNCOMPRESSED) as f:

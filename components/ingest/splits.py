@@ -11,10 +11,16 @@ Three methods:
 In every method the eval split is carved out of train: per user, the eval_share of the user's
 train interactions that the method would have sent to test next (the latest ones, or for the
 random method the last ones in random order); for time_cutoff, a second, earlier cutoff.
+
+Cold items (`cold_items`, a share of the catalog, off by default): a seeded random draw of catalog
+items is held out of training entirely: every interaction with one of them goes to test, and the
+method above splits the rest. The evaluation ranks them apart (components/evaluation/cold.py).
 """
 
+import random
+
 import dataclasses
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import AbstractSet, FrozenSet, Iterable, List, Optional, Sequence, Tuple
 
 from components.ingest.rows import Interaction
 
@@ -32,11 +38,13 @@ class SplitSpec:
     # time_cutoff only: explicit cutoffs in Unix seconds (None: derived from the shares).
     test_from: Optional[int] = None
     eval_from: Optional[int] = None
+    # Share of the catalog's items held out of train and eval (their interactions all go to test).
+    cold_items: float = 0.0
 
     def __post_init__(self):
         if self.method not in METHODS:
             raise ValueError(f"split method {self.method!r} is not one of {', '.join(METHODS)}")
-        for name in ("test_share", "eval_share"):
+        for name in ("test_share", "eval_share", "cold_items"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"split {name} must be in [0, 1), got {getattr(self, name)}")
 
@@ -46,10 +54,22 @@ class SplitSpec:
         return train_share * (1.0 - self.eval_share), train_share
 
 
+def pick_cold_items(item_ids: Iterable[str], share: float, seed: int) -> FrozenSet[str]:
+    """round(share x catalog) item ids, a uniform draw seeded by `seed` over the ids in sorted order
+    (the same items whatever the file order or the number of Beam workers)."""
+    ordered = sorted(set(item_ids))
+    return frozenset(random.Random(seed).sample(ordered, round(share * len(ordered)))) if share > 0 else frozenset()
+
+
 def split_user(
-    interactions: Sequence[Interaction], spec: SplitSpec
+    interactions: Sequence[Interaction], spec: SplitSpec, cold: AbstractSet[str] = frozenset(),
 ) -> List[Tuple[str, Interaction]]:
-    """Splits one user's interactions (stratified or temporal). Returns (split, interaction)."""
+    """Splits one user's interactions (stratified or temporal). Returns (split, interaction).
+
+    Interactions with a `cold` item go to test; the user's other interactions are split as usual."""
+    held_out = [(TEST, r) for r in interactions if r.item_id in cold]
+    if held_out:
+        interactions = [r for r in interactions if r.item_id not in cold]
     if spec.method == "stratified":
         ordered = sorted(interactions, key=lambda r: (r.order_key, r.line))
     elif spec.method == "temporal":
@@ -58,11 +78,12 @@ def split_user(
         raise ValueError(f"split_user does not do {spec.method!r}: use split_by_time")
     n_train, n_eval = _user_counts(len(ordered), spec)
     labels = [TRAIN] * (n_train - n_eval) + [EVAL] * n_eval + [TEST] * (len(ordered) - n_train)
-    return list(zip(labels, ordered))
+    return list(zip(labels, ordered)) + held_out
 
 
-def split_by_time(interaction: Interaction, eval_from: int, test_from: int) -> str:
-    if interaction.timestamp >= test_from:
+def split_by_time(interaction: Interaction, eval_from: int, test_from: int,
+                  cold: AbstractSet[str] = frozenset()) -> str:
+    if interaction.timestamp >= test_from or interaction.item_id in cold:
         return TEST
     return EVAL if interaction.timestamp >= eval_from else TRAIN
 

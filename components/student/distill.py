@@ -96,7 +96,8 @@ def train_student(settings: student.StudentConfig, dataset, tables, data, valida
 
     def build():
         tf.keras.utils.set_random_seed(settings.seed)  # the same initial weights and batches for every student
-        return student.StudentModel(dataset.num_users, dataset.num_items, tables, settings, frequency, teacher_items)
+        return student.StudentModel(dataset.num_users, dataset.num_items, tables, settings, frequency, teacher_items,
+                                    student.known_items(dataset))
 
     strategy = distribute.strategy_for(settings.distribute)
     name = "student_kd" if settings.beta > 0 or settings.gamma > 0 else "student_no_kd"

@@ -3,6 +3,7 @@
 Layout of the output directory (the Model artifact):
     Format-Serving/   the teacher SavedModel (models/teacher.py, models/teacher_training.py export)
     dataset.npz       the index spaces, texts and splits the teacher was trained on
+    item_text.npy     the items' pretrained text embeddings (with a cold-item evaluation only)
     features.npz      users' and items' Transform features in that index space (for the student)
     training.json     timings, parameters, per-epoch losses
     logs/             TensorBoard logs of the training
@@ -28,6 +29,7 @@ from tfx_pipeline import storage
 
 SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
 DATASET_FILE = "dataset.npz"
+ITEM_TEXT_FILE = "item_text.npy"  # [items, 384] the pretrained text embeddings (cold-item runs only)
 TRAINING_FILE = "training.json"
 LOG_DIR = "logs"  # TensorBoard
 SPLITS = ("train", "eval", "test")
@@ -42,10 +44,14 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
     """
     distribute.strategy_for(teacher_config(settings).distribute)  # first: before TensorFlow's first op
     started = time.monotonic()
+    from components.ingest import beam_ingest
+
+    summary_path = os.path.join(examples_uri, beam_ingest.SUMMARY_FILE)
+    cold = storage.read_json(summary_path).get(beam_ingest.COLD_ITEMS, []) if storage.exists(summary_path) else []
     dataset = interaction_data.build_dataset(
         {s: os.path.join(examples_uri, f"Split-{s}") for s in SPLITS},
         os.path.join(catalog_uri, "Split-catalog"), *vocabularies,
-        item_text_columns=settings.get("item_text_columns", ("title",)))
+        item_text_columns=settings.get("item_text_columns", ("title",)), cold_item_ids=cold)
     if distribute.is_chief():  # the other workers' models need no features
         feature_tables.save(feature_tables.build(transform_graph_uri, dataset),
                             os.path.join(out_dir, feature_tables.FILE))
@@ -102,18 +108,22 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
     wide_train = ease.EaseModel(dataset.num_items, l2).fit(train.user, train.item, dataset.num_users).weights
     wide_seconds = time.monotonic() - started
 
-    model = teacher.build_teacher(item_text, wide_train, half_life, config)
+    model = teacher.build_teacher(item_text, wide_train, half_life, config,
+                                  known_items=np.bincount(train.item, minlength=dataset.num_items) > 0)
     precision = model.dtype_policy.name  # "mixed_float16" or "float32" (the export makes it float32)
     history = teacher_training.fit(model, latest, evaluator, config, half_life,
                                    log_dir=os.path.join(out_dir, LOG_DIR))
     known = latest_split(dataset)
     wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
-    final = teacher.build_teacher(item_text, wide_final, half_life, config)
+    final = teacher.build_teacher(item_text, wide_final, half_life, config,
+                                  known_items=np.bincount(known.item, minlength=dataset.num_items) > 0)
     refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), config, half_life,
                                    epochs=history["best_epoch"])
 
     teacher_training.export(model, final, os.path.join(out_dir, SAVED_MODEL_DIR), config.history)
     interaction_data.save_dataset(dataset, os.path.join(out_dir, DATASET_FILE))
+    if len(dataset.cold_items):  # the text-kNN baseline of the cold-item evaluation reads them
+        storage.save_npy(storage.join(out_dir, ITEM_TEXT_FILE), np.asarray(item_text, np.float32))
     head = teacher_training.head_params(model)
     summary = {
         "encoder": settings.get("encoder", "minilm"),

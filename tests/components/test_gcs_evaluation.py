@@ -94,7 +94,7 @@ def test_the_evaluator_writes_its_results_and_blessing_to_gcs(gcs_root):
     results = {"popularity": {"ndcg@10": 0.10}, "ease": None, "trending": None,
                "student_kd": {"ndcg@10": 0.21}, "tflite": {"ndcg@10": 0.05}}
     function = ModelEvaluator.EXECUTOR_SPEC.executor_class._FUNCTION
-    with mock.patch.object(evaluate, "evaluate_all", return_value=(results, {})), \
+    with mock.patch.object(evaluate, "evaluate_all", return_value=(results, {}, None)), \
             mock.patch.object(evaluate, "write_curves", return_value={}):
         function(tolerance=0.02, margin=0.05, split_method="stratified", trending_days=7, ease_max_items=500,
                  code_digest="d", **artifacts)

@@ -228,3 +228,36 @@ def test_early_stopping_on_validation_ndcg_keeps_the_best_epoch(toy):
     curves = student_training.fit(model, rows_for(toy), latest, validation=evaluator)
     assert curves["val_ndcg@10"] == [0.1, 0.3, 0.2, 0.25] and curves["best_epoch"] == 2  # stopped after 2 worse
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), evaluator.weights[1]))
+
+
+def test_an_item_without_training_interactions_is_its_features_alone(toy):
+    known = student.known_items(toy)
+    expected = np.bincount(np.concatenate([toy.splits["train"].item, toy.splits["eval"].item]),
+                           minlength=toy.num_items) > 0
+    expected[0] = False
+    assert np.array_equal(known, expected)
+    known = known.copy()
+    known[[2, 5]] = False  # as if items 2 and 5 were held out
+    model = _model(toy, known_items=known)
+    items = tf.constant([2, 3, 5], tf.int64)
+    vectors = model.candidate_tower(items).numpy()  # builds the weights
+    ids = model.candidate_tower.id_embedding.get_weights()[0]
+    features = model.candidate_tower.features(items).numpy()
+    assert np.allclose(vectors[[0, 2]], features[[0, 2]])  # no id vector
+    assert np.allclose(vectors[1], features[1] + ids[3])
+    assert np.allclose(model.all_items().numpy()[[2, 5]], features[[0, 2]])  # the ranking and the export's kernel
+
+
+def test_item_id_dropout_leaves_out_ids_in_training_only(toy):
+    model = _model(toy, dataclasses.replace(TINY, item_id_dropout=0.5))
+    items = tf.constant(np.tile(np.arange(1, toy.num_items), 20), tf.int64)
+    tower = model.candidate_tower
+    trained = tower(items, training=True).numpy()
+    ids = tf.gather(tower.id_embedding.get_weights()[0], items).numpy()
+    features = tower.features(items).numpy()
+    dropped = np.all(np.isclose(trained, features, atol=1e-6), axis=1)
+    kept = np.all(np.isclose(trained, features + ids, atol=1e-6), axis=1)
+    assert np.all(dropped | kept) and 0.4 < dropped.mean() < 0.6
+    assert np.allclose(tower(items, training=False).numpy(), features + ids)  # ranking: every known id
+    with pytest.raises(ValueError, match="item_id_dropout"):
+        student.StudentConfig(item_id_dropout=1.0)

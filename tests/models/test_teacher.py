@@ -308,3 +308,25 @@ def test_two_workers_train_one_teacher_and_the_chief_writes_it(toy, tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "teacher" / "Format-Serving"))
     scores = loaded.score(tf.constant([1, 2], tf.int64), tf.zeros([2, TINY["history"]], tf.int64))
     assert scores.dtype == tf.float32 and scores.shape == (2, toy.num_items)
+
+
+def test_items_without_interactions_have_text_alone_and_no_target(toy):
+    train = toy.splits["train"]
+    unknown = int(train.item[0])  # held out here, as a cold item is
+    keep = train.item != unknown
+    users, items = train.user[keep], train.item[keep]
+    known = np.bincount(items, minlength=toy.num_items) > 0
+    config = teacher.TeacherConfig(**{**TINY, "epochs": 2, "patience": 2})
+    latest = interaction_data.latest_items(interaction_data.Split(users, items, train.timestamp[keep]),
+                                           toy.num_users, config.history)
+    weights = ease.EaseModel(toy.num_items, 10.0).fit(users, items, toy.num_users).weights
+    encoder = text_encoder.tiny_random(sorted({w for t in toy.item_texts for w in t.split()}))
+    model = teacher.build_teacher(encoder.encode(toy.item_texts), weights, None, config, known_items=known)
+    trained = int(items[0])
+    before, before_trained = (model.item_id.get_weights()[0][i].copy() for i in (unknown, trained))
+    text_part = model.text_proj(tf.gather(model.text, [unknown])).numpy()[0]
+    assert np.allclose(model.item_vectors(tf.constant([unknown])).numpy()[0], text_part)
+    teacher_training.fit(model, latest, None, config, None, log=lambda line: None)
+    assert np.array_equal(model.item_id.get_weights()[0][unknown], before)  # no gradient reached it
+    assert float(np.asarray(model.out_bias)[unknown]) == 0.0
+    assert not np.array_equal(model.item_id.get_weights()[0][trained], before_trained)  # a known one learned

@@ -84,3 +84,19 @@ def test_a_report_without_resources_keeps_the_wall_table():
     assert built["resources"] is None and built["peak_rss_mib"] is None
     assert "| component | wall s |" in report.render(built, markdown=True)
     assert "cpu s" not in report.render(built)
+
+
+def test_the_cold_item_table_follows_the_main_tables_order():
+    cold = {"share": 0.1, "items": 168, "models": {
+        "student_kd": {"ndcg@10": 0.12, "recall@10": 0.2, "top100_share": 0.31, "users": 90, "positives": 400},
+        "text_knn": {"ndcg@10": 0.08, "recall@10": 0.15, "top100_share": 0.0, "users": 90, "positives": 400},
+        "teacher": {"ndcg@10": 0.15, "recall@10": 0.25, "top100_share": 0.4, "users": 90, "positives": 400},
+        "random": {"ndcg@10": 0.01, "recall@10": 0.06, "top100_share": 0.05, "users": 90, "positives": 400}}}
+    built = report.build_report("toy", {}, {"total": 1.0}, {}, ["A"], {"popularity": _model(0.25, 10)},
+                                cold_items=cold)
+    assert list(built["cold_items"]["models"]) == ["random", "text_knn", "teacher", "student_kd"]
+    text = report.render(built)
+    assert "cold items: 168 items (10.0% of the catalog) held out of training; 90 test users with 400" in text
+    row = next(line for line in text.splitlines() if line.startswith("teacher ") and "0.1500" in line)
+    assert row.split() == ["teacher", "0.1500", "0.2500", "0.4000"]
+    assert report.build_report("toy", {}, {"total": 1.0}, {}, ["A"])["cold_items"] is None

@@ -26,7 +26,7 @@ def _run(tmp_path, results, margin):
     evaluation = _artifact(standard_artifacts.ModelEvaluation, tmp_path, "evaluation", 4)
     blessing = _artifact(standard_artifacts.ModelBlessing, tmp_path, "blessing", 5)
     models = [_artifact(standard_artifacts.Model, tmp_path, name, i) for i, name in enumerate(("t", "s", "c"), 1)]
-    with mock.patch.object(evaluate, "evaluate_all", return_value=(results, baselines)) as evaluate_all, \
+    with mock.patch.object(evaluate, "evaluate_all", return_value=(results, baselines, None)) as evaluate_all, \
             mock.patch.object(evaluate, "write_curves", return_value={}):
         EVALUATE(teacher=models[0], student=models[1], compressed=models[2], tolerance=0.02, margin=margin,
                  split_method="temporal", trending_days=7, ease_max_items=500, code_digest="d",

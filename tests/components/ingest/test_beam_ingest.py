@@ -81,3 +81,18 @@ def test_time_cutoff_split_runs_on_beam(tiny_dir, tmp_path):
     summary = _run(tiny_dir, str(tmp_path), split=SplitSpec("time_cutoff", test_share=0.0, eval_share=0.0, test_from=1085))
     # Timestamps 1010..1110 in steps of 10: 1090..1110 are at or after the cutoff.
     assert summary["split_counts"] == {"train": 8, "eval": 0, "test": 3}
+
+
+def test_cold_items_are_held_out_of_train_and_named_in_the_summary(tiny_dir, tmp_path):
+    summary = _run(tiny_dir, str(tmp_path), split=SplitSpec("temporal", 0.25, 0.0, cold_items=0.25))
+    # 4 catalog items: one held out, the same one pick_cold_items draws from the ids alone.
+    from components.ingest import splits
+
+    expected = sorted(splits.pick_cold_items(["i1", "i2", "i3", "i4"], 0.25, 42))
+    assert summary[beam_ingest.COLD_ITEMS] == expected
+    train = _examples(os.path.join(tmp_path, "ex"), "train")
+    test = _examples(os.path.join(tmp_path, "ex"), "test")
+    assert len(train) + len(test) == 11
+    assert not {_value(e, "item_id")[0] for e in train} & set(expected)
+    assert {_value(e, "item_id")[0] for e in test} >= set(expected)
+    assert beam_ingest.COLD_ITEMS not in _run(tiny_dir, str(tmp_path / "warm"))  # off: the summary as before

@@ -102,3 +102,38 @@ def test_bad_split_settings_are_rejected():
         SplitSpec(method="random")
     with pytest.raises(ValueError, match="test_share"):
         SplitSpec(test_share=1.5)
+
+
+def test_cold_items_are_a_seeded_share_of_the_catalog_in_any_order():
+    ids = [f"i{k}" for k in range(200)]
+    cold = splits.pick_cold_items(ids, 0.1, seed=7)
+    assert len(cold) == 20 and cold <= set(ids)
+    assert splits.pick_cold_items(reversed(ids + ids[:5]), 0.1, seed=7) == cold  # order, repeats
+    assert splits.pick_cold_items(ids, 0.1, seed=8) != cold
+    assert splits.pick_cold_items(ids, 0.0, seed=7) == frozenset()
+
+
+@pytest.mark.parametrize("method", ["stratified", "temporal"])
+def test_cold_items_go_to_test_and_the_rest_splits_as_without_them(method):
+    df = _random_log()
+    rows = _interactions(df)
+    spec = SplitSpec(method, 0.25, 0.1, cold_items=0.1)
+    cold = splits.pick_cold_items({r.item_id for r in rows}, spec.cold_items, spec.seed)
+    by_user = {}
+    for r in rows:
+        by_user.setdefault(r.user_id, []).append(r)
+    assigned = [pair for user_rows in by_user.values() for pair in splits.split_user(user_rows, spec, cold)]
+    warm_only = [pair for user_rows in by_user.values()
+                 for pair in splits.split_user([r for r in user_rows if r.item_id not in cold], spec)]
+    assert sorted((s, r.line) for s, r in assigned if r.item_id not in cold) == sorted((s, r.line) for s, r in warm_only)
+    cold_rows = [(s, r) for s, r in assigned if r.item_id in cold]
+    assert cold_rows and all(s == TEST for s, _ in cold_rows)
+    assert len(cold_rows) == sum(r.item_id in cold for r in rows)
+    trained = {r.item_id for s, r in assigned if s in (TRAIN, EVAL)}
+    assert not trained & cold
+
+
+def test_time_cutoff_sends_cold_items_to_test():
+    row = Interaction("u", "i", 5, None, 2, 0.5)
+    assert splits.split_by_time(row, 10, 20) == TRAIN
+    assert splits.split_by_time(row, 10, 20, cold={"i"}) == TEST
