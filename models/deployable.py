@@ -61,8 +61,11 @@ def feature_bins(model: student_lib.StudentModel) -> Dict[str, np.ndarray]:
     return bins
 
 
-def build(model: student_lib.StudentModel) -> tf.keras.Model:
-    """The deployed form of a trained student, with its weights (scores equal model.score's)."""
+def build(model: student_lib.StudentModel, kernel: np.ndarray = None) -> tf.keras.Model:
+    """The deployed form of a trained student, with its weights (scores equal model.score's).
+
+    kernel: [dim, columns] scoring kernel to use instead of the student's own catalog (column j
+    scores item j + 1): models/catalog_extension.py appends new items' columns this way."""
     config, tower = model.config, model.query_tower
     bins = feature_bins(model)
     # functional model
@@ -79,14 +82,15 @@ def build(model: student_lib.StudentModel) -> tf.keras.Model:
         vectors = embedding(Indices(name=f"{name}_ids")(features[name]))
         terms.append(vectors if len(bins[name].shape) == 1 else MaskedMean(name=f"{name}_mean")([vectors, features[name]]))
     query = tf.keras.layers.Add(name="query")(terms)
-    scoring = tf.keras.layers.Dense(model.num_items - 1, use_bias=False, name="scores")
+    kernel = np.asarray(model.all_items())[1:].T if kernel is None else np.asarray(kernel, np.float32)
+    scoring = tf.keras.layers.Dense(kernel.shape[1], use_bias=False, name="scores")
     deployed = tf.keras.Model({USER_INDEX: user, HISTORY: history, **features}, scoring(query), name="student")
     # weights
     user_embedding.set_weights(tower.id_embedding.get_weights())
     history_embedding.set_weights(tower.history_embedding.get_weights())
     for name, layer in zip(tower.feature_names, tower.feature_embeddings):
         feature_embeddings[name].set_weights(layer.embedding.get_weights())
-    scoring.set_weights([np.asarray(model.all_items())[1:].T])
+    scoring.set_weights([kernel])
     return deployed
 
 

@@ -57,6 +57,13 @@ class TFLiteRanker:
         scores = (raw.astype(np.float32) - zero_point) * scale if scale else raw.astype(np.float32)
         return np.concatenate([[-np.inf], scores])
 
+    @property
+    def scores_step(self) -> float:
+        """The quantization step of the scores `all_scores` reads (0.0 when they are float)."""
+        if self._scores_tensor is None:
+            raise ValueError("TFLiteRanker(full_scores=True) is needed to read the scores' quantization")
+        return float(self._scores_quantization[0])
+
     def pad(self, history) -> np.ndarray:
         """Item indices, most recent first -> int32 [1, H], 0 pads (longer histories are cut)."""
         row = np.zeros([1, self.history_length], np.int32)

@@ -132,6 +132,42 @@ def write_tiny_mobile_run(run, newline: str = "\n"):
     return directory, toy, model
 
 
+# A random 2-layer, 32-wide BERT instead of MiniLM, and a small teacher: the DAG, not the quality.
+TINY_CONFIG = """
+teacher_encoder: tiny
+text_length: 16
+teacher: {dim: 8, layers: 2, intermediate: 16, sequence: 5, history: 10, epochs: 2, batch_size: 256}
+scoring_negatives: 3
+student: {dim: 8, history: 4, epochs: 2, batch_size: 256}
+compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1}
+# Tiny models are not the quality under test: the gate is opened so that the push path runs
+# (the closed gate is tested in tests/components/push).
+bless_tolerance: 0.9
+bless_margin: -0.9
+"""
+
+
+def recdistill(*args, timeout=600):
+    """`recdistill ARGS` in a subprocess (exit code, stdout and stderr as text)."""
+    return subprocess.run([sys.executable, "-m", "tfx_pipeline.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+    """(base, synth summary, the run's CompletedProcess): the whole DAG, once per session, on tiny
+    synthetic data in base/data with base/tiny.yaml, into base/run. Tests that push or change
+    files work on copies (tests/serving/test_add_items.py pushes under a --push-root of its own)."""
+    from tfx_pipeline.datasets.synth import write_synthetic
+
+    base = tmp_path_factory.mktemp("e2e")
+    synth = write_synthetic(base / "data", users=120, items=80, interactions=2500, seed=1, bad_share=0.004)
+    (base / "tiny.yaml").write_text(TINY_CONFIG)
+    result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--config", str(base / "tiny.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base, synth, result
+
+
 GCS_BUCKET = "recdistill-test"
 
 

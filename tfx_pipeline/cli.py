@@ -76,6 +76,15 @@ def _parser() -> argparse.ArgumentParser:
     lite.add_argument("--items", metavar="CSV", help="items.csv for titles (default: the run's input/items.csv)")
     lite.set_defaults(handler=_tflite_predict)
 
+    add = commands.add_parser("add-items", help="add new catalog items to both deployed models, without retraining")
+    add.add_argument("--run", required=True, metavar="DIR", help="the --output directory of a finished run")
+    add.add_argument("--items", required=True, metavar="NEW.csv", help="new items, in the columns of the run's items.csv")
+    add.add_argument("--push-root", metavar="URI",
+                     help="the directory (or gs:// URI) holding serving/ and mobile/ (default: where the run pushed)")
+    add.add_argument("--max-bad-share", type=float, metavar="F",
+                     help="share of bad rows above which nothing is added (default: the run's max_bad_share)")
+    add.set_defaults(handler=_add_items)
+
     compile_ = commands.add_parser("compile", help="compile the DAG into a Kubeflow Pipelines v2 spec")
     compile_.add_argument("--runner", choices=["kubeflow"], default="kubeflow")
     compile_.add_argument("--output", required=True, help="pipeline.json (Vertex AI PipelineJob) or pipeline.yaml (KFP)")
@@ -187,6 +196,37 @@ def _query(args) -> int:
     seen = set(history)  # the model ranks the whole catalog: the history's items are left out here
     _print_recommendations([(i, s) for i, s in ranked if i not in seen][: args.k],
                            catalog.load_titles(args.items or catalog.newest_run_items_csv()))
+    return 0
+
+
+def _add_items(args) -> int:
+    from components.ingest.csv_rows import InputFileError
+    from components.ingest.quality import DataQualityError
+    from serving import add_items, extension_checks, new_items
+    from tfx_pipeline.pushed_lineage import LineageError
+
+    if args.max_bad_share is not None and not 0 <= args.max_bad_share < 1:
+        return _fail("--max-bad-share must be in [0, 1)", EXIT_BAD_INPUT)
+    try:
+        result = add_items.add_items(args.run, args.items, push_root=args.push_root, max_bad_share=args.max_bad_share)
+    except DataQualityError as error:
+        return _fail(f"{error}; nothing was added", EXIT_BAD_INPUT)
+    except (LineageError, InputFileError, new_items.IdsInCatalog) as error:
+        return _fail(f"{error}", EXIT_BAD_INPUT)
+    except extension_checks.CheckFailed as error:
+        return _fail(f"{error}; nothing was pushed", EXIT_FAILURE)
+    if result["bad"]:
+        print(f"{len(result['bad'])} of {result['rows']} rows skipped:")
+        print("".join(f"  {line}\n" for line in result["bad"]), end="")
+    checks, first, last = result["checks"], *result["indices"]
+    print(f"added {len(result['added'])} items (indices {first}-{last}) in {result['seconds']:.1f} s")
+    print(f"  serving version {result['versions']['serving']}: {result['serving']}")
+    print(f"  mobile version {result['versions']['mobile']}: {result['mobile']}")
+    print(f"  old items' scores unchanged on {checks['users']} users: SavedModel max difference "
+          f"{checks['saved_model_old_max_diff']:.2g}, int8 {checks['int8_old_max_diff']:.2g} (one int8 step: "
+          f"{checks['int8_step']:.3g}); int8/SavedModel top-10 overlap {checks['parity_top10_overlap']:.2f}")
+    print(f"  new items: in the top-10 of {checks['users_with_new_in_top10']:.0%} of those users, median best rank "
+          f"{checks['new_best_rank_median']:.0f}")
     return 0
 
 

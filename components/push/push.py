@@ -11,11 +11,15 @@ A version is first written beside its final place under a name that is not an in
   serve` need saved_model.pb, so they do not load it before it is whole. A push killed half-way
   leaves such a directory; the next push removes it and publishes the next number.
 Versions are increasing integers: one more than the highest present. A push of a model whose
-files equal the latest version's is not repeated (a cached rerun blesses the same model again).
+files equal the latest version's is not repeated (a cached rerun blesses the same model again),
+nor of the model that the latest version extends (`recdistill add-items` pushes a model with
+items appended and an EXTENDS_FILE naming the digest of the model it extends): a rerun that
+blesses that model again does not take the added items out of service.
 Staging directories left by an interrupted push are removed by the next push.
 """
 
 import hashlib
+import json
 import os
 import socket
 from typing import Callable, Iterable, Optional, Tuple
@@ -24,6 +28,7 @@ from tfx_pipeline import storage
 
 STAGING_PREFIX = ".incomplete-"
 COLLISION_RETRIES = 10
+EXTENDS_FILE = "extends.json"  # {"digest": sha256 of the pushed model a version extends}
 
 
 def versions(base_dir: str, commit_file: Optional[str] = None) -> list:
@@ -55,9 +60,10 @@ def push(source_dir: str, base_dir: str, prepare: Optional[Callable[[str, int], 
     if commit_file is not None:
         _remove_unpublished(base_dir, commit_file)
     latest = latest_version(base_dir)
-    if latest is not None and _digest(source_dir, compare_exclude) == _digest(
-            storage.join(base_dir, str(latest)), compare_exclude):
-        return latest, storage.join(base_dir, str(latest)), False
+    if latest is not None:
+        latest_dir = storage.join(base_dir, str(latest))
+        if _digest(source_dir, compare_exclude) in (_digest(latest_dir, compare_exclude), _extended(latest_dir)):
+            return latest, latest_dir, False
     # Not the number of a removed half-copied version: a server may have tried it and given up.
     version = max(highest, latest or 0) + 1
     staging = storage.join(base_dir, f"{STAGING_PREFIX}{version}-{_owner()}")
@@ -82,6 +88,18 @@ def push(source_dir: str, base_dir: str, prepare: Optional[Callable[[str, int], 
         raise RuntimeError(f"could not find a free version number in {base_dir}")
     finally:
         storage.rmtree(staging)
+
+
+def extends_marker(version_dir: str, compare_exclude: Iterable[str] = ()) -> str:
+    """The EXTENDS_FILE text for a version that extends `version_dir` (compared as push compares,
+    without `compare_exclude`); an extension of an extension names the model the first extended."""
+    digest = _extended(version_dir) or _digest(version_dir, compare_exclude)
+    return json.dumps({"digest": digest})
+
+
+def _extended(version_dir: str) -> Optional[str]:
+    path = storage.join(version_dir, EXTENDS_FILE)
+    return json.loads(storage.read_text(path))["digest"] if storage.exists(path) else None
 
 
 def _publish_by_copy(staging: str, final: str, commit_file: Optional[str]) -> None:

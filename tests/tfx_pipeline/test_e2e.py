@@ -14,24 +14,10 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from models import feature_tables
 from models.student import StudentConfig
+from tests.conftest import recdistill  # the finished_run fixture is there too (session-scoped)
 from tfx_pipeline.datasets.synth import write_synthetic
 
 pytestmark = pytest.mark.e2e
-# A random 2-layer, 32-wide BERT instead of MiniLM, and a small teacher: the DAG, not the quality.
-TINY_CONFIG = """
-teacher_encoder: tiny
-text_length: 16
-teacher: {dim: 8, layers: 2, intermediate: 16, sequence: 5, history: 10, epochs: 2, batch_size: 256}
-scoring_negatives: 3
-student: {dim: 8, history: 4, epochs: 2, batch_size: 256}
-compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1}
-# Tiny models are not the quality under test: the gate is opened so that the push path runs
-# (the closed gate is tested in tests/components/push).
-bless_tolerance: 0.9
-bless_margin: -0.9
-"""
-
-
 LITERT_ONLY = """
 import sys
 sys.modules["tensorflow"] = None  # any import of TensorFlow now fails
@@ -43,21 +29,6 @@ out = runner(user_index=np.array([1], np.int32), history=np.zeros([1, history], 
 assert "tensorflow" not in sys.modules or sys.modules["tensorflow"] is None
 print(out["item_indices"].shape[1])
 """
-
-
-def recdistill(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "tfx_pipeline.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("e2e")
-    synth = write_synthetic(base / "data", users=120, items=80, interactions=2500, seed=1, bad_share=0.004)
-    (base / "tiny.yaml").write_text(TINY_CONFIG)
-    result = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--config", str(base / "tiny.yaml"))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return base, synth, result
 
 
 def test_run_through_transform_counts_bad_rows_by_reason(finished_run):

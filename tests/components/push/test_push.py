@@ -50,6 +50,26 @@ def test_versions_increase_and_identical_content_is_not_pushed_twice(tmp_path):
     assert sorted(os.listdir(base)) == ["1", "2"]
 
 
+def test_the_model_that_the_latest_version_extends_is_not_pushed_over_it(tmp_path):
+    base = tmp_path / "serving" / "recdistill"
+    source = _model_dir(tmp_path) / "Format-Serving"
+    push_lib.push(str(source), str(base))
+
+    def extension(of, content):  # as `recdistill add-items` writes one: items appended, the base named
+        directory = tmp_path / f"extension-{content}"
+        shutil.copytree(of, directory)
+        (directory / "saved_model.pb").write_text(content)
+        (directory / push_lib.EXTENDS_FILE).write_text(push_lib.extends_marker(str(of)))
+        return str(directory)
+
+    assert push_lib.push(extension(base / "1", "v1 + items"), str(base))[::2] == (2, True)
+    assert push_lib.push(str(source), str(base))[::2] == (2, False)  # a rerun blessing v1's model again
+    assert push_lib.push(extension(base / "2", "v1 + more items"), str(base))[::2] == (3, True)
+    assert push_lib.push(str(source), str(base))[::2] == (3, False)  # the extension of an extension names v1's
+    (source / "saved_model.pb").write_text("another model")
+    assert push_lib.push(str(source), str(base))[::2] == (4, True)
+
+
 def test_an_interrupted_push_leaves_no_version_and_no_staging(tmp_path):
     base = tmp_path / "serving" / "recdistill"
     source = _model_dir(tmp_path) / "Format-Serving"
