@@ -7,8 +7,9 @@ from typing import List, Optional
 from tfx import v1 as tfx
 
 import models
-from models import (compression, deployable, distillation, feature_tables, interaction_data, mobile_export,
-                    retrieval_metrics, serving_export, signatures, student, student_training, teacher, text_encoder)
+from models import (compression, deployable, distillation, ease, feature_tables, interaction_data, mobile_export,
+                    retrieval_metrics, serving_export, signatures, student, student_training, teacher,
+                    teacher_training, text_columns, text_encoder)
 from components import ingest, transform_module
 from components import teacher as teacher_package
 from components import compression as compression_package
@@ -33,7 +34,8 @@ PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_m
 STUDENT_RUN_FN = f"{trainer_module.run_fn.__module__}.{trainer_module.run_fn.__name__}"
 COMPRESSION_RUN_FN = f"{compression_module.run_fn.__module__}.{compression_module.run_fn.__name__}"
 # The model modules each trainer runs: a change to one retrains only what uses it.
-TEACHER_CODE = (teacher_package, teacher, interaction_data, feature_tables, text_encoder)
+TEACHER_CODE = (teacher_package, teacher, teacher_training, text_columns, ease, interaction_data, feature_tables,
+                text_encoder)
 STUDENT_CODE = (student_package, student, student_training, distillation, feature_tables, interaction_data,
                 retrieval_metrics)
 COMPRESSION_CODE = (compression_package, compression, deployable, mobile_export, serving_export, signatures,

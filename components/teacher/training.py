@@ -24,7 +24,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from models import distribute, feature_tables, interaction_data, teacher, teacher_training, text_encoder
+from models import distribute, feature_tables, interaction_data, teacher, teacher_training, text_columns, text_encoder
 from tfx_pipeline import storage
 
 SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
@@ -106,6 +106,8 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
         l2, half_life, picked = teacher.pick_wide(train.user, train.item, latest, dataset.num_users,
                                                   dataset.num_items, evaluator, config)
     wide_train = ease.EaseModel(dataset.num_items, l2).fit(train.user, train.item, dataset.num_users).weights
+    # items without interactions (cold, or seen later only): their wide columns from their text
+    wide_train, text_info = text_columns.with_text_columns(wide_train, item_text, train.user, train.item, config.seed)
     wide_seconds = time.monotonic() - started
 
     model = teacher.build_teacher(item_text, wide_train, half_life, config,
@@ -115,6 +117,7 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
                                    log_dir=os.path.join(out_dir, LOG_DIR))
     known = latest_split(dataset)
     wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
+    wide_final, text_final = text_columns.with_text_columns(wide_final, item_text, known.user, known.item, config.seed)
     final = teacher.build_teacher(item_text, wide_final, half_life, config,
                                   known_items=np.bincount(known.item, minlength=dataset.num_items) > 0)
     refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), config, half_life,
@@ -128,7 +131,8 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
     summary = {
         "encoder": settings.get("encoder", "minilm"),
         "config": dataclasses.asdict(config),
-        "wide": {"l2": l2, "half_life": half_life, **picked},
+        "wide": {"l2": l2, "half_life": half_life, **picked,
+                 "text_columns": {"train": text_info, "final": text_final}},
         "params": encoder.params + head,
         "encoder_params": encoder.params,
         "head_params": head,
