@@ -71,13 +71,13 @@ def test_corrupted_batch_holds_out_what_it_predicts():
         assert all(inputs[0, p] == 7 for p in np.flatnonzero(cloze[0]))
 
 
-def _fit(toy, epochs, validate=True, quiet=True, **overrides):
+def _fit(toy, epochs, validate=True, quiet=True, known_items=None, **overrides):
     encoder = text_encoder.tiny_random(sorted({w for t in toy.item_texts for w in t.split()}))
     config = teacher.TeacherConfig(**{**TINY, "epochs": epochs, "patience": epochs, **overrides})
     train = toy.splits["train"]
     _, latest = interaction_data.histories(train, toy.num_users, config.history)
     weights = ease.EaseModel(toy.num_items, 10.0).fit(train.user, train.item, toy.num_users).weights
-    model = teacher.build_teacher(encoder.encode(toy.item_texts), weights, None, config)
+    model = teacher.build_teacher(encoder.encode(toy.item_texts), weights, None, config, known_items)
     evaluator = split_evaluator(toy, ["train"], "eval") if validate else None
     history = teacher_training.fit(model, latest, evaluator, config, None,
                                    **({"log": lambda line: None} if quiet else {}))
@@ -85,8 +85,13 @@ def _fit(toy, epochs, validate=True, quiet=True, **overrides):
 
 
 def test_an_epoch_draws_max_epoch_users_users_afresh_each_epoch(toy):
-    """Above max_epoch_users, each epoch trains on a new random draw of that many users (each once)."""
+    """Above max_epoch_users, each epoch trains on a new random draw of that many users (each once);
+    and an item marked as without interactions gets no id vector and no gradient."""
     from unittest import mock
+
+    unknown = int(toy.splits["train"].item[0])
+    known = np.ones(toy.num_items, bool)
+    known[unknown] = False
 
     drawn = []
     original = teacher_training.match_wide_batch
@@ -97,7 +102,7 @@ def test_an_epoch_draws_max_epoch_users_users_afresh_each_epoch(toy):
         return original(latest, users, *args)
 
     with mock.patch.object(teacher_training, "match_wide_batch", record):
-        model, _, latest, config, _ = _fit(toy, 1, validate=False, max_epoch_users=10)
+        model, _, latest, config, encoder = _fit(toy, 1, validate=False, known_items=known, max_epoch_users=10)
         epoch = teacher_training.train_steps(model, config, None)
         rng = np.random.default_rng(0)
         drawn.clear()
@@ -109,6 +114,16 @@ def test_an_epoch_draws_max_epoch_users_users_afresh_each_epoch(toy):
     for users in drawn:
         assert len(users) == len(set(users)) == 10 and set(users) <= with_history
     assert set(drawn[0]) != set(drawn[1])
+    # the unknown item: v_i = W . text(i) alone, and neither its id vector nor its bias moved
+    text_part = model.text_proj(tf.gather(model.text, [unknown])).numpy()[0]
+    assert np.allclose(model.item_vectors(tf.constant([unknown])).numpy()[0], text_part)
+    weights = ease.EaseModel(toy.num_items, 10.0).fit(toy.splits["train"].user, toy.splits["train"].item,
+                                                      toy.num_users).weights
+    initial = teacher.build_teacher(encoder.encode(toy.item_texts), weights, None, config, known)  # same seed
+    trained = int(toy.splits["train"].item[toy.splits["train"].item != unknown][0])
+    assert np.array_equal(model.item_id.get_weights()[0][unknown], initial.item_id.get_weights()[0][unknown])
+    assert not np.array_equal(model.item_id.get_weights()[0][trained], initial.item_id.get_weights()[0][trained])
+    assert float(np.asarray(model.out_bias)[unknown]) == 0.0
 
 
 def _z(rows):
@@ -308,25 +323,3 @@ def test_two_workers_train_one_teacher_and_the_chief_writes_it(toy, tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "teacher" / "Format-Serving"))
     scores = loaded.score(tf.constant([1, 2], tf.int64), tf.zeros([2, TINY["history"]], tf.int64))
     assert scores.dtype == tf.float32 and scores.shape == (2, toy.num_items)
-
-
-def test_items_without_interactions_have_text_alone_and_no_target(toy):
-    train = toy.splits["train"]
-    unknown = int(train.item[0])  # held out here, as a cold item is
-    keep = train.item != unknown
-    users, items = train.user[keep], train.item[keep]
-    known = np.bincount(items, minlength=toy.num_items) > 0
-    config = teacher.TeacherConfig(**{**TINY, "epochs": 2, "patience": 2})
-    latest = interaction_data.latest_items(interaction_data.Split(users, items, train.timestamp[keep]),
-                                           toy.num_users, config.history)
-    weights = ease.EaseModel(toy.num_items, 10.0).fit(users, items, toy.num_users).weights
-    encoder = text_encoder.tiny_random(sorted({w for t in toy.item_texts for w in t.split()}))
-    model = teacher.build_teacher(encoder.encode(toy.item_texts), weights, None, config, known_items=known)
-    trained = int(items[0])
-    before, before_trained = (model.item_id.get_weights()[0][i].copy() for i in (unknown, trained))
-    text_part = model.text_proj(tf.gather(model.text, [unknown])).numpy()[0]
-    assert np.allclose(model.item_vectors(tf.constant([unknown])).numpy()[0], text_part)
-    teacher_training.fit(model, latest, None, config, None, log=lambda line: None)
-    assert np.array_equal(model.item_id.get_weights()[0][unknown], before)  # no gradient reached it
-    assert float(np.asarray(model.out_bias)[unknown]) == 0.0
-    assert not np.array_equal(model.item_id.get_weights()[0][trained], before_trained)  # a known one learned
