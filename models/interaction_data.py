@@ -186,6 +186,13 @@ def latest_items(split: Split, num_users: int, length: int) -> np.ndarray:
     return latest
 
 
+def items_with_interactions(items: np.ndarray, num_items: int) -> np.ndarray:
+    """[num_items] bool: the items that occur in `items` (index 0, padding, never does)."""
+    known = np.bincount(np.asarray(items, np.int64), minlength=num_items) > 0
+    known[0] = False
+    return known
+
+
 def masked_histories(users: np.ndarray, items: np.ndarray, latest: np.ndarray) -> np.ndarray:
     """[N, H]: each row's user's latest items (`latest`: [num_users, H]) with the row's own item
     replaced by 0, so that a training row never sees its label in its history."""

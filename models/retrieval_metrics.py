@@ -236,11 +236,18 @@ def split_evaluator(dataset, seen_splits, target_split: str) -> "RetrievalEvalua
     The dataset's cold items (a cold-item evaluation's held-out items) are neither ranked nor
     relevant here: this is the warm evaluation, on the other items (components/evaluation/cold.py
     ranks the cold ones)."""
-    seen = [dataset.splits[s] for s in seen_splits]
     cold = np.asarray(getattr(dataset, "cold_items", ()), np.int64)
-    hidden = np.concatenate([[0], cold])  # seen by everyone: never ranked
-    users = np.concatenate([s.user for s in seen] + [np.repeat(np.arange(dataset.num_users), hidden.size)])
-    items = np.concatenate([s.item for s in seen] + [np.tile(hidden, dataset.num_users)])
     target = dataset.splits[target_split]
     keep = (target.user != 0) & ~np.isin(target.item, cold)
-    return RetrievalEvaluator(dataset.num_items, (users, items), (target.user[keep], target.item[keep]))
+    return RetrievalEvaluator(dataset.num_items, seen_pairs(dataset, seen_splits, hidden=cold),
+                              (target.user[keep], target.item[keep]))
+
+
+def seen_pairs(dataset, seen_splits, hidden=()) -> tuple[np.ndarray, np.ndarray]:
+    """(users, items) removed from every ranking: the `seen_splits`' interactions, and index 0
+    (unknown item, padding) and the `hidden` items for every user."""
+    seen = [dataset.splits[s] for s in seen_splits]
+    everyone = np.concatenate([[0], np.asarray(hidden, np.int64)])
+    users = np.concatenate([s.user for s in seen] + [np.repeat(np.arange(dataset.num_users), everyone.size)])
+    items = np.concatenate([s.item for s in seen] + [np.tile(everyone, dataset.num_users)])
+    return users, items

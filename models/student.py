@@ -289,9 +289,9 @@ def known_items(dataset) -> np.ndarray:
     """[num_items] bool: the items with interactions in the training share (train + eval), the ones
     whose id vector is trained on positives; index 0 (padding) is not one."""
     items = np.concatenate([dataset.splits[s].item for s in ("train", "eval") if s in dataset.splits])
-    known = np.bincount(items, minlength=dataset.num_items) > 0
-    known[0] = False
-    return known
+    from models.interaction_data import items_with_interactions
+
+    return items_with_interactions(items, dataset.num_items)
 
 
 def params(model: StudentModel) -> int:

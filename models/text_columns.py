@@ -19,6 +19,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from models.interaction_data import items_with_interactions
 from models.teacher import normalize_text
 
 FIT_USERS = 2000  # the users whose rows fit alpha: [FIT_USERS, num_items] at a time
@@ -31,8 +32,7 @@ def with_text_columns(wide: np.ndarray, item_text_emb: np.ndarray, users: np.nda
     wide: B [num_items, num_items] fit on (users, items); item_text_emb [num_items, d] (row 0 OOV).
     Returns `wide` itself when every catalog item has interactions."""
     num_items = wide.shape[0]
-    known = np.bincount(items, minlength=num_items) > 0
-    known[0] = False
+    known = items_with_interactions(items, num_items)
     unknown = ~known
     unknown[0] = False
     if not unknown.any() or not known.any():

@@ -19,7 +19,7 @@ from typing import Callable, Dict, Optional
 import numpy as np
 
 from components.evaluation.protocol import COLD_KEY, TRAINING_SPLITS
-from models.retrieval_metrics import RetrievalEvaluator, from_pairs
+from models.retrieval_metrics import RetrievalEvaluator, from_pairs, seen_pairs
 
 KS = (10,)
 WHOLE_CATALOG_K = 100
@@ -40,10 +40,7 @@ class ColdEvaluator:
         position = np.searchsorted(self.cold, items)  # the item's column among the cold items
         empty = np.zeros([0], np.int64)
         self.among = RetrievalEvaluator(self.cold.size, (empty, empty), (users, position))
-        seen = [dataset.splits[s] for s in seen_splits]
-        seen_users = np.concatenate([s.user for s in seen] + [np.arange(dataset.num_users)])
-        seen_items = np.concatenate([s.item for s in seen] + [np.zeros(dataset.num_users, np.int64)])
-        self.whole = RetrievalEvaluator(dataset.num_items, (seen_users, seen_items), (users, items))
+        self.whole = RetrievalEvaluator(dataset.num_items, seen_pairs(dataset, seen_splits), (users, items))
         self.users = self.among.users  # the same users, in the same order, in both
 
     def evaluate(self, score_fn: Callable, batch_size: int = 256) -> Dict[str, float]:

@@ -111,7 +111,7 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
     wide_seconds = time.monotonic() - started
 
     model = teacher.build_teacher(item_text, wide_train, half_life, config,
-                                  known_items=np.bincount(train.item, minlength=dataset.num_items) > 0)
+                                  known_items=interaction_data.items_with_interactions(train.item, dataset.num_items))
     precision = model.dtype_policy.name  # "mixed_float16" or "float32" (the export makes it float32)
     history = teacher_training.fit(model, latest, evaluator, config, half_life,
                                    log_dir=os.path.join(out_dir, LOG_DIR))
@@ -119,7 +119,7 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
     wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
     wide_final, text_final = text_columns.with_text_columns(wide_final, item_text, known.user, known.item, config.seed)
     final = teacher.build_teacher(item_text, wide_final, half_life, config,
-                                  known_items=np.bincount(known.item, minlength=dataset.num_items) > 0)
+                                  known_items=interaction_data.items_with_interactions(known.item, dataset.num_items))
     refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), config, half_life,
                                    epochs=history["best_epoch"])
 
