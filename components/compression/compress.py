@@ -59,8 +59,11 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
 
     tf.keras.utils.set_random_seed(settings.seed)
     reference = deployable.build(kd)  # the uncompressed student: the reference term and the "before"
-    pruned, prune_log = compression.prune(deployable.build(kd), bins, rows, latest_train, settings, config, reference)
-    quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, config, reference)
+    known = student.known_items(dataset)
+    pruned, prune_log = compression.prune(deployable.build(kd), bins, rows, latest_train, settings, config, reference,
+                                          known)
+    quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, config, reference,
+                                                    known)
 
     serving_export.export(quantized, bins, serving_export.hash_bins_of(kd), dataset.user_ids, dataset.item_ids,
                           history, serving_dir, transform_graph_dir=transform_graph_dir)

@@ -147,3 +147,63 @@ def test_a_student_without_user_features_compresses_and_converts(tmp_path):
     path.write_bytes(mobile_export.convert(quantized, bins, config.history, int8=True, num_users=toy.num_users))
     items, _ = TFLiteRanker(str(path)).rank(toy.num_users + 5, [1, 2])  # an index past the vocabulary: unknown
     assert len(items) == toy.num_items - 1 and 0 not in items
+
+
+def test_the_hard_loss_leaves_items_without_interactions_out_of_its_softmax(trained):
+    """An item without interactions is never a positive: in the fine-tuning's hard loss it could
+    only be pushed down. Its column gets no gradient from it, and the loss is the cross-entropy over
+    the other items (numpy)."""
+    toy, model, latest = trained
+    config = dataclasses.replace(model.config, beta=0.0, alpha=1.0)  # the hard loss alone
+    users = np.arange(1, toy.num_users)
+    positives = np.array([1 + u % 3 for u in users])  # items 1..3
+    unknown = toy.num_items - 1  # never a positive here
+    known = np.ones(toy.num_items, bool)
+    known[[0, unknown]] = False
+    batch = {"user_index": tf.constant(users), "history": tf.constant(latest[users]),
+             "item_index": tf.constant(positives)}
+    scorer = deployable.build(model)
+    kernel = [w for w in scorer.trainable_weights if "kernel" in w.name][0]  # [d, V - 1]: column j - 1 is item j
+    scores = _scores(scorer, model, users, latest).astype(np.float64)
+    gradients = {}
+    for name, mask in (("masked", known), ("whole catalog", None)):
+        distiller = compression.Distiller(scorer, deployable.feature_bins(model), config, known_items=mask)
+        with tf.GradientTape() as tape:
+            loss = distiller.objective(batch)
+        gradients[name] = tape.gradient(loss, kernel).numpy()
+        over = known if mask is not None else np.arange(toy.num_items) > 0
+        logits = np.where(over, scores, -np.inf)
+        top = logits.max(axis=1, keepdims=True)
+        expected = np.mean(np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0] - scores[np.arange(len(users)), positives])
+        assert float(loss) == pytest.approx(expected, rel=1e-4)
+    assert np.all(gradients["masked"][:, unknown - 1] == 0)
+    assert np.abs(gradients["whole catalog"][:, unknown - 1]).sum() > 0  # the mask is what does it
+    assert np.abs(gradients["masked"][:, 4 - 1]).sum() > 0  # a known item that is no positive still is a negative
+
+
+def test_qat_activation_ranges_start_from_what_the_float_model_gives(trained, tmp_path):
+    """quantize_apply starts each activation range at [-6, 6]; calibrated, the ranges of the query
+    and of the scores are the float model's min and max over the users' histories (numpy), and the
+    int8 TFLite model's scores are as fine-grained as that range allows."""
+    toy, model, latest = trained
+    scorer, bins = deployable.build(model), deployable.feature_bins(model)
+    no_training = dataclasses.replace(FAST, qat_epochs=0)
+    quantized, log = compression.quantize_aware(scorer, bins, rows_for(toy), latest, model.config, no_training)
+    users = np.flatnonzero(latest[:, 0] > 0)
+    scores = _scores(scorer, model, users, latest)[:, 1:]
+    low, high = log["calibrated_ranges"]["scores"]
+    assert low == pytest.approx(scores.min(), abs=1e-4) and high == pytest.approx(scores.max(), abs=1e-4)
+    assert set(log["calibrated_ranges"]) == {"query", "scores"}
+    variables = {w.name.split("/")[-1].split(":")[0]: w.numpy() for layer in quantized.layers
+                 if getattr(layer, "layer", layer).name == "scores" for w in layer.weights}
+    assert variables["post_activation_min"] == pytest.approx(min(low, 0.0), abs=1e-4)
+    assert variables["post_activation_max"] == pytest.approx(max(high, 0.0), abs=1e-4)
+
+    path = tmp_path / signatures.TFLITE_FILE
+    path.write_bytes(mobile_export.convert(quantized, bins, model.config.history, int8=True,
+                                           num_users=toy.num_users))
+    ranker = TFLiteRanker(str(path), full_scores=True)
+    lite = np.stack([ranker.all_scores(int(u), latest[u]) for u in users])[:, 1:]
+    step = (max(high, 0.0) - min(low, 0.0)) / 255
+    assert len(np.unique(lite)) > 0.5 * min(lite.size, 256)  # not a handful of levels 12/255 apart
+    assert np.abs(lite - scores).max() < 0.1 * (high - low) and step < 12 / 255
