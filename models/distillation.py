@@ -24,10 +24,13 @@ import tensorflow as tf
 MASKED = -1e9
 
 
-def full_catalog_loss(query: tf.Tensor, all_items: tf.Tensor, positives: tf.Tensor) -> tf.Tensor:
-    """query: [B, d]; all_items: [V, d] (row 0: OOV, never a target); positives: [B] -> scalar mean CE."""
+def full_catalog_loss(query: tf.Tensor, all_items: tf.Tensor, positives: tf.Tensor, left_out=None) -> tf.Tensor:
+    """query: [B, d]; all_items: [V, d] (row 0: OOV, never a target); positives: [B] -> scalar mean CE.
+    left_out: [V] bool, items out of the softmax besides row 0 (None: none)."""
     logits = tf.matmul(query, all_items, transpose_b=True)
     logits += MASKED * tf.one_hot(0, tf.shape(all_items)[0])
+    if left_out is not None:
+        logits = tf.where(left_out, MASKED, logits)
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=positives, logits=logits))
 
 

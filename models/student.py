@@ -5,7 +5,10 @@
   score(u, i) = q . c
 An item without interactions in the training share (a cold item, or one seen only in test) has no
 trained id vector: its E_item[i] is left out (`known_items`), so it is ranked by its features alone,
-the same way in training, in the whole-catalog ranking and once deployed. `item_id_dropout` leaves
+the same way in training, in the whole-catalog ranking and once deployed, and it is left out of the
+whole-catalog hard loss's softmax: never a positive, it could only be pushed down there (on
+MovieLens-100K with 10% of the items held out, the no-KD student's ndcg@10 among them rose from
+0.1800 to 0.2153 by it, the distilled one's from 0.2979 to 0.2991). `item_id_dropout` leaves
 out the id vector of that share of the candidates in training, so that the feature path learns to
 stand alone (the distillation's soft labels reach it on the items whose ids are left out).
 Every term is a standard Keras Embedding (TF-MOT can wrap each one). The history shares the
@@ -195,6 +198,9 @@ class CandidateTower(_Tower):
         super().__init__(num_items, tables, sizes, config, name="candidate")
         known = np.ones(num_items, bool) if known is None else np.asarray(known, bool)
         self.known = tf.constant(known.astype(np.float32)[:, None])  # [num_items, 1] 1: use the id
+        # The items out of the whole-catalog hard loss (index 0 is masked there anyway): never a
+        # positive, an item without interactions would only be pushed down through its features.
+        self.unknown = None if known[1:].all() else tf.constant(~known)
         self.id_dropout = config.item_id_dropout
 
     def call(self, items, training=False):
@@ -263,7 +269,7 @@ class StudentModel(tfrs.Model):
         if self.hard_loss == "full" or self.config.gamma > 0:
             items = self.all_items(training=training)
         if self.hard_loss == "full":
-            terms = {"hard": distillation.full_catalog_loss(query, items, positives)}
+            terms = {"hard": distillation.full_catalog_loss(query, items, positives, self.candidate_tower.unknown)}
         else:  # the candidate tower runs on the batch's items only: no step costs the whole catalog
             terms = {"hard": self.retrieval(
                 query, self.candidate_tower(positives, training=training), compute_metrics=False,

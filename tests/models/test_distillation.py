@@ -22,6 +22,13 @@ def test_full_catalog_loss_by_numpy():
     got = distillation.full_catalog_loss(tf.constant(query, tf.float32), tf.constant(items, tf.float32),
                                          tf.constant(positives))
     assert np.isclose(float(got), expected, rtol=1e-5)
+    # items left out (no interactions): out of every row's softmax; the loss changes by exactly that
+    left_out = np.array([False, False, False, True, True, False])
+    logits[:, left_out] = -np.inf
+    expected = -np.mean(_log_softmax(logits)[np.arange(3), positives])
+    got = distillation.full_catalog_loss(tf.constant(query, tf.float32), tf.constant(items, tf.float32),
+                                         tf.constant(positives), tf.constant(left_out))
+    assert np.isclose(float(got), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.0, 5.0])
