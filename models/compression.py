@@ -232,7 +232,9 @@ def quantize_aware(scorer: tf.keras.Model, bins, rows, latest, student_config: S
              "EmbeddingWeightsConfig": EmbeddingWeightsConfig}):
         quantized = tfmot.quantization.keras.quantize_apply(
             annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
-    ranges = calibrate_ranges(quantized, scorer, bins, latest)
+    # Without histories (models/catalog_extension.py rebuilds the structure to load saved weights
+    # into, ranges included) there is nothing to calibrate on.
+    ranges = calibrate_ranges(quantized, scorer, bins, latest) if latest is not None else {}
     # Embeddings frozen: only the other layers' variables are tuned. (`trainable = False` does not
     # do it: QuantizeWrapperV2 keeps its own list of the wrapped layer's trainable weights.)
     tuned = [v for layer in quantized.layers if not isinstance(getattr(layer, "layer", layer), tf.keras.layers.Embedding)
