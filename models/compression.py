@@ -303,7 +303,7 @@ def sparsity(model: tf.keras.Model) -> Dict[str, float]:
         inner = getattr(layer, "layer", layer)  # pruning and quantization wrappers
         kind = "embeddings" if isinstance(inner, tf.keras.layers.Embedding) else "kernel"
         # The variable itself: a quantize wrapper replaces the attribute by its fake-quantized tensor.
-        found = [w for w in layer.weights if w.name.split("/")[-1].split(":")[0] == kind]
+        found = [w for w in layer.weights if _short(w.name) == kind]
         if not found:
             continue
         values = found[0].numpy()

@@ -32,14 +32,14 @@ NEIGHBOURS = 50
 CHUNK = 256  # unknown items per step: a [num_items, CHUNK, NEIGHBOURS] gather at a time
 
 
-def with_text_columns(wide: np.ndarray, item_text_emb: np.ndarray, users: np.ndarray, items: np.ndarray,
+def with_text_columns(wide: np.ndarray, item_text_emb: np.ndarray, items: np.ndarray,
                       neighbours: int = NEIGHBOURS) -> Tuple[np.ndarray, Dict]:
     """(B with the columns of the items absent from `items` borrowed from their text neighbours,
     {"items": how many, "neighbours": k}).
 
-    wide: B [num_items, num_items] fit on (users, items); item_text_emb [num_items, d] (row 0 OOV).
+    wide: B [num_items, num_items]; items: the items of the interactions it was fit on;
+    item_text_emb [num_items, d] (row 0 OOV).
     Returns `wide` itself when every catalog item has interactions."""
-    del users  # the columns depend on which items have interactions only
     num_items = wide.shape[0]
     known = items_with_interactions(items, num_items)
     unknown = ~known

@@ -107,7 +107,7 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
                                                   dataset.num_items, evaluator, config)
     wide_train = ease.EaseModel(dataset.num_items, l2).fit(train.user, train.item, dataset.num_users).weights
     # items without interactions (cold, or seen later only): wide columns borrowed from their text neighbours
-    wide_train, text_info = text_columns.with_text_columns(wide_train, item_text, train.user, train.item)
+    wide_train, text_info = text_columns.with_text_columns(wide_train, item_text, train.item)
     wide_seconds = time.monotonic() - started
 
     model = teacher.build_teacher(item_text, wide_train, half_life, config,
@@ -117,7 +117,7 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
                                    log_dir=os.path.join(out_dir, LOG_DIR))
     known = latest_split(dataset)
     wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
-    wide_final, text_final = text_columns.with_text_columns(wide_final, item_text, known.user, known.item)
+    wide_final, text_final = text_columns.with_text_columns(wide_final, item_text, known.item)
     final = teacher.build_teacher(item_text, wide_final, half_life, config,
                                   known_items=interaction_data.items_with_interactions(known.item, dataset.num_items))
     refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), config, half_life,
