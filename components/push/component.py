@@ -6,7 +6,13 @@ batching_parameters.txt beside it) and MobilePusher (kind "mobile": the TFLite m
 and metadata.json to <output>/mobile/<version>/). Like TFX's Pusher, it pushes nothing unless the
 blessing says blessed, and its PushedModel artifact records `pushed`, `pushed_destination` and
 `pushed_version`. It runs in every run (never cached): pushing the model the latest version
-already holds writes nothing, so a rerun is cheap, and a deleted destination is pushed again.
+already holds (or extends: `recdistill add-items`) writes nothing, so a rerun is cheap, and a
+deleted destination is pushed again. That decision is taken under the base directory's push lock
+(components/push/push.py), so a pusher racing an add-items never pushes over its new items unseen.
+
+The two pushers pair their version numbers (push.Partner): each names the other's base, found from
+its own destination by the layout below (BASES, the pipeline's SERVING_BASE and MOBILE_BASE), and
+a pusher whose partner already published the other half of this model takes the same number.
 """
 
 import json
@@ -21,7 +27,12 @@ from models import signatures
 from tfx_pipeline import storage
 
 KINDS = ("serving", "mobile")
+# Each kind's base directory under a push root (tfx_pipeline/pipeline.py's SERVING_BASE, MOBILE_BASE)
+BASES = {"serving": ("serving", signatures.MODEL_NAME), "mobile": ("mobile",)}
+# (the directory of a model artifact holding each kind, the files left out when comparing versions)
+SOURCES = {"serving": ("Format-Serving", ()), "mobile": (compression_files.MOBILE_DIR, (signatures.METADATA,))}
 SAVED_MODEL_FILE = "saved_model.pb"  # what TF Serving needs to load a version: written last
+COMMIT_FILES = {"serving": SAVED_MODEL_FILE, "mobile": signatures.METADATA}  # each version's last file
 
 
 @tfx.dsl.components.component
@@ -43,9 +54,10 @@ def ModelPusher(  # noqa: N802 (TFX names components like classes)
         print(f"recdistill: {kind} push skipped: model not blessed "
               f"({blessing.get_string_custom_property('reason')})")
         return
+    partner = _partner(kind, destination, model.uri)
     if kind == "serving":
-        source = os.path.join(model.uri, "Format-Serving")
-        version, path, new = push_lib.push(source, destination, commit_file=SAVED_MODEL_FILE)
+        source = os.path.join(model.uri, SOURCES[kind][0])
+        version, path, new = push_lib.push(source, destination, commit_file=SAVED_MODEL_FILE, partner=partner)
         from serving import tf_serving_files
 
         serving_dir = storage.dirname(destination)
@@ -60,11 +72,25 @@ def ModelPusher(  # noqa: N802 (TFX names components like classes)
             metadata.update(version=number, metrics=metrics)
             storage.write_text(path, json.dumps(metadata, indent=2))
 
-        source = os.path.join(model.uri, compression_files.MOBILE_DIR)
+        source = os.path.join(model.uri, SOURCES[kind][0])
         # metadata.json, which names the version, is the mobile version's last file on object storage
         version, path, new = push_lib.push(source, destination, prepare=stamp, compare_exclude=[signatures.METADATA],
-                                           commit_file=signatures.METADATA)
+                                           commit_file=signatures.METADATA, partner=partner)
     pushed_model.set_int_custom_property("pushed", 1)
     pushed_model.set_string_custom_property("pushed_destination", path)
     pushed_model.set_int_custom_property("pushed_version", version)
     print(f"recdistill: {kind} model {'pushed to' if new else 'already at'} {path}")
+
+
+def _partner(kind: str, destination: str, model_uri: str):
+    """The other kind's base and source (push.Partner), or None when `destination` is not laid out as BASES."""
+    parts = BASES[kind]
+    root = destination.rstrip("/")
+    for part in reversed(parts):
+        if os.path.basename(root) != part:  # a URI's last component too ("/"-separated)
+            return None
+        root = storage.dirname(root)
+    other = next(k for k in KINDS if k != kind)
+    source, exclude = SOURCES[other]
+    return push_lib.Partner(os.path.join(model_uri, source), storage.join(root, *BASES[other]), COMMIT_FILES[other],
+                            exclude)

@@ -86,22 +86,23 @@ def test_an_interrupted_push_leaves_no_version_and_no_staging(tmp_path):
     assert push_lib.latest_version(str(base)) is None
 
 
-def test_a_version_number_taken_meanwhile_moves_the_push_to_the_next_one(tmp_path):
+def test_a_push_built_on_a_version_that_is_no_longer_the_latest_publishes_nothing(tmp_path):
     base = tmp_path / "serving" / "recdistill"
     push_lib.push(str(_model_dir(tmp_path) / "Format-Serving"), str(base))
-    stamped = []
-
-    def another_push_lands_first(staging, version):
-        stamped.append(version)
-        if len(stamped) == 1:  # a concurrent pusher publishes this number before our rename
-            (base / str(version)).mkdir()
-            (base / str(version) / "saved_model.pb").write_text("theirs")
-
-    version, path, new = push_lib.push(str(_model_dir(tmp_path, "v2") / "Format-Serving"), str(base),
-                                       prepare=another_push_lands_first)
-    assert (version, new, stamped) == (3, True, [2, 3])
-    assert (base / "2" / "saved_model.pb").read_text() == "theirs" and (base / "3" / "saved_model.pb").read_text() == "v2"
-    assert sorted(os.listdir(base)) == ["1", "2", "3"]
+    push_lib.push(str(_model_dir(tmp_path / "other", "v2") / "Format-Serving"), str(base))  # came meanwhile
+    with pytest.raises(push_lib.PushConflict) as raised:
+        push_lib.push(str(_model_dir(tmp_path / "mine", "v1 + items") / "Format-Serving"), str(base), built_on=1)
+    assert str(raised.value) == f"{base}: version 2 appeared while this push was built; rerun"
+    assert sorted(os.listdir(base)) == ["1", "2"]  # nothing published, no staging, no lock left
+    assert (base / "2" / "saved_model.pb").read_text() == "v2"
+    empty = tmp_path / "mobile"  # a first push (built on no version) finds that another came first
+    push_lib.push(str(_model_dir(tmp_path / "first", "v0") / "mobile"), str(empty))
+    with pytest.raises(push_lib.PushConflict, match="version 1 appeared while this push was built; rerun"):
+        push_lib.push(str(_model_dir(tmp_path / "second", "w0") / "mobile"), str(empty), built_on=None)
+    assert sorted(os.listdir(empty)) == ["1"]
+    version, _, new = push_lib.push(str(_model_dir(tmp_path / "mine", "v2 + items") / "Format-Serving"), str(base),
+                                    built_on=2)
+    assert (version, new) == (3, True)
 
 
 def test_a_killed_pushs_staging_is_ignored_as_a_version_and_cleaned_up(tmp_path):
