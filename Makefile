@@ -30,7 +30,7 @@ run-cold: install
 	$(VENV)/bin/recdistill run --data $(DATA) --output runs/$(DATA)-cold --config tfx_pipeline/configs/cold_items.yaml
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 bench: install
 	$(PY) -m tfx_pipeline.bench_ingest

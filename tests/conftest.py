@@ -199,3 +199,13 @@ def gcs_emulator():
 def gcs_root(gcs_emulator):
     """A fresh gs:// prefix for one test."""
     return f"{gcs_emulator}/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):  # noqa: ARG001
+    """Groups for pytest-xdist's `--dist loadgroup` (make test runs two workers): the tests that use the
+    session's finished run share one worker, so that the run is built once; the others go by file,
+    so that a module's fixtures are built once."""
+    for item in items:
+        group = "finished_run" if "finished_run" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
