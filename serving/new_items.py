@@ -3,20 +3,21 @@ ExampleGen encodes the catalog.
 
 The file has the columns of the run's items.csv (item_id, title, ...; any order). Rows go through
 the ingestion's own reader (components/ingest/rows.py): a malformed row, an empty or repeated id
-is a bad row with its file, line and reason, as in a run. One check is added: a value must fit
-its column's type in the run's catalog (ingest_summary.json's column types: a run infers them
-from all values, so it never meets a misfit; a year of "199x" in an integer column is one here).
+is a bad row with its file, line and reason, as in a run (an id with a control character too: a
+"\n" in one would add a line to item_vocab.txt and shift every later id). One check is added: a
+value must fit its column's type in the run's catalog (ingest_summary.json's column types: a run
+infers them from all values, so it never meets a misfit; a year of "199x" in an integer column is
+one here).
 Bad rows are counted and skipped; beyond `max_bad_share` of the rows nothing is added
 (components/ingest/quality.py's rule and message). An id already in the catalog is not a bad
 row but an error: the caller meant something else (an update), and nothing is added.
 """
 
 import dataclasses
-import os
 from typing import Dict, List, Mapping, Sequence
 
 from components.ingest import examples, quality, rows
-from components.ingest.csv_rows import BadRow, InputFileError
+from components.ingest.csv_rows import BadRow, InputFileError, display_name, printable
 
 BAD_VALUE = "bad_value"  # a value that does not fit its column's type in the run's catalog
 _FITS = {examples.INT: (examples.INT,), examples.FLOAT: (examples.INT, examples.FLOAT)}  # bytes take anything
@@ -38,7 +39,7 @@ class NewItems:
 def read(path: str, column_types: Mapping[str, str], catalog_ids: Sequence[str], max_bad_share: float) -> NewItems:
     """The good rows of NEW.csv; raises InputFileError (unusable file), IdsInCatalog, or
     quality.DataQualityError (too many bad rows, or none good)."""
-    name = os.path.basename(path)
+    name = display_name(path)  # printable: its bad rows are printed, and the name may not be UTF-8
     _check_columns(path, column_types)
     known = set(catalog_ids)
     ids, records, bad, clashes, count = [], [], [], [], 0
@@ -84,7 +85,7 @@ def _check_columns(path: str, column_types: Mapping[str, str]) -> None:
     if extra or missing:
         problems = ([f"column(s) {', '.join(extra)} not in the run's items.csv"] if extra else []) + (
             [f"missing column(s) {', '.join(missing)}"] if missing else [])
-        raise InputFileError(path, 1, f"{'; '.join(problems)}: the header must have the run's item columns "
+        raise InputFileError(path, 1, f"{printable('; '.join(problems))}: the header must have the run's item columns "
                                       f"(item_id, {', '.join(sorted(column_types))})")
 
 

@@ -10,6 +10,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 from typing import Iterator, List, Sequence, TextIO, Tuple
 
 from components.ingest import reasons
@@ -17,6 +18,9 @@ from components.ingest import reasons
 # A title or a free-text feature may be long; the csv module's default limit (128 KiB) would turn
 # a long but valid field into an error.
 csv.field_size_limit(16 * 1024 * 1024)
+# What a message must not print raw: control characters (category Cc) and the lone surrogates that
+# undecodable bytes become (surrogateescape: file names, lines read with errors="surrogateescape").
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\udc80-\udcff]")
 
 
 class InputFileError(ValueError):
@@ -24,7 +28,7 @@ class InputFileError(ValueError):
 
     def __init__(self, path: str, line: int, reason: str):
         self.path, self.line, self.reason = path, line, reason
-        super().__init__(f"{os.path.basename(path)}, line {line}: {reason}")
+        super().__init__(f"{display_name(path)}, line {line}: {reason}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,9 +67,11 @@ def read_header(path: str, required: Sequence[str]) -> List[str]:
     names = [name.strip() for name in header]
     if _has_surrogates(names):
         raise InputFileError(path, 1, "the header is not valid UTF-8")
+    if any("\x00" in name for name in names):  # UTF-16 without a byte order mark reads so
+        raise InputFileError(path, 1, "the header holds NUL characters (a UTF-16 file?): the file must be UTF-8")
     for name in required:
         if name not in names:
-            raise InputFileError(path, 1, f"missing column '{name}' in header {','.join(names)}")
+            raise InputFileError(path, 1, f"missing column '{name}' in header {printable(','.join(names))}")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise InputFileError(path, 1, f"duplicate column(s) {','.join(duplicates)} in header")
@@ -80,7 +86,7 @@ def read_records(path: str, num_columns: int) -> Iterator[Record | BadRow]:
     spans several lines (an unclosed quote swallows the lines after it) counts as that many bad
     rows, so that the lines it swallowed are not lost silently.
     """
-    name = os.path.basename(path)
+    name = display_name(path)
     with _open_text(path) as f:
         reader = csv.reader(f, strict=False)
         next(reader, None)  # the header, checked by read_header
@@ -129,6 +135,26 @@ def _open_text(path: str) -> Iterator[TextIO]:
     raw = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
     with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
         yield text  # closing the wrapper closes `raw`
+
+
+def display_name(path: str) -> str:
+    """The file's name as messages and BadRow.file give it: its basename, printable (a name that is
+    not UTF-8 reaches Python with lone surrogates, which a strict UTF-8 terminal cannot print)."""
+    return printable(os.path.basename(path))
+
+
+def printable(text: str) -> str:
+    """`text` with control characters and undecodable bytes as escapes ("\\n", "\\xe9"): one line
+    that any terminal prints."""
+    if text.isprintable() or not _UNPRINTABLE.search(text):
+        return text
+    return _UNPRINTABLE.sub(lambda found: _escape(found.group()), text)
+
+
+def _escape(char: str) -> str:
+    if "\udc80" <= char <= "\udcff":  # surrogateescape's stand-in for the byte 0x80-0xFF
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return repr(char)[1:-1]
 
 
 def _has_surrogates(values: Sequence[str]) -> bool:

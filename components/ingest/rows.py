@@ -27,6 +27,9 @@ REQUIRED_COLUMNS = {
 ID_COLUMN = {USERS_FILE: "user_id", ITEMS_FILE: "item_id"}
 
 _INTEGER = re.compile(r"[+-]?\d+")
+# Unicode's category Cc, all of it (a closed set: U+0000-U+001F and U+007F-U+009F). Ids are checked
+# before they are stripped: str.strip() would silently drop a leading or trailing "\n" or "\x85".
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Order keys are drawn in chunks; RandomState yields the same stream whatever the chunk size.
 _ORDER_KEY_CHUNK = 65536
 
@@ -79,8 +82,12 @@ def read_entities(path: str, file_name: str) -> Iterator[Entity | BadRow]:
         if isinstance(record, BadRow):
             yield record
             continue
-        entity_id = record.fields[id_index].strip()
-        if not entity_id:
+        raw_id = record.fields[id_index]
+        entity_id = raw_id.strip()
+        control = control_character(columns[id_index], raw_id)
+        if control:
+            yield BadRow(file_name, record.line, reasons.CONTROL_CHARACTER, control)
+        elif not entity_id:
             yield BadRow(file_name, record.line, reasons.MISSING_ID, f"empty {columns[id_index]}")
         elif entity_id in seen:
             yield BadRow(file_name, record.line, reasons.DUPLICATE_ID, f"{columns[id_index]} {entity_id!r} repeated")
@@ -103,6 +110,9 @@ def _parse_interaction(
     record: Record, user: int, item: int, stamp: int, rating: Optional[int], order_key: float
 ) -> Interaction | BadRow:
     fields = record.fields
+    control = control_character("user_id", fields[user]) or control_character("item_id", fields[item])
+    if control:
+        return BadRow(INTERACTIONS_FILE, record.line, reasons.CONTROL_CHARACTER, control)
     user_id, item_id = fields[user].strip(), fields[item].strip()
     if not user_id or not item_id:
         return BadRow(INTERACTIONS_FILE, record.line, reasons.MISSING_ID, "empty user_id" if not user_id else "empty item_id")
@@ -115,6 +125,17 @@ def _parse_interaction(
         if value is None:
             return BadRow(INTERACTIONS_FILE, record.line, reasons.BAD_RATING, f"rating {fields[rating]!r} is not a number")
     return Interaction(user_id, item_id, int(raw_stamp), value, record.line, order_key)
+
+
+def control_character(column: str, value: str) -> str:
+    """Why an id is bad for holding a control character (its column, value and the character as
+    repr and code point), or "" when it holds none."""
+    found = _CONTROL.search(value)
+    if found is None:
+        return ""
+    shown = repr(value) if len(value) <= 80 else repr(value[:80]) + "..."
+    char = found.group()
+    return f"{column} {shown} holds control character {char!r} (U+{ord(char):04X}) at position {found.start()}"
 
 
 def _finite_float(text: str) -> Optional[float]:

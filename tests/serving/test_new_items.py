@@ -58,3 +58,44 @@ def test_the_header_must_have_the_runs_item_columns(tmp_path):
     path = _write(tmp_path, "item_id,title,colour\nn1,A,red\n")
     with pytest.raises(InputFileError, match=r"colour not in the run's items.csv; missing column\(s\) genres, rating"):
         new_items.read(path, TYPES, CATALOG, max_bad_share=0.9)
+
+
+def test_ids_with_a_control_character_are_bad_rows_named_by_file_and_line(tmp_path):
+    """Every Cc character (U+0000-U+001F, U+007F-U+009F) in an item id: a bad row of NEW.csv, as in
+    ingestion; the good rows are added. A "\\n" id would add a line to item_vocab.txt."""
+    import csv
+    import io
+    import re
+
+    controls = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))]
+    out = io.StringIO()
+    writer = csv.writer(out)  # CRLF line ends: a lone "\r" is quoted too
+    writer.writerow(["item_id", "title", "year", "genres", "rating"])
+    writer.writerow(["n1", "A", "1990", "War", "1"])
+    lines = []
+    for k, char in enumerate(controls):
+        lines.append(len(re.findall(r"\r\n|\r|\n", out.getvalue())) + 1)  # line ends as the reader counts them
+        writer.writerow([f"c{k}{char}x", "B", "1990", "War", "1"])
+    writer.writerow(["n2", "C", "1991", "War", "2"])
+    path = tmp_path / "NEW.csv"
+    path.write_bytes(out.getvalue().encode("utf-8"))
+    new = new_items.read(str(path), TYPES, CATALOG, max_bad_share=0.99)
+    assert new.ids == ["n1", "n2"] and new.rows == 2 + len(controls) == 67
+    described = new_items.describe_bad(new.bad)
+    assert len(described) == len(controls)
+    for text, char, k, line in zip(described, controls, range(len(controls)), lines):
+        assert text == (f"NEW.csv, line {line}: control_character: item_id {f'c{k}{char}x'!r} holds control "
+                        f"character {char!r} (U+{ord(char):04X}) at position {len(f'c{k}')}")
+        assert "\n" not in text and "\r" not in text
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_with_escapes(tmp_path):
+    import os
+
+    directory = os.fsencode(str(tmp_path))
+    with open(os.path.join(directory, b"caf\xe9.csv"), "wb") as f:
+        f.write(b"item_id,title,year,genres,rating\nn1,A,1990,War,1\nn2,Only two\n")
+    new = new_items.read(os.fsdecode(os.path.join(directory, b"caf\xe9.csv")), TYPES, CATALOG, max_bad_share=0.9)
+    (line,) = new_items.describe_bad(new.bad)
+    assert line == "caf\\xe9.csv, line 3: wrong_field_count: 2 fields where the header has 5"
+    line.encode("utf-8")  # strict: what `add-items` prints to a UTF-8 terminal

@@ -96,3 +96,26 @@ def test_cold_items_are_held_out_of_train_and_named_in_the_summary(tiny_dir, tmp
     assert not {_value(e, "item_id")[0] for e in train} & set(expected)
     assert {_value(e, "item_id")[0] for e in test} >= set(expected)
     assert beam_ingest.COLD_ITEMS not in _run(tiny_dir, str(tmp_path / "warm"))  # off: the summary as before
+
+
+def test_ids_with_control_characters_are_counted_in_the_summary(write_input, tmp_path):
+    """One id with a control character in each file (a quoted newline, NEL U+0085, a tab, NUL):
+    counted under their own reason, and nothing else changes for the good rows."""
+    users = 'user_id,age\nu1,24\nu2,30\n"u\nx",40\n'
+    items = "item_id,title\ni1,A\ni2,B\ni\x853,C\n"
+    interactions = ("user_id,item_id,timestamp\n"
+                    "u1,i1,10\nu1,i2,20\nu2,i1,30\nu2,i2,40\n"
+                    "u1\t,i1,50\nu2,\"i\x002\",60\n")
+    data_dir = write_input(tmp_path / "data", interactions, users=users, items=items)
+    summary = _run(data_dir, str(tmp_path / "out"))
+    quality_by_file = summary["data_quality"]
+    assert quality_by_file["users.csv"]["rows"] == 3 and quality_by_file["users.csv"]["bad"] == {
+        reasons.CONTROL_CHARACTER: 1}
+    assert quality_by_file["users.csv"]["first_bad"][reasons.CONTROL_CHARACTER] == {
+        "line": 4, "detail": "user_id 'u\\nx' holds control character '\\n' (U+000A) at position 1"}
+    assert quality_by_file["items.csv"]["bad"] == {reasons.CONTROL_CHARACTER: 1}
+    assert "(U+0085)" in quality_by_file["items.csv"]["first_bad"][reasons.CONTROL_CHARACTER]["detail"]
+    assert quality_by_file["interactions.csv"]["rows"] == 6
+    assert quality_by_file["interactions.csv"]["bad"] == {reasons.CONTROL_CHARACTER: 2}
+    assert "(U+0009)" in quality_by_file["interactions.csv"]["first_bad"][reasons.CONTROL_CHARACTER]["detail"]
+    assert summary["split_counts"] == {"train": 2, "eval": 0, "test": 2}  # u1 and u2: 1 train + 1 test each
