@@ -153,6 +153,8 @@ def publish(targets: Sequence[Target], partner: Optional[Partner] = None) -> Lis
 
 def _publish_locked(targets: Sequence[Target], stagings: List[str], digests: List[str],
                     partner: Optional[Partner]) -> List[Pushed]:
+    # taken before the clean-up: a removed half copy's number may have been tried (and given up) by a server
+    highest = [_highest(target.base_dir) for target in targets]
     for target in targets:
         _remove_abandoned_copies(target.base_dir, target.commit_file)
     latest = [latest_version(target.base_dir, target.commit_file) for target in targets]
@@ -167,7 +169,7 @@ def _publish_locked(targets: Sequence[Target], stagings: List[str], digests: Lis
                 pushed[k] = (number, latest_dir, False)
     todo = [k for k in range(len(targets)) if k not in pushed]
     if todo:
-        number = _next_number([targets[k].base_dir for k in todo], partner)
+        number = _next_number(max(highest[k] for k in todo), partner)
         for _ in range(COLLISION_RETRIES):  # only a writer that does not take the lock can hold it
             finals = [storage.join(targets[k].base_dir, str(number)) for k in todo]
             if not any(storage.exists(final) for final in finals):
@@ -183,8 +185,8 @@ def _publish_locked(targets: Sequence[Target], stagings: List[str], digests: Lis
     return [pushed[k] for k in range(len(targets))]
 
 
-def _next_number(base_dirs: Sequence[str], partner: Optional[Partner]) -> int:
-    highest = max(_highest(base_dir) for base_dir in base_dirs)
+def _next_number(highest: int, partner: Optional[Partner]) -> int:
+    """The number to publish under, above `highest` (the highest present in the bases published to)."""
     if partner is None:
         return highest + 1
     partner_latest = latest_version(partner.base_dir, partner.commit_file)
