@@ -82,7 +82,16 @@ def zero_share(model_content: bytes) -> Dict[str, float]:
 
 
 def write_vocabularies(directory: str, user_ids, item_ids) -> None:
-    """user_vocab.txt and item_vocab.txt: line i is the id of index i (line 0: "", unknown)."""
+    """user_vocab.txt and item_vocab.txt: line i is the id of index i (line 0: "", unknown).
+
+    UTF-8, each id followed by "\\n" and only "\\n" ends a line (serving/tflite_predict.py's
+    read_vocabulary): an id may hold any other character, U+2028 or U+0085 included. An id with a
+    "\\n" would shift every later index; ingestion and add-items reject such ids (bad rows), so one
+    here is a bug, and raises ValueError rather than write a vocabulary that lies."""
     for name, ids in ((signatures.USER_VOCAB, user_ids), (signatures.ITEM_VOCAB, item_ids)):
-        # directory may be gs:// (the compression Model artifact); UTF-8, "\n" as before.
-        storage.write_text(storage.join(directory, name), "".join(f"{i}\n" for i in ids))
+        ids = [str(i) for i in ids]
+        broken = next((k for k, i in enumerate(ids) if "\n" in i), None)
+        if broken is not None:
+            raise ValueError(f"{name}: id {ids[broken]!r} (index {broken}) holds a newline; one id per line cannot hold it")
+        # directory may be gs:// (the compression Model artifact); the bytes are those of before.
+        storage.write_bytes(storage.join(directory, name), "".join(f"{i}\n" for i in ids).encode("utf-8"))

@@ -31,9 +31,17 @@ def newest_run_items_csv(runs_dir: str = "runs") -> Optional[str]:
 
 
 def load_titles(items_csv: Optional[str]) -> Dict[str, str]:
-    """{item_id: title}; empty when there is no file (ids are printed alone then)."""
+    """{item_id: title}; empty when there is no file (ids are printed alone then). Raises ValueError
+    naming the file when it is not UTF-8 text or not CSV (a command checks --items exists first)."""
     if not items_csv or not storage.isfile(items_csv):
         return {}
-    # StringIO's default newline="\n" leaves "\r\n" to the csv module, as open(newline="") did.
-    rows = csv.DictReader(io.StringIO(storage.read_text(items_csv)))
-    return {row.get("item_id", ""): row.get("title", "") for row in rows}
+    data = storage.read_bytes(items_csv)
+    try:
+        text = data.decode("utf-8-sig")  # as ingestion reads it: a byte order mark is dropped
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{items_csv}: not UTF-8 text (byte {error.start}); items.csv files are UTF-8") from None
+    try:
+        # StringIO's default newline="\n" leaves "\r\n" to the csv module, as open(newline="") did.
+        return {row.get("item_id") or "": row.get("title") or "" for row in csv.DictReader(io.StringIO(text))}
+    except csv.Error as error:
+        raise ValueError(f"{items_csv}: not a CSV file ({error})") from None

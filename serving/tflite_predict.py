@@ -14,8 +14,16 @@ from tfx_pipeline import storage
 
 
 def read_vocabulary(path: str) -> List[str]:
-    """A vocabulary file as models/mobile_export.write_vocabularies writes it: the id of index i at [i]."""
-    return storage.read_text(path).split("\n")[:-1]
+    """A vocabulary file as models/mobile_export.write_vocabularies writes it: the id of index i at [i].
+
+    Split on "\\n" only: str.splitlines would also split at U+2028, U+2029, U+0085, \\x1c-\\x1e, \\v
+    and \\f, which an id may hold. Raises ValueError naming the file when it is not UTF-8."""
+    data = storage.read_bytes(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a vocabulary file (byte {error.start} is not UTF-8)") from None
+    return text.split("\n")[:-1]
 
 
 def recommend(model_dir: str, user_id: str, history: Sequence[str], k: int = 10) -> List[Tuple[str, float]]:
@@ -28,11 +36,22 @@ def recommend(model_dir: str, user_id: str, history: Sequence[str], k: int = 10)
     item_ids = read_vocabulary(os.path.join(model_dir, signatures.ITEM_VOCAB))
     items = {item: i for i, item in enumerate(item_ids) if i}
     # The interpreter reads local files only: a gs:// model is downloaded for the call.
-    with storage.local_copy(os.path.join(model_dir, signatures.TFLITE_FILE)) as local:
-        ranker = TFLiteRanker(local)
+    tflite = os.path.join(model_dir, signatures.TFLITE_FILE)
+    with storage.local_copy(tflite) as local:
+        ranker = load_ranker(local, tflite)
         indices, scores = ranker.rank(users.get(user_id, 0), [items.get(i, 0) for i in history])
     seen = set(history)
     return [(item_ids[i], float(s)) for i, s in zip(indices, scores) if item_ids[i] not in seen][:k]
+
+
+def load_ranker(local_path: str, shown_path: str) -> TFLiteRanker:
+    """TFLiteRanker(local_path); raises ValueError naming shown_path (the model's own path or URI)
+    when LiteRT cannot load it: its own messages ("not a valid Flatbuffer") name no file."""
+    try:
+        return TFLiteRanker(local_path)
+    except (ValueError, RuntimeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"{shown_path}: not a recdistill TFLite model LiteRT can load ({reason})") from None
 
 
 def metadata(model_dir: str) -> dict:

@@ -34,3 +34,35 @@ def test_the_command_prints_titles_and_reports_a_wrong_directory(mobile_dir, cap
     assert len(lines) == 2 and lines[0].startswith("  1  i") and "Title " in lines[0]
     assert cli.main(["tflite-predict", "--model", str(tmp_path), "--user-id", "u1"]) == 2
     assert "no model.tflite" in capsys.readouterr().err
+
+
+def _one_error_line(capsys):
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("content", [b"not a flatbuffer at all", b""])
+def test_a_broken_model_file_is_named(mobile_dir, capsys, tmp_path, content):
+    import shutil
+
+    directory, _, _ = mobile_dir
+    copy = tmp_path / "mobile" / "1"
+    shutil.copytree(directory, copy)
+    (copy / "model.tflite").write_bytes(content)
+    assert cli.main(["tflite-predict", "--model", str(copy), "--user-id", "u1"]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"recdistill: error: {copy / 'model.tflite'}: not a recdistill TFLite model"), line
+
+
+def test_items_flag_missing_or_not_utf8_is_named(mobile_dir, capsys, tmp_path):
+    directory, _, _ = mobile_dir
+    missing = tmp_path / "missing.csv"
+    assert cli.main(["tflite-predict", "--model", str(directory), "--user-id", "u1", "--items", str(missing)]) == 2
+    assert _one_error_line(capsys) == f"recdistill: error: --items {missing}: no such file"
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("item_id,title\ni1,Café\n".encode("latin-1"))
+    assert cli.main(["tflite-predict", "--model", str(directory), "--user-id", "u1", "--items", str(latin1)]) == 2
+    assert _one_error_line(capsys) == f"recdistill: error: {latin1}: not UTF-8 text (byte 20); items.csv files are UTF-8"
+    assert capsys.readouterr().out == ""
