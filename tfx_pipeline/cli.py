@@ -150,15 +150,19 @@ def _synth(args) -> int:
 
 def _tflite_predict(args) -> int:
     from serving import catalog, tflite_predict
+    from tfx_pipeline import storage
 
     if args.k < 1:
         return _fail("--k must be at least 1", EXIT_BAD_INPUT)
+    if args.items and not storage.isfile(args.items):
+        return _fail(f"--items {args.items}: no such file", EXIT_BAD_INPUT)
     history = [item for item in args.history.split(",") if item]
     try:
+        titles = catalog.load_titles(args.items or catalog.default_items_csv(args.model))
         ranked = tflite_predict.recommend(args.model, args.user_id, history, args.k)
     except (FileNotFoundError, ValueError) as error:
         return _fail(str(error), EXIT_BAD_INPUT)
-    _print_recommendations(ranked, catalog.load_titles(args.items or catalog.default_items_csv(args.model)))
+    _print_recommendations(ranked, titles)
     return 0
 
 
