@@ -9,8 +9,10 @@ rows), run once, and the outputs split back to each request.
 
 `key` groups requests that may share a batch (the version's signature and the inputs' inner
 shapes); `run` maps concatenated inputs to outputs whose first dimension is the batch.
+When a batch of several requests fails, each of its requests is run again alone, so that an
+error reaches only the request that causes it (the others get their answers, later).
 Caveat: a request larger than max_batch_size runs alone rather than being refused or split
-(TF Serving refuses it unless enable_large_batch_splitting is on).
+(TF Serving refuses it unless enable_large_batch_splitting is on); the server bounds its rows.
 """
 
 import dataclasses
@@ -36,6 +38,7 @@ class BatchStats:
     rows: int = 0
     largest_batch_requests: int = 0
     batches_with_several_requests: int = 0
+    failed_batches_rerun_alone: int = 0
 
 
 @dataclasses.dataclass
@@ -124,28 +127,50 @@ class Batcher:
         stats.rows += batch.rows
         stats.largest_batch_requests = max(stats.largest_batch_requests, len(batch.tasks))
         stats.batches_with_several_requests += len(batch.tasks) > 1
-        self._executor.submit(_run_batch, batch)
+        self._executor.submit(self._run_batch, batch)
+
+    def _run_batch(self, batch: _OpenBatch) -> None:
+        tasks = [task for task in batch.tasks if task.future.set_running_or_notify_cancel()]
+        if not tasks:
+            return
+        try:
+            _finish(tasks, _run(batch.run, tasks))
+        except Exception as error:  # noqa: BLE001
+            if len(tasks) == 1:
+                tasks[0].future.set_exception(error)
+                return
+            # One request's inputs can fail the whole batch (the server checks what it can before
+            # batching, the model may still refuse something): each request runs again alone, so
+            # that the error reaches only the request that causes it.
+            with self._cond:
+                self._stats.failed_batches_rerun_alone += 1
+            for task in tasks:
+                try:
+                    _finish([task], _run(batch.run, [task]))
+                except BaseException as alone:  # noqa: BLE001 (its waiting request gets the error)
+                    task.future.set_exception(alone)
+        except BaseException as error:  # noqa: BLE001 (every waiting request gets the error)
+            for task in tasks:
+                task.future.set_exception(error)
 
 
-def _run_batch(batch: _OpenBatch) -> None:
-    tasks = [task for task in batch.tasks if task.future.set_running_or_notify_cancel()]
-    if not tasks:
-        return
-    try:
-        if len(tasks) == 1:
-            inputs = dict(tasks[0].inputs)
-        else:
-            inputs = {name: np.concatenate([task.inputs[name] for task in tasks]) for name in tasks[0].inputs}
-        outputs = batch.run(inputs)
-        rows = sum(task.rows for task in tasks)
-        for name, value in outputs.items():
-            if np.ndim(value) == 0 or len(value) != rows:
-                raise ValueError(f"output {name!r} has shape {np.shape(value)}, not [{rows}, ...]: "
-                                 "a batched signature must keep the batch dimension first")
-    except BaseException as error:  # noqa: BLE001 (every waiting request gets the error)
-        for task in tasks:
-            task.future.set_exception(error)
-        return
+def _run(run: Callable[[Arrays], Mapping[str, np.ndarray]], tasks: List[_Task]) -> Mapping[str, np.ndarray]:
+    """The tasks' inputs concatenated, run once; ValueError unless every output keeps the batch rows."""
+    if len(tasks) == 1:
+        inputs = dict(tasks[0].inputs)
+    else:
+        inputs = {name: np.concatenate([task.inputs[name] for task in tasks]) for name in tasks[0].inputs}
+    outputs = run(inputs)
+    rows = sum(task.rows for task in tasks)
+    for name, value in outputs.items():
+        if np.ndim(value) == 0 or len(value) != rows:
+            raise ValueError(f"output {name!r} has shape {np.shape(value)}, not [{rows}, ...]: "
+                             "a batched signature must keep the batch dimension first")
+    return outputs
+
+
+def _finish(tasks: List[_Task], outputs: Mapping[str, np.ndarray]) -> None:
+    """Each task's own rows of the batch's outputs."""
     start = 0
     for task in tasks:
         task.future.set_result({name: value[start:start + task.rows] for name, value in outputs.items()})

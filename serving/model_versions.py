@@ -8,8 +8,12 @@ after `start_polling`) loads a newer version in the caller's thread, replays its
 (assets.extra/tf_serving_warmup_requests), then swaps it in atomically: a request that already
 holds the old `LoadedVersion` finishes on it. Directories without saved_model.pb yet, or whose
 name is not an integer (the exporter's `<version>.incomplete`), are skipped. A version that fails
-to load is retried on the next polls, `load_attempts` times in all (TF Serving retries too), and
-meanwhile the previous version keeps serving.
+to load is retried with backoff, and again whenever its directory changed (serving/load_retries.py);
+meanwhile the previous version keeps serving. Loads, unloads and failed loads are logged.
+
+Requests are checked before anything is allocated for them: each input's declared shape against
+the signature and the size limits (serving/request_limits.py), and serialized tf.Examples
+against the features the signature parses (serving/example_checks.py).
 
 Caveat: when every version directory disappears, the last loaded version keeps serving (TF
 Serving would unload it); a deleted current version is replaced by the highest one left.
@@ -19,6 +23,7 @@ import logging
 import os
 import re
 import threading
+import time
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
@@ -32,6 +37,10 @@ from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2  # noqa: E402
 
 from models import signatures  # noqa: E402
+from serving import example_checks, request_limits  # noqa: E402
+from serving.load_retries import (  # noqa: E402
+    DEFAULT_INTERVAL_S, DEFAULT_MAX_RETRIES, LoadRetries, directory_fingerprint)
+from serving.request_limits import InvalidRequest, RequestLimits  # noqa: E402,F401 (InvalidRequest: re-exported)
 
 _log = logging.getLogger(__name__)
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -42,56 +51,61 @@ class NotFound(LookupError):
     """An unknown model, version or signature (gRPC NOT_FOUND)."""
 
 
-class InvalidRequest(ValueError):
-    """Inputs that do not fit the signature (gRPC INVALID_ARGUMENT)."""
-
-
 class ServedSignature:
     """One signature of a loaded version: checks request tensors and runs them.
 
     input_specs: {name: tf.TensorSpec}, e.g. user_id string [None], history string [None, H].
     """
 
-    def __init__(self, version: int, name: str, function):
-        self.version, self.name, self._function = version, name, function
+    def __init__(self, version: int, name: str, function, limits: RequestLimits = RequestLimits()):
+        self.version, self.name, self._function, self.limits = version, name, function, limits
         self.input_specs: Dict[str, tf.TensorSpec] = dict(function.structured_input_signature[1])
         self.output_names: List[str] = sorted(function.structured_outputs)
         # Requests can share a batch when every input and output has a free first dimension.
         specs = list(self.input_specs.values()) + list(function.structured_outputs.values())
         self.batchable = all(spec.shape.rank and spec.shape[0] is None for spec in specs)
+        self.example_features = example_checks.parsed_features(function)  # {input: {feature: FeatureSpec}}
 
     def to_arrays(self, inputs: Mapping[str, tensor_pb2.TensorProto]) -> Dict[str, np.ndarray]:
-        """TensorProtos -> numpy arrays ([batch, ...] each), or InvalidRequest saying what is wrong."""
+        """TensorProtos -> numpy arrays ([batch, ...] each), or InvalidRequest saying what is wrong,
+        or ResourceExhausted for inputs over the limits: shapes are checked before any array exists."""
         missing, extra = sorted(set(self.input_specs) - set(inputs)), sorted(set(inputs) - set(self.input_specs))
         if missing or extra:
             problems = ([f"missing input(s) {', '.join(missing)}"] if missing else []) + (
                 [f"unknown input(s) {', '.join(extra)}"] if extra else [])
             raise InvalidRequest(f"{'; '.join(problems)}: signature {self.name!r} takes {self.describe()}")
-        arrays = {}
-        for name, spec in self.input_specs.items():
+        for name, spec in self.input_specs.items():  # every input's declared size before any is built
             proto = inputs[name]
             if proto.dtype != spec.dtype.as_datatype_enum:
                 raise InvalidRequest(f"input {name!r} is {_dtype_name(proto.dtype)}; signature {self.name!r} "
                                      f"takes {spec.dtype.name} {_shape(spec.shape)}")
-            dims = [d.size for d in proto.tensor_shape.dim]
-            if proto.tensor_shape.unknown_rank or min(dims, default=0) < 0:
-                raise InvalidRequest(f"input {name!r} has no valid shape (unknown rank or a negative dimension): "
-                                     f"a request tensor has a concrete shape")
-            # As TensorFlow reads a TensorProto, fewer values than the shape holds repeat the last one
-            # (all zeros can be sent as one); more values are refused here (TF Serving drops them).
-            try:
-                array = tf.make_ndarray(proto)
-            except (ValueError, TypeError) as error:  # e.g. 9 strings for a [2, 4] shape
-                raise InvalidRequest(f"input {name!r} is not a well-formed tensor of shape {dims}: {error}") from None
-            if array.ndim != spec.shape.rank or not spec.shape.is_compatible_with(array.shape):
-                raise InvalidRequest(f"input {name!r} has shape {list(array.shape)}; signature {self.name!r} "
+            dims = request_limits.declared_dims(name, proto)
+            if len(dims) != spec.shape.rank or not spec.shape.is_compatible_with(dims):
+                raise InvalidRequest(f"input {name!r} has shape {dims}; signature {self.name!r} "
                                      f"takes {spec.dtype.name} {_shape(spec.shape)}")
-            arrays[name] = array
+            self.limits.check(name, dims, batched=spec.shape[0] is None)
+            # As TensorFlow reads a TensorProto, fewer values than the shape holds repeat the last one
+            # (all zeros can be sent as one: bounded by the element limit); more values are refused
+            # here (TF Serving drops them), as is packed content that is not exactly the shape.
+            values, elements = request_limits.value_count(proto), request_limits.product(dims)
+            if values > elements or values < 0 or (proto.tensor_content and values != elements):
+                carried = (f"{len(proto.tensor_content)} bytes of packed content" if proto.tensor_content
+                           else f"{values} values")
+                raise InvalidRequest(f"input {name!r} is not a well-formed tensor of shape {dims}: {carried}")
+        arrays = {}
+        for name in self.input_specs:
+            try:
+                arrays[name] = tf.make_ndarray(inputs[name])
+            except (ValueError, TypeError) as error:
+                raise InvalidRequest(f"input {name!r} is not a well-formed tensor: {error}") from None
         batched = [name for name, spec in self.input_specs.items() if spec.shape.rank and spec.shape[0] is None]
         batch = {name: arrays[name].shape[0] for name in batched}
         if len(set(batch.values())) > 1:
             raise InvalidRequest("inputs have different batch sizes (first dimension): "
                                  + ", ".join(f"{name} {size}" for name, size in sorted(batch.items())))
+        for name, features in self.example_features.items():
+            values = example_checks.check_examples(name, arrays[name].reshape(-1), features)
+            self.limits.check_example_values(name, values)
         return arrays
 
     def outputs_for(self, output_filter) -> List[str]:
@@ -104,7 +118,14 @@ class ServedSignature:
         return wanted
 
     def run(self, inputs: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        outputs = self._function(**{name: tf.constant(inputs[name], spec.dtype) for name, spec in self.input_specs.items()})
+        try:
+            outputs = self._function(**{name: tf.constant(inputs[name], spec.dtype)
+                                        for name, spec in self.input_specs.items()})
+        except UnicodeDecodeError:
+            # TensorFlow's error message quoted input bytes that are not UTF-8 (e.g. an unparsable
+            # serialized tf.Example), and turning that message into Python text failed.
+            raise InvalidRequest(f"signature {self.name!r} refused the inputs (the model's error message "
+                                 "quoted bytes that are not UTF-8: a malformed input value)") from None
         return {name: tensor.numpy() for name, tensor in outputs.items()}
 
     def describe(self) -> str:
@@ -115,10 +136,10 @@ class ServedSignature:
 class LoadedVersion:
     """A loaded SavedModel version: its signatures and the SignatureDefMap TF Serving reports."""
 
-    def __init__(self, version: int, path: str):
+    def __init__(self, version: int, path: str, limits: RequestLimits = RequestLimits()):
         self.version, self.path = version, path
         self._loaded = tf.saved_model.load(path)
-        self.signatures = {name: ServedSignature(version, name, function)
+        self.signatures = {name: ServedSignature(version, name, function, limits)
                            for name, function in self._loaded.signatures.items()}
         self.signature_def_map = _signature_def_map(path)
         self.warmup_requests = 0  # replayed by warm_up()
@@ -154,11 +175,14 @@ class LoadedVersion:
 class ModelVersions:
     """The served version of `model_name` under `base_path`, and every version's state."""
 
-    def __init__(self, base_path: str, model_name: str = signatures.MODEL_NAME, load_attempts: int = 3):
-        self.base_path, self.model_name, self.load_attempts = base_path, model_name, load_attempts
+    def __init__(self, base_path: str, model_name: str = signatures.MODEL_NAME,
+                 max_load_retries: int = DEFAULT_MAX_RETRIES, load_retry_interval_s: float = DEFAULT_INTERVAL_S,
+                 limits: RequestLimits = RequestLimits()):
+        self.base_path, self.model_name, self.limits = base_path, model_name, limits
+        self.retries = LoadRetries(lambda version: directory_fingerprint(self._path(version)),
+                                   max_load_retries, load_retry_interval_s)
         self._current: Optional[LoadedVersion] = None
         self._states: Dict[int, Tuple[int, str]] = {}  # version -> (State, error message)
-        self._attempts: Dict[int, int] = {}
         self._lock = threading.Lock()        # _current and _states
         self._poll_lock = threading.Lock()   # one poll at a time
         self._stop = threading.Event()
@@ -206,27 +230,46 @@ class ModelVersions:
             if not versions or (current is not None and current.version == versions[-1]):
                 return False
             latest = versions[-1]
-            if self._attempts.get(latest, 0) >= self.load_attempts:
+            if not self.retries.should_try(latest):
                 return False
-            self._attempts[latest] = self._attempts.get(latest, 0) + 1
-            self._set_state(latest, State.LOADING)
-            try:
-                loaded = LoadedVersion(latest, os.path.join(self.base_path, str(latest)))
-                warmed = loaded.warm_up()
-            except Exception as error:  # noqa: BLE001 (any failure leaves the old version serving)
-                self._set_state(latest, State.END, f"loading version {latest} failed: {error}")
-                _log.error("%s version %d did not load (attempt %d of %d): %s", self.model_name, latest,
-                           self._attempts[latest], self.load_attempts, error)
-                if raise_errors:
-                    raise
-                return False
-            with self._lock:
-                old, self._current = self._current, loaded
-                self._states[latest] = (State.AVAILABLE, "")
-                if old is not None:
-                    self._states[old.version] = (State.END, "")
-            _log.info("%s version %d is available (%d warmup requests replayed)", self.model_name, latest, warmed)
-            return True
+            return self._load(latest, raise_errors)
+
+    def _load(self, version: int, raise_errors: bool) -> bool:  # with self._poll_lock held
+        try:
+            before = self.retries.fingerprint(version)
+        except tf.errors.OpError as error:
+            _log.warning("%s version %d: cannot list its files: %s", self.model_name, version, error)
+            return False
+        self._set_state(version, State.LOADING)
+        started = time.monotonic()
+        try:
+            loaded = LoadedVersion(version, self._path(version), self.limits)
+            warmed = loaded.warm_up()
+        except Exception as error:  # noqa: BLE001 (any failure leaves the old version serving)
+            self._set_state(version, State.END, f"loading version {version} failed: {error}")
+            wait = self.retries.failed(version, before)
+            attempt, attempts = self.retries.attempts(version), self.retries.max_retries + 1
+            _log.error("%s version %d did not load (attempt %d of %d): %s; %s", self.model_name, version, attempt,
+                       attempts, _one_line(error), f"next attempt in {wait:.0f} s" if wait is not None else
+                       "no more attempts unless its directory changes")
+            if raise_errors:
+                raise
+            return False
+        self.retries.forget(version)
+        with self._lock:
+            old, self._current = self._current, loaded
+            self._states[version] = (State.AVAILABLE, "")
+            if old is not None:
+                self._states[old.version] = (State.END, "")
+        _log.info("%s version %d is available: loaded from %s in %.1f s, %d warmup requests replayed",
+                  self.model_name, version, loaded.path, time.monotonic() - started, warmed)
+        if old is not None:
+            _log.info("%s version %d is unloaded (replaced by version %d; requests in flight finish on it)",
+                      self.model_name, old.version, version)
+        return True
+
+    def _path(self, version: int) -> str:
+        return os.path.join(self.base_path, str(version))
 
     def start_polling(self, interval_s: float) -> None:
         def loop():
@@ -265,6 +308,12 @@ def _signature_def_map(path: str) -> get_model_metadata_pb2.SignatureDefMap:
     if not graphs:
         raise ValueError(f"{path}: no meta graph tagged {tf.saved_model.SERVING!r}")
     return get_model_metadata_pb2.SignatureDefMap(signature_def=graphs[0].signature_def)
+
+
+def _one_line(error: Exception) -> str:
+    """An error's message on one line (TensorFlow's span several), at most 300 characters."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
 def _shape(shape: tf.TensorShape) -> str:
