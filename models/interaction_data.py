@@ -209,12 +209,14 @@ def _values(feature) -> list:
 
 
 def save_dataset(dataset: Dataset, path: str) -> None:
-    """One .npz file: ids, texts and every split's arrays (read back by load_dataset)."""
-    arrays = {
-        "user_ids": np.array(dataset.user_ids, dtype=object), "item_ids": np.array(dataset.item_ids, dtype=object),
-        "user_texts": np.array(dataset.user_texts, dtype=object), "item_texts": np.array(dataset.item_texts, dtype=object),
-        "cold_items": np.asarray(dataset.cold_items, np.int64),
-    }
+    """One .npz file: ids, texts and every split's arrays (read back by load_dataset).
+
+    No pickle: strings are stored as their UTF-8 bytes end to end (`<name>.utf8`, uint8) and where
+    each one ends (`<name>.ends`, int64), exact for any string; the file loads with
+    allow_pickle=False, so whoever can write an artifact cannot make a reader run code."""
+    arrays = {"cold_items": np.asarray(dataset.cold_items, np.int64)}
+    for name in _STRING_LISTS:
+        arrays.update(_strings_to_arrays(name, getattr(dataset, name)))
     for name, split in dataset.splits.items():
         for field in ("user", "item", "timestamp"):
             arrays[f"split.{name}.{field}"] = getattr(split, field)
@@ -222,9 +224,27 @@ def save_dataset(dataset: Dataset, path: str) -> None:
 
 
 def load_dataset(path: str) -> Dataset:
-    z = storage.load_npz(path, allow_pickle=True)  # ids and texts are object arrays
+    try:
+        z = storage.load_npz(path)
+    except storage.PickledArrayError as error:
+        raise ValueError(f"{error}: a dataset.npz of an older recdistill (strings pickled); rerun the pipeline") from None
     names = sorted({k.split(".")[1] for k in z if k.startswith("split.")})
     splits = {n: Split(z[f"split.{n}.user"], z[f"split.{n}.item"], z[f"split.{n}.timestamp"]) for n in names}
     cold = z["cold_items"] if "cold_items" in z else np.zeros([0], np.int64)  # files of before had none
-    return Dataset(*(z[k].tolist() for k in ("user_ids", "item_ids", "user_texts", "item_texts")), splits=splits,
-                   cold_items=cold)
+    return Dataset(*(_strings_from_arrays(z, name) for name in _STRING_LISTS), splits=splits, cold_items=cold)
+
+
+_STRING_LISTS = ("user_ids", "item_ids", "user_texts", "item_texts")
+
+
+def _strings_to_arrays(name: str, strings: Sequence[str]) -> Dict[str, np.ndarray]:
+    """{name.utf8: [total bytes] uint8, name.ends: [len(strings)] int64}: string i is
+    utf8[ends[i - 1]:ends[i]] (from 0 for i = 0)."""
+    encoded = [s.encode("utf-8") for s in strings]
+    return {f"{name}.utf8": np.frombuffer(b"".join(encoded), np.uint8),
+            f"{name}.ends": np.cumsum([len(e) for e in encoded], dtype=np.int64)}
+
+
+def _strings_from_arrays(arrays: Dict[str, np.ndarray], name: str) -> List[str]:
+    data, ends = arrays[f"{name}.utf8"].tobytes(), arrays[f"{name}.ends"].tolist()
+    return [data[start:end].decode("utf-8") for start, end in zip([0] + ends[:-1], ends)]

@@ -197,10 +197,17 @@ def save_npz(path: str, **arrays: np.ndarray) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def load_npz(path: str, allow_pickle: bool = False) -> Dict[str, np.ndarray]:
-    """Every array of an .npz file, read whole (np.load's lazy file would need a seekable local file)."""
-    with np.load(io.BytesIO(read_bytes(path)), allow_pickle=allow_pickle) as arrays:
-        return {name: arrays[name] for name in arrays.files}
+class PickledArrayError(ValueError):
+    """An .npy/.npz array holds pickled Python objects: never loaded (unpickling runs code)."""
+
+
+def load_npz(path: str) -> Dict[str, np.ndarray]:
+    """Every array of an .npz file, read whole (np.load's lazy file would need a seekable local file).
+
+    Never with pickle: an artifact store's writer must not be able to run code in its readers (no
+    allow_pickle parameter to pass). An object array raises PickledArrayError naming the file."""
+    with np.load(io.BytesIO(read_bytes(path)), allow_pickle=False) as arrays:
+        return {name: _unpickled(path, name, lambda: arrays[name]) for name in arrays.files}
 
 
 def save_npy(path: str, array: np.ndarray) -> None:
@@ -209,8 +216,19 @@ def save_npy(path: str, array: np.ndarray) -> None:
     write_bytes(path, buffer.getvalue())
 
 
-def load_npy(path: str, allow_pickle: bool = False) -> np.ndarray:
-    return np.load(io.BytesIO(read_bytes(path)), allow_pickle=allow_pickle)
+def load_npy(path: str) -> np.ndarray:
+    """An .npy file's array, never with pickle (see load_npz)."""
+    return _unpickled(path, None, lambda: np.load(io.BytesIO(read_bytes(path)), allow_pickle=False))
+
+
+def _unpickled(path: str, name, load):
+    try:
+        return load()
+    except ValueError as error:
+        if "allow_pickle" not in str(error):  # numpy: "Object arrays cannot be loaded when allow_pickle=False"
+            raise
+        where = f"{path} ({name})" if name else path
+        raise PickledArrayError(f"{where}: holds pickled Python objects, which are never loaded") from None
 
 
 @contextlib.contextmanager

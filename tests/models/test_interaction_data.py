@@ -82,3 +82,36 @@ def test_latest_items_is_histories_latest_without_the_per_row_array():
         np.testing.assert_array_equal(data.latest_items(split, users, length), data.histories(split, users, length)[1])
     by_hand = Split(user=np.array([1, 1, 1, 2]), item=np.array([5, 6, 7, 9]), timestamp=np.array([10, 30, 20, 5]))
     assert data.latest_items(by_hand, 3, 2).tolist() == [[0, 0], [6, 7], [9, 0]]
+
+
+def test_dataset_round_trip_without_pickle_keeps_any_string(toy, tmp_path):
+    """Ids and texts as UTF-8 bytes and offsets: exact for any string, loaded with allow_pickle=False."""
+    import dataclasses
+
+    awkward = ["", "a,b", 'say "hi"', "line\nbreak\r\n", "\u2028\u2029\x85\x1c", "\x00nul", "café 😀 \U0001F9D1\u200d",
+               "x" * 100_000, " padded ", "\ufffd"]
+    dataset = dataclasses.replace(toy, user_ids=awkward, item_ids=list(reversed(awkward)), user_texts=awkward[:1],
+                                  item_texts=[], cold_items=np.array([3, 5], np.int64))
+    path = str(tmp_path / "d.npz")
+    data.save_dataset(dataset, path)
+    with np.load(path, allow_pickle=False) as raw:  # numpy's own refusal: no object array anywhere
+        assert all(raw[name].dtype != object for name in raw.files)
+    back = data.load_dataset(path)
+    assert (back.user_ids, back.item_ids, back.user_texts, back.item_texts) == (
+        awkward, list(reversed(awkward)), [""], [])
+    assert back.cold_items.tolist() == [3, 5] and set(back.splits) == set(toy.splits)
+
+
+def test_a_pickled_dataset_of_before_is_refused_with_the_file_named(tmp_path):
+    import pytest
+
+    from tfx_pipeline import storage
+
+    path = str(tmp_path / "dataset.npz")
+    np.savez(path, user_ids=np.array(["", "u1"], dtype=object), item_ids=np.array(["", "i1"], dtype=object))
+    with pytest.raises(ValueError, match=rf"^{path} \(.*_ids\): holds pickled Python objects.*rerun the pipeline"):
+        data.load_dataset(path)
+    import inspect
+
+    for load in (storage.load_npz, storage.load_npy):  # no way to ask for pickle
+        assert list(inspect.signature(load).parameters) == ["path"]
