@@ -68,3 +68,13 @@ def version(text: str) -> int:
     if not 0 <= value < 2 ** 63:
         raise argparse.ArgumentTypeError(f"must be a version number in 0..2^63-1, got {text!r}")
     return value
+
+
+def one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The parser's errors as one line naming the flag ("recdistill serve: error: argument
+    --port: ..."), without argparse's usage text before it; still exit code 2."""
+    def error(message: str):
+        parser.exit(2, f"{parser.prog}: error: {message} (--help lists the options)\n")
+
+    parser.error = error
+    return parser

@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
     from serving import flags  # argparse types (numeric flags checked for NaN and range) and defaults
 
-    server = commands.add_parser("serve", help="a development gRPC server speaking TF Serving's API (no TF Serving binary)")
+    server = flags.one_line_errors(commands.add_parser(
+        "serve", help="a development gRPC server speaking TF Serving's API (no TF Serving binary)"))
     server.add_argument("--model-base-path", required=True, metavar="DIR", help="a run's serving/recdistill (a directory or gs:// URI)")
     server.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
@@ -78,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--log-file", metavar="PATH", help="also append the server's log lines to this file")
     server.set_defaults(handler=_serve)
 
-    query = commands.add_parser("query", help="ask a TF Serving (or `recdistill serve`) server for recommendations")
+    query = flags.one_line_errors(commands.add_parser(
+        "query", help="ask a TF Serving (or `recdistill serve`) server for recommendations"))
     query.add_argument("--target", required=True, metavar="HOST:PORT")
     query.add_argument("--user-id", required=True)
     query.add_argument("--history", default="", help="item ids, most recent first, comma-separated")
