@@ -12,8 +12,10 @@ Example file (every key optional; unknown keys are an error):
 import dataclasses
 import errno
 import io
+import math
 import os
-from typing import Any, Dict, Mapping, Optional, Tuple
+import re
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
@@ -21,6 +23,8 @@ from components.ingest.splits import SplitSpec
 from tfx_pipeline import storage
 
 BUILTIN_DATASETS = ("movielens-100k",)
+# TFX allows pipeline names of up to 63 characters; they name ML Metadata contexts and Kubeflow jobs.
+_PIPELINE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
 class ConfigError(ValueError):
@@ -80,16 +84,33 @@ class PipelineConfig:
     ease_max_items: int = 20000
 
     def __post_init__(self):
-        if not 0.0 <= self.max_bad_share < 1.0:
-            raise ConfigError(f"max_bad_share must be in [0, 1), got {self.max_bad_share}")
-        if self.beam_workers < 1 or self.scoring_workers < 1:
-            raise ConfigError("beam_workers and scoring_workers must be at least 1")
-        unknown = set(self.split) - {f.name for f in dataclasses.fields(SplitSpec)}
-        if unknown:
-            raise ConfigError(f"unknown split setting(s): {', '.join(sorted(unknown))}")
-        if isinstance(self.cold_items, bool) or not isinstance(self.cold_items, (int, float)) \
-                or not 0.0 <= self.cold_items < 1.0:
-            raise ConfigError(f"cold_items must be a share of the catalog in [0, 1), got {self.cold_items!r}")
+        """Every setting's type and range, checked before anything runs: ConfigError names the setting."""
+        if not isinstance(self.pipeline_name, str) or not _PIPELINE_NAME.fullmatch(self.pipeline_name):
+            raise ConfigError("pipeline_name must be 1 to 63 letters, digits, '_', '-' or '.', starting with a "
+                              f"letter or digit, got {self.pipeline_name!r}")
+        _share("max_bad_share", self.max_bad_share)
+        _share("cold_items", self.cold_items, "a share of the catalog")
+        _share("bless_tolerance", self.bless_tolerance)
+        for name in ("item_text_columns", "user_text_columns", "list_columns", "beam_args"):
+            values = getattr(self, name)
+            if isinstance(values, str) or not isinstance(values, (list, tuple)) \
+                    or not all(isinstance(v, str) and v.strip() for v in values):
+                raise ConfigError(f"{name} must be a list of non-empty names, got {values!r}")
+        flags = [a for a in self.beam_args if not a.startswith("--")]
+        if flags:
+            raise ConfigError(f"beam_args must be Beam flags (--name=value), got {flags[0]!r}")
+        for name in ("max_tokens", "max_list_values", "numeric_buckets", "beam_workers", "scoring_workers",
+                     "trending_days", "ease_max_items", "scoring_candidate_budget"):
+            _integer(name, getattr(self, name), minimum=1)
+        _integer("scoring_negatives", self.scoring_negatives, minimum=0)
+        # BERT's [CLS] and [SEP] take two of the tokens; MiniLM has 512 positions.
+        _integer("text_length", self.text_length, minimum=3, maximum=512)
+        if self.schema_path is not None and not (isinstance(self.schema_path, str) and self.schema_path):
+            raise ConfigError(f"schema_path must be a file path, got {self.schema_path!r}")
+        for name in ("split", "teacher", "student", "compression"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ConfigError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        _check_split(self.split)
         from models.teacher import TeacherConfig
 
         unknown = set(self.teacher) - {f.name for f in dataclasses.fields(TeacherConfig)}
@@ -121,17 +142,12 @@ class PipelineConfig:
             CompressionConfig(**self.compression)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"compression: {error}") from None
-        if not 0.0 <= self.bless_tolerance < 1.0:
-            raise ConfigError(f"bless_tolerance must be in [0, 1), got {self.bless_tolerance}")
-        if isinstance(self.bless_margin, bool) or not isinstance(self.bless_margin, (int, float)) \
-                or not -1.0 < self.bless_margin < 10.0:
+        if not _is_number(self.bless_margin) or not -1.0 < self.bless_margin < 10.0:
             raise ConfigError(f"bless_margin must be a number in (-1, 10), got {self.bless_margin!r}")
-        for name in ("trending_days", "ease_max_items", "scoring_candidate_budget"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.teacher_encoder not in ("minilm", "tiny"):
             raise ConfigError(f"teacher_encoder must be minilm or tiny, got {self.teacher_encoder!r}")
+        if self.beam_args:
+            _check_beam_args(self.beam_pipeline_args())
 
     def split_spec(self, dataset: str) -> SplitSpec:
         """The dataset's default split with this config's overrides applied."""
@@ -161,6 +177,92 @@ class PipelineConfig:
                 "--default_sdk_harness_log_level=ERROR", *self.beam_args]
 
 
+def _is_number(value) -> bool:
+    """A finite int or float; bool is an int to Python, never to a setting."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _share(name: str, value, what: str = "a share") -> None:
+    if not _is_number(value) or not 0.0 <= value < 1.0:
+        raise ConfigError(f"{name} must be {what} in [0, 1), got {value!r}")
+
+
+def _integer(name: str, value, minimum: Optional[int] = None, maximum: Optional[int] = None) -> None:
+    """An int (not a bool, not 2.0) in [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, int) or (minimum is not None and value < minimum) \
+            or (maximum is not None and value > maximum):
+        if maximum is not None:
+            kind = f"an integer from {minimum} to {maximum}"
+        elif minimum is not None:
+            kind = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        else:
+            kind = "an integer"
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_split(split: Mapping[str, Any]) -> None:
+    """The split overrides' names and types (SplitSpec checks the method and the shares' range)."""
+    unknown = set(split) - {f.name for f in dataclasses.fields(SplitSpec)}
+    if unknown:
+        raise ConfigError(f"unknown split setting(s): {', '.join(sorted(unknown))}")
+    for name, value in split.items():
+        if name == "method" and not isinstance(value, str):
+            raise ConfigError(f"split method must be a name, got {value!r}")
+        if name in ("test_share", "eval_share", "cold_items"):
+            _share(f"split {name}", value)
+        if name == "seed":  # numpy's RandomState takes 0 .. 2**32 - 1
+            _integer("split seed", value, minimum=0, maximum=2**32 - 1)
+        if name in ("test_from", "eval_from") and value is not None:
+            _integer(f"split {name}", value)
+    try:
+        dataclasses.replace(SplitSpec(), **split)
+    except ValueError as error:
+        raise ConfigError(f"split: {error}") from None
+
+
+def _check_beam_args(args: Sequence[str]) -> None:
+    """Beam's own parsing of the flags, its one error line kept (it prints a 100-line usage and exits)."""
+    import contextlib
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(errors):
+            PipelineOptions(list(args)).get_all_options()
+    except SystemExit:
+        last = (errors.getvalue().strip().splitlines() or ["invalid flags"])[-1]
+        raise ConfigError(f"beam_args: {last.split('error: ', 1)[-1]}") from None
+
+
+def check_columns(config: PipelineConfig, data_dir: str, source: str = "config") -> None:
+    """The text and list columns the config names exist in the data's users.csv and items.csv.
+
+    Run before the pipeline starts: a misspelt column would otherwise be a silently missing feature.
+    A file that is missing or unreadable is left to ExampleGen, which says what is wrong with it.
+    list_columns is checked only when set (its default, genres, is MovieLens's: other data may lack it)."""
+    from components.ingest import rows
+    from components.ingest.csv_rows import InputFileError
+
+    columns = {}
+    for file_name in (rows.USERS_FILE, rows.ITEMS_FILE):
+        path = os.path.join(data_dir, file_name)
+        try:
+            columns[file_name] = rows.feature_columns(path, file_name)
+        except InputFileError:
+            return
+    wanted = [("item_text_columns", config.item_text_columns, (rows.ITEMS_FILE,)),
+              ("user_text_columns", config.user_text_columns, (rows.USERS_FILE,))]
+    if tuple(config.list_columns) != PipelineConfig.list_columns:
+        wanted.append(("list_columns", config.list_columns, (rows.USERS_FILE, rows.ITEMS_FILE)))
+    for name, values, files in wanted:
+        for value in values:
+            if not any(value in columns[f] for f in files):
+                known = "; ".join(f"{os.path.join(data_dir, f)}: {', '.join(columns[f]) or 'none'}" for f in files)
+                raise ConfigError(f"{source}: {name}: {value!r} is not a column of "
+                                  f"{' or '.join(files)} (their feature columns: {known})")
+
+
 def default_split(dataset: str) -> SplitSpec:
     """movielens-100k: the benchmark's per-user random 75/25, seed 42; own data: per-user time."""
     if dataset in BUILTIN_DATASETS:
@@ -174,8 +276,10 @@ def load_config(path: Optional[str]) -> PipelineConfig:
     try:
         with _open_text(path) as f:
             raw = yaml.safe_load(f) or {}
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {error.start}); the config file must be UTF-8") from None
     except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: {error}") from None
+        raise ConfigError(f"{path}: {_one_line(str(error))}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
     return config_from_dict(raw, source=path)
@@ -215,5 +319,12 @@ def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> Pipeline
         values[name] = value
     try:
         return PipelineConfig(**values)
+    except ConfigError as error:
+        raise ConfigError(f"{source}: {error}") from None
     except TypeError as error:
         raise ConfigError(f"{source}: {error}") from None
+
+
+def _one_line(message: str) -> str:
+    """YAML's messages point at the spot over several lines: one line, whitespace runs as one space."""
+    return " ".join(message.split())

@@ -61,6 +61,32 @@ def test_json_works_too(tmp_path):
     ("teacher: {depth: 2}\n", "unknown teacher setting"),
     ("student: {soft_loss: l1}\n", "soft_loss must be mse or kl"),
     ("student: {soft_scale: 0}\n", "soft_scale must be positive"),
+    ("pipeline_name: 5\n", r"^.*c\.yaml: pipeline_name must be 1 to 63 letters.*got 5$"),
+    ("pipeline_name: a/b\n", "pipeline_name must be"),
+    ("max_bad_share: lots\n", r"c\.yaml: max_bad_share must be a share in \[0, 1\), got 'lots'$"),
+    ("max_bad_share: .nan\n", "max_bad_share must be a share in"),
+    ("cold_items: true\n", "cold_items must be a share of the catalog"),
+    ("max_tokens: -1\n", r"c\.yaml: max_tokens must be a positive integer, got -1$"),
+    ("numeric_buckets: -3\n", r"c\.yaml: numeric_buckets must be a positive integer, got -3$"),
+    ("max_list_values: 0\n", "max_list_values must be a positive integer"),
+    ("text_length: -5\n", r"c\.yaml: text_length must be an integer from 3 to 512, got -5$"),
+    ("text_length: 1000\n", "text_length must be an integer from 3 to 512"),
+    ("beam_workers: 2.5\n", r"c\.yaml: beam_workers must be a positive integer, got 2\.5$"),
+    ("beam_workers: true\n", "beam_workers must be a positive integer, got True"),
+    ("scoring_workers: 0\n", "scoring_workers must be a positive integer"),
+    ("scoring_negatives: -2\n", "scoring_negatives must be an integer of at least 0"),
+    ("item_text_columns: [title, 3]\n", "item_text_columns must be a list of non-empty names"),
+    ("list_columns: ['']\n", "list_columns must be a list of non-empty names"),
+    ("beam_args: [runner=DataflowRunner]\n", "beam_args must be Beam flags"),
+    ("beam_args: [--direct_running_mode=fast]\n", r"c\.yaml: beam_args: argument --direct_running_mode: invalid choice"),
+    ("schema_path: 5\n", "schema_path must be a file path"),
+    ("split: {test_share: lots}\n", "split test_share must be a share in"),
+    ("split: {seed: -1}\n", "split seed must be an integer from 0 to"),
+    ("split: {seed: 1.5}\n", "split seed must be an integer"),
+    ("split: {test_from: soon}\n", "split test_from must be an integer, got 'soon'"),
+    ("split: {method: 3}\n", "split method must be a name"),
+    ("bless_tolerance: .inf\n", "bless_tolerance must be a share in"),
+    ("ease_max_items: true\n", "ease_max_items must be a positive integer"),
 ])
 def test_bad_configs_are_reported_with_the_file(tmp_path, text, message):
     path = tmp_path / "c.yaml"
@@ -76,3 +102,38 @@ def test_baseline_settings_have_defaults_and_overrides(tmp_path):
     path.write_text("bless_margin: 0\ntrending_days: 7\nease_max_items: 5000\n")
     config = load_config(str(path))
     assert (config.bless_margin, config.trending_days, config.ease_max_items) == (0, 7, 5000)
+
+
+def test_a_config_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes("pipeline_name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=rf"^{path}: not UTF-8 text \(byte 18\); the config file must be UTF-8$"):
+        load_config(str(path))
+
+
+def test_yaml_syntax_errors_are_one_line_naming_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("a: [unclosed\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(str(path))
+    assert "\n" not in str(error.value) and str(error.value).startswith(f"{path}: ")
+
+
+def test_columns_named_by_the_config_must_be_in_the_data(write_input, tmp_path):
+    from tfx_pipeline.config import check_columns, config_from_dict
+
+    data = write_input(tmp_path / "d", "user_id,item_id,timestamp\nu1,i1,1\n")  # items: title, year, genres
+    check_columns(PipelineConfig(), data)
+    check_columns(config_from_dict({"item_text_columns": ["title", "year"], "user_text_columns": ["gender"],
+                                    "list_columns": ["genres", "gender"]}), data)
+    for settings, message in (
+            ({"item_text_columns": ["summary"]}, r"^c\.yaml: item_text_columns: 'summary' is not a column of items\.csv "
+                                                 r"\(their feature columns: .*items\.csv: title, year, genres\)$"),
+            ({"user_text_columns": ["title"]}, "user_text_columns: 'title' is not a column of users.csv"),
+            ({"list_columns": ["tags"]}, "list_columns: 'tags' is not a column of users.csv or items.csv")):
+        with pytest.raises(ConfigError, match=message):
+            check_columns(config_from_dict(settings), data, source="c.yaml")
+    # Own data without genres: the default list_columns is not an error.
+    no_genres = write_input(tmp_path / "n", "user_id,item_id,timestamp\nu1,i1,1\n", items="item_id,title\ni1,A\n")
+    check_columns(PipelineConfig(), no_genres)
+    check_columns(config_from_dict({"item_text_columns": ["summary"]}), str(tmp_path / "absent"))  # left to ExampleGen
