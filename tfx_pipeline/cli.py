@@ -135,8 +135,8 @@ def _run(args) -> int:
     from components.ingest.quality import DataQualityError
     from components.validation_gate import DataAnomaliesError
     from tfx_pipeline import report
-    from tfx_pipeline.config import BUILTIN_DATASETS, ConfigError, load_config
-    from tfx_pipeline.local_runner import ComponentFailed, run_local
+    from tfx_pipeline.config import BUILTIN_DATASETS, ConfigError, check_columns, load_config
+    from tfx_pipeline.local_runner import ComponentFailed, RunPaths, resolve_data, run_local
 
     from tfx_pipeline import storage
 
@@ -144,9 +144,13 @@ def _run(args) -> int:
         return _fail(f"--data {args.data}: not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a directory", EXIT_BAD_INPUT)
     try:
         config = load_config(args.config)
+        # Settings that name the data's columns are checked before anything runs (a built-in dataset
+        # is converted first: run_local finds it converted).
+        data_dir = resolve_data(args.data, RunPaths(args.output, args.pipeline_root, args.push_root))
+        check_columns(config, data_dir, source=args.config or "config")
         result = run_local(config, args.data, args.output, until=args.until,
                            pipeline_root=args.pipeline_root, push_root=args.push_root)
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, ValueError, ImportError) as error:  # ImportError: a built-in dataset's files absent
         if isinstance(error, ComponentFailed):
             raise
         return _fail(str(error), EXIT_BAD_INPUT)
@@ -167,16 +171,23 @@ def _report(args) -> int:
         print(report.render(report.read_report(args.output)), end="")
     except FileNotFoundError:
         return _fail(f"{args.output}: no report/report.json (has `recdistill run` finished there?)", EXIT_BAD_INPUT)
+    except ValueError as error:  # not UTF-8, not JSON
+        path = os.path.join(args.output, report.REPORT_DIR, "report.json")
+        return _fail(f"{path}: not a report ({' '.join(str(error).split())})", EXIT_BAD_INPUT)
     return 0
 
 
 def _synth(args) -> int:
     from tfx_pipeline.datasets.synth import write_synthetic
 
-    if min(args.users, args.items, args.interactions) < 1 or not 0 <= args.bad_share < 1:
-        return _fail("--users, --items and --interactions must be positive, --bad-share in [0, 1)", EXIT_BAD_INPUT)
-    summary = write_synthetic(args.output, users=args.users, items=args.items,
-                              interactions=args.interactions, seed=args.seed, bad_share=args.bad_share)
+    if min(args.users, args.items, args.interactions) < 1 or not 0 <= args.bad_share < 1 or args.seed < 0:
+        return _fail("--users, --items and --interactions must be positive, --bad-share in [0, 1), --seed not negative",
+                     EXIT_BAD_INPUT)
+    try:
+        summary = write_synthetic(args.output, users=args.users, items=args.items,
+                                  interactions=args.interactions, seed=args.seed, bad_share=args.bad_share)
+    except OSError as error:  # e.g. --output under a file, or not writable
+        return _fail(f"--output {args.output}: {error.strerror or error}", EXIT_BAD_INPUT)
     print(f"wrote {summary['interactions']:,} interactions, {summary['users']:,} users, "
           f"{summary['items']:,} items to {args.output}; bad rows: {summary['bad'] or 'none'}")
     return 0
