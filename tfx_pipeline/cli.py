@@ -25,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recdistill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the pipeline on a dataset")
+    from serving.flags import one_line_errors  # a bad flag: one line naming it, no usage text
+
+    run = one_line_errors(commands.add_parser("run", help="run the pipeline on a dataset"))
     run.add_argument("--data", required=True,
                      help="movielens-100k, or a directory (or gs:// URI) with interactions.csv, users.csv, items.csv")
     run.add_argument("--output", required=True, help="the run's local directory (ML Metadata, logs, report)")
@@ -38,11 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--until", metavar="COMPONENT", help="stop after this component (e.g. Transform)")
     run.set_defaults(handler=_run)
 
-    show = commands.add_parser("report", help="print the report of a finished run")
+    show = one_line_errors(commands.add_parser("report", help="print the report of a finished run"))
     show.add_argument("output", metavar="DIR")
     show.set_defaults(handler=_report)
 
-    synth = commands.add_parser("synth", help="write a synthetic dataset in the input format")
+    synth = one_line_errors(commands.add_parser("synth", help="write a synthetic dataset in the input format"))
     synth.add_argument("--users", type=int, required=True)
     synth.add_argument("--items", type=int, required=True)
     synth.add_argument("--interactions", type=int, required=True)
@@ -102,7 +104,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="the host name expected in the server's certificate, when the target is another name")
     query.set_defaults(handler=_query)
 
-    lite = commands.add_parser("tflite-predict", help="recommend with a pushed TFLite model (LiteRT), as a phone does")
+    lite = one_line_errors(commands.add_parser(
+        "tflite-predict", help="recommend with a pushed TFLite model (LiteRT), as a phone does"))
     lite.add_argument("--model", required=True, metavar="DIR", help="a mobile/<version> directory of a run (or gs:// URI)")
     lite.add_argument("--user-id", required=True)
     lite.add_argument("--history", default="", help="item ids, most recent first, comma-separated")
@@ -119,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="share of bad rows above which nothing is added (default: the run's max_bad_share)")
     add.set_defaults(handler=_add_items)
 
-    compile_ = commands.add_parser("compile", help="compile the DAG into a Kubeflow Pipelines v2 spec")
+    compile_ = one_line_errors(commands.add_parser("compile", help="compile the DAG into a Kubeflow Pipelines v2 spec"))
     compile_.add_argument("--runner", choices=["kubeflow"], default="kubeflow")
     compile_.add_argument("--output", required=True, help="pipeline.json (Vertex AI PipelineJob) or pipeline.yaml (KFP)")
     compile_.add_argument("--image", help="the pipeline image (tfx_pipeline/Dockerfile), e.g. REGISTRY/recdistill:TAG")
