@@ -87,3 +87,18 @@ def test_synth_refuses_a_negative_seed(tmp_path, capsys):
     args = ["synth", "--users", "3", "--items", "3", "--interactions", "5", "--output", str(tmp_path / "s")]
     assert cli.main(args + ["--seed", "-1"]) == 2
     assert "--seed not negative" in _error_line(capsys)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["run", "--output", "o"], "--data"),
+    (["tflite-predict", "--model", "m", "--user-id", "u", "--k", "many"], "--k"),
+    (["synth", "--users", "2.5", "--items", "3", "--interactions", "5", "--output", "o"], "--users"),
+    (["compile", "--runner", "argo", "--output", "p.json"], "--runner"),
+    (["report"], "DIR"),
+])
+def test_a_bad_flag_is_one_line_naming_it(capsys, args, flag):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    captured = capsys.readouterr()
+    (line,) = captured.err.strip().splitlines()
+    assert exit_.value.code == 2 and line.startswith(f"recdistill {args[0]}: error: ") and flag in line, line
