@@ -224,10 +224,12 @@ def save_dataset(dataset: Dataset, path: str) -> None:
 
 
 def load_dataset(path: str) -> Dataset:
+    """save_dataset's file; raises storage.PickledArrayError (a ValueError) for one with pickled strings."""
     try:
         z = storage.load_npz(path)
     except storage.PickledArrayError as error:
-        raise ValueError(f"{error}: a dataset.npz of an older recdistill (strings pickled); rerun the pipeline") from None
+        raise storage.PickledArrayError(
+            f"{error}: a dataset.npz of an older recdistill (strings pickled); rerun the pipeline") from None
     names = sorted({k.split(".")[1] for k in z if k.startswith("split.")})
     splits = {n: Split(z[f"split.{n}.user"], z[f"split.{n}.item"], z[f"split.{n}.timestamp"]) for n in names}
     cold = z["cold_items"] if "cold_items" in z else np.zeros([0], np.int64)  # files of before had none
