@@ -15,6 +15,7 @@ import io
 import math
 import os
 import re
+import typing
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
@@ -116,6 +117,7 @@ class PipelineConfig:
         unknown = set(self.teacher) - {f.name for f in dataclasses.fields(TeacherConfig)}
         if unknown:
             raise ConfigError(f"unknown teacher setting(s): {', '.join(sorted(unknown))}")
+        _check_types("teacher", TeacherConfig, self.teacher)
         try:
             TeacherConfig(**self.teacher)
         except ValueError as error:  # its messages name the setting ("teacher dim ...")
@@ -127,6 +129,7 @@ class PipelineConfig:
         unknown = set(self.student) - {f.name for f in dataclasses.fields(StudentConfig)}
         if unknown:
             raise ConfigError(f"unknown student setting(s): {', '.join(sorted(unknown))}")
+        _check_types("student", StudentConfig, self.student)
         try:
             student = StudentConfig(**self.student)
         except (TypeError, ValueError) as error:
@@ -138,6 +141,7 @@ class PipelineConfig:
         unknown = set(self.compression) - {f.name for f in dataclasses.fields(CompressionConfig)}
         if unknown:
             raise ConfigError(f"unknown compression setting(s): {', '.join(sorted(unknown))}")
+        _check_types("compression", CompressionConfig, self.compression)
         try:
             CompressionConfig(**self.compression)
         except (TypeError, ValueError) as error:
@@ -200,20 +204,38 @@ def _integer(name: str, value, minimum: Optional[int] = None, maximum: Optional[
         raise ConfigError(f"{name} must be {kind}, got {value!r}")
 
 
+def _check_types(section: str, settings_class, overrides: Mapping[str, Any]) -> None:
+    """Each override has its field's type (bool, int, finite number, text; None where Optional):
+    the classes check ranges, and a string or NaN where a number belongs would pass or fail there
+    without naming the setting."""
+    types = {f.name: f.type for f in dataclasses.fields(settings_class)}
+    for name, value in overrides.items():
+        kind, label = types.get(name), f"{section} {name}"
+        if typing.get_origin(kind) is typing.Union:  # Optional[X]
+            if value is None:
+                continue
+            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        if kind is bool and not isinstance(value, bool):
+            raise ConfigError(f"{label} must be true or false, got {value!r}")
+        if kind is int:
+            _integer(label, value)
+        if kind is float and not _is_number(value):
+            raise ConfigError(f"{label} must be a finite number, got {value!r}")
+        if kind is str and not isinstance(value, str):
+            raise ConfigError(f"{label} must be a name, got {value!r}")
+
+
 def _check_split(split: Mapping[str, Any]) -> None:
     """The split overrides' names and types (SplitSpec checks the method and the shares' range)."""
     unknown = set(split) - {f.name for f in dataclasses.fields(SplitSpec)}
     if unknown:
         raise ConfigError(f"unknown split setting(s): {', '.join(sorted(unknown))}")
+    _check_types("split", SplitSpec, split)
     for name, value in split.items():
-        if name == "method" and not isinstance(value, str):
-            raise ConfigError(f"split method must be a name, got {value!r}")
         if name in ("test_share", "eval_share", "cold_items"):
             _share(f"split {name}", value)
         if name == "seed":  # numpy's RandomState takes 0 .. 2**32 - 1
             _integer("split seed", value, minimum=0, maximum=2**32 - 1)
-        if name in ("test_from", "eval_from") and value is not None:
-            _integer(f"split {name}", value)
     try:
         dataclasses.replace(SplitSpec(), **split)
     except ValueError as error:

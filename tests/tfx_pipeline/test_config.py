@@ -80,11 +80,19 @@ def test_json_works_too(tmp_path):
     ("beam_args: [runner=DataflowRunner]\n", "beam_args must be Beam flags"),
     ("beam_args: [--direct_running_mode=fast]\n", r"c\.yaml: beam_args: argument --direct_running_mode: invalid choice"),
     ("schema_path: 5\n", "schema_path must be a file path"),
-    ("split: {test_share: lots}\n", "split test_share must be a share in"),
+    ("split: {test_share: lots}\n", "split test_share must be a finite number, got .lots."),
+    ("split: {eval_share: 1.5}\n", "split eval_share must be a share in"),
     ("split: {seed: -1}\n", "split seed must be an integer from 0 to"),
     ("split: {seed: 1.5}\n", "split seed must be an integer"),
     ("split: {test_from: soon}\n", "split test_from must be an integer, got 'soon'"),
     ("split: {method: 3}\n", "split method must be a name"),
+    ("student: {alpha: lots}\n", r"c\.yaml: student alpha must be a finite number, got 'lots'$"),
+    ("student: {temperature: .nan}\n", "student temperature must be a finite number, got nan"),
+    ("student: {epochs: 2.5}\n", "student epochs must be an integer, got 2.5"),
+    ("student: {refit: 1}\n", "student refit must be true or false, got 1"),
+    ("teacher: {l2: high}\n", "teacher l2 must be a finite number"),
+    ("teacher: {objective: 3}\n", "teacher objective must be a name"),
+    ("compression: {prune_epochs: true}\n", "compression prune_epochs must be an integer, got True"),
     ("bless_tolerance: .inf\n", "bless_tolerance must be a share in"),
     ("ease_max_items: true\n", "ease_max_items must be a positive integer"),
 ])
@@ -93,6 +101,13 @@ def test_bad_configs_are_reported_with_the_file(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(str(path)).split_spec("/data")
+
+
+def test_optional_and_integer_overrides_of_float_settings_are_accepted(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("teacher: {l2: null, half_life: 30}\nstudent: {alpha: 2}\nsplit: {test_from: null, seed: 7}\n")
+    config = load_config(str(path))
+    assert config.teacher == {"l2": None, "half_life": 30} and config.split_spec("/data").seed == 7
 
 
 def test_baseline_settings_have_defaults_and_overrides(tmp_path):
