@@ -39,7 +39,7 @@ TEACHER_CODE = (teacher_package, teacher, teacher_training, text_columns, ease, 
 STUDENT_CODE = (student_package, student, student_training, distillation, feature_tables, interaction_data,
                 retrieval_metrics)
 COMPRESSION_CODE = (compression_package, compression, deployable, mobile_export, serving_export, signatures,
-                    student, student_training, distillation, tflite_runner)
+                    student, student_training, distillation, interaction_data, tflite_runner)
 # Where the pushers publish, under the run's output directory (DESIGN.md, "Outputs").
 SERVING_BASE = ("serving", signatures.MODEL_NAME)
 MOBILE_BASE = ("mobile",)
