@@ -2,6 +2,10 @@
 into the run's report.json under "serving".
 
     .venv/bin/python -m serving.bench DIR [--requests 400] [--clients 1,8]
+    .venv/bin/python -m serving.bench --soak --model-base-path DIR/serving/recdistill [--seconds 60] ...
+
+(--soak: good and hostile clients and pushes for a minute against a server in a subprocess,
+serving/soak.py.)
 
 Starts `recdistill serve`'s development server in this process on DIR/serving/recdistill, and
 sends single-user serving_default requests (known users, their latest items as history) from 1
@@ -14,6 +18,7 @@ import argparse
 import dataclasses
 import glob
 import os
+import sys
 import threading
 import time
 from typing import Dict, List
@@ -96,6 +101,11 @@ def bench_tflite(mobile_dir: str, calls: int = 2000) -> Dict:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--soak" in argv:
+        from serving import soak
+
+        return soak.main([arg for arg in argv if arg != "--soak"])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", metavar="DIR", help="a finished run's output directory")
     parser.add_argument("--requests", type=int, default=400)

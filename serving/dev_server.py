@@ -220,11 +220,12 @@ def run_until_signal(model_base_path: str, port: int, grace_seconds: float = 10.
 
     previous = {number: signal.signal(number, on_signal) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
-        current, tls = server.versions.current, serve_kwargs.get("tls")
+        # Only the number: a reference to the version here would keep it in memory once unloaded.
+        current, tls = getattr(server.versions.current, "version", None), serve_kwargs.get("tls")
         security = ("TLS on, client certificates required" if tls.client_ca else "TLS on") if tls else "no TLS"
         reach = "this machine only" if is_loopback(server.host) else "exposed"
         print_fn(f"recdistill: serving {server.versions.model_name} "
-                 f"{'version ' + str(current.version) if current else '(no version yet)'} from {model_base_path} "
+                 f"{'(no version yet)' if current is None else f'version {current}'} from {model_base_path} "
                  f"on {server.address} ({reach}, {security}); SIGTERM or Ctrl-C stops")
         while not stop.wait(0.5):  # a timed wait, so that the handler runs promptly
             pass

@@ -132,3 +132,22 @@ def test_error_counts_are_logged_per_interval_by_status_code(caplog):
     finally:
         counts.stop()
         logging.getLogger("serving.server_log").removeHandler(signal)
+
+
+def test_an_unloaded_version_is_freed_and_its_memory_given_back(served_base, tmp_path, caplog):
+    import weakref
+
+    from serving.model_versions import ModelVersions
+
+    base = tmp_path / signatures.MODEL_NAME
+    shutil.copytree(os.path.join(served_base.path, "1"), base / "1")
+    versions = ModelVersions(str(base))
+    assert versions.poll()
+    first = weakref.ref(versions.current)
+    shutil.copytree(base / "1", base / "2")
+    with caplog.at_level(logging.INFO, logger="serving"):
+        assert versions.poll() and versions.current.version == 2
+        assert not versions.poll()  # nothing new: the unloaded version's memory is released
+    assert first() is None
+    [line] = [r.getMessage() for r in caplog.records if "memory of unloaded versions released" in r.getMessage()]
+    assert "MB resident before" in line
