@@ -12,10 +12,18 @@ both deployed models, without retraining (DESIGN.md, "Commands a user runs").
      its SavedModel; models/mobile_export.py converts with builtin ops only), vocabularies
      extended, metadata.json updated (its `added_items` says what was added to which version).
   5. Checks (serving/extension_checks.py): old items' scores unchanged, new items scored and
-     ranked. Only then are both pushed (components/push/push.py: each version atomically, the
-     next integer), the SavedModel first: `recdistill serve` picks it up at its next poll. Each
-     names the model it extends (push.EXTENDS_FILE): the pipeline's pushers, rerun on that same
-     model, leave the extension in place instead of pushing the trained catalog over it.
+     ranked. Only then are both published, in one transaction (components/push/push.py): both
+     bases locked, both checked to still have as their latest the versions extended in step 1
+     (else push.PushConflict, "version N appeared while this push was built; rerun", and nothing
+     is published: another add-items or a pipeline push came first, and its versions stay),
+     then both published under one number, the next above both bases, the SavedModel first:
+     `recdistill serve` picks it up at its next poll. Each names the model it extends
+     (push.EXTENDS_FILE): the pipeline's pushers, rerun on that same model, leave the extension
+     in place instead of pushing the trained catalog over it.
+
+Where it writes: under the run directory given (its serving/ and mobile/, wherever ML Metadata
+says the run was written: a copied run is extended in the copy, tfx_pipeline/pushed_lineage.py),
+or under --push-root. A run that pushed elsewhere (its own --push-root) needs --push-root.
 """
 
 import json
@@ -23,7 +31,7 @@ import os
 import tempfile
 import time
 import types
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -39,6 +47,7 @@ from models import (catalog_extension, deployable, feature_tables, interaction_d
                     serving_export, signatures)
 from serving import extension_checks, new_items, tf_serving_files  # noqa: E402
 from serving.tflite_predict import read_vocabulary  # noqa: E402
+from serving.tflite_runner import TFLiteRanker  # noqa: E402
 from tfx_pipeline import pushed_lineage, storage  # noqa: E402
 
 # Where the pipeline's pushers publish under a push root (tfx_pipeline/pipeline.py's SERVING_BASE
@@ -48,27 +57,32 @@ MOBILE_BASE = ("mobile",)
 SAVED_MODEL_FILE = "saved_model.pb"  # a serving version's commit file (components/push/component.py)
 
 
+class DeployedVersionError(pushed_lineage.LineageError):
+    """The latest pushed version cannot be read (a corrupt or half-copied version)."""
+
+
 def add_items(run_dir: str, items_csv: str, push_root: Optional[str] = None,
               max_bad_share: Optional[float] = None) -> Dict:
     """Adds NEW.csv's good rows to the latest pushed versions; returns what was done.
 
-    push_root: where serving/ and mobile/ are (default: where the run's pushers pushed).
-    max_bad_share: default, the run's ingestion setting. Raises pushed_lineage.LineageError,
-    InputFileError, new_items.IdsInCatalog or DataQualityError for bad input (nothing pushed),
-    extension_checks.CheckFailed when the extended models do not pass (nothing pushed)."""
+    push_root: where serving/ and mobile/ are (default: where the run's pushers pushed, which must
+    be inside run_dir). max_bad_share: default, the run's ingestion setting. Raises
+    pushed_lineage.LineageError (DeployedVersionError among them), InputFileError,
+    new_items.IdsInCatalog or DataQualityError for bad input, extension_checks.CheckFailed when the
+    extended models do not pass, push.PushConflict when another push published meanwhile, and
+    push.LockBusy: nothing is pushed in every one of these cases."""
     started = time.monotonic()
     lineage = pushed_lineage.read(run_dir)
-    serving_base, mobile_base = (storage.join(push_root, *SERVING_BASE), storage.join(push_root, *MOBILE_BASE)) \
-        if push_root else (storage.dirname(lineage.serving_destination), storage.dirname(lineage.mobile_destination))
+    serving_base, mobile_base = _bases(lineage, run_dir, push_root)
     serving_from, mobile_from = _latest(serving_base, SAVED_MODEL_FILE), _latest(mobile_base, signatures.METADATA)
-    old_ids = read_vocabulary(storage.join(mobile_from, signatures.ITEM_VOCAB))
+    old_model = _load_serving(serving_from)
+    old_ids, old_metadata = _read_mobile(mobile_from)
     column_types = storage.read_json(storage.join(lineage.examples_dir, SUMMARY_FILE))["column_types"]["items"]
     share = lineage.ingest_settings["max_bad_share"] if max_bad_share is None else max_bad_share
     new = new_items.read(items_csv, column_types, old_ids, share)
 
     dataset = interaction_data.load_dataset(storage.join(lineage.student_dir, teacher_training.DATASET_FILE))
     kd = compress.load_student(lineage.student_dir, dataset, feature_tables.load_from(lineage.student_dir))
-    old_model = tf.saved_model.load(serving_from)
     weights = catalog_extension.scorer_weights(old_model)
     _check_catalogs(old_ids, dataset.item_ids, weights[catalog_extension.KERNEL].shape[1], serving_from, mobile_from)
     vectors = catalog_extension.item_vectors(kd, transformed_items(lineage.transform_graph_dir, new.records))
@@ -92,7 +106,6 @@ def add_items(run_dir: str, items_csv: str, push_root: Optional[str] = None,
                                             len(old_ids))
         added = {"count": len(new.ids), "file": os.path.basename(items_csv), "first_index": len(old_ids),
                  "extends": {"serving": _version(serving_from), "mobile": _version(mobile_from)}, **extension}
-        old_metadata = storage.read_json(storage.join(mobile_from, signatures.METADATA))
         metadata = _mobile_metadata(old_metadata, dataset.num_users, len(item_ids), history,
                                     mobile_export.zero_share(int8), checks, added)
         with open(os.path.join(mobile_dir, signatures.METADATA), "w") as f:
@@ -102,13 +115,13 @@ def add_items(run_dir: str, items_csv: str, push_root: Optional[str] = None,
                                                  (mobile_dir, mobile_from, (signatures.METADATA,))):
             with open(os.path.join(directory, push.EXTENDS_FILE), "w") as f:
                 f.write(push.extends_marker(base_version, exclude))
-        # Everything is checked: publish. Each push is atomic; the SavedModel goes first.
-        serving_version, serving_path, _ = push.push(serving_dir, serving_base, commit_file=SAVED_MODEL_FILE)
-        tf_serving_files.write_models_config(storage.dirname(serving_base))
-        tf_serving_files.write_batching_parameters(storage.dirname(serving_base))
-        mobile_version, mobile_path, _ = push.push(mobile_dir, mobile_base, prepare=_stamp_version,
-                                                   compare_exclude=[signatures.METADATA],
-                                                   commit_file=signatures.METADATA)
+        # Everything is checked: publish both, only if what they extend is still the latest of each.
+        (serving_version, serving_path, _), (mobile_version, mobile_path, _) = push.publish([
+            push.Target(serving_dir, serving_base, SAVED_MODEL_FILE, built_on=_version(serving_from)),
+            push.Target(mobile_dir, mobile_base, signatures.METADATA, prepare=_stamp_version,
+                        compare_exclude=(signatures.METADATA,), built_on=_version(mobile_from))])
+    tf_serving_files.write_models_config(storage.dirname(serving_base))
+    tf_serving_files.write_batching_parameters(storage.dirname(serving_base))
     return {"added": new.ids, "bad": new_items.describe_bad(new.bad), "rows": new.rows,
             "indices": [len(old_ids), len(item_ids) - 1], "serving": serving_path, "mobile": mobile_path,
             "versions": {"serving": serving_version, "mobile": mobile_version}, "extension": extension,
@@ -121,6 +134,45 @@ def transformed_items(transform_graph_dir: str, records: List[bytes]) -> Dict[st
     catalog = types.SimpleNamespace(num_users=0, user_records={}, num_items=len(records) + 1,
                                     item_records={i + 1: record for i, record in enumerate(records)})
     return {name: table[1:] for name, table in feature_tables.build(transform_graph_dir, catalog)["item"].items()}
+
+
+def _bases(lineage: pushed_lineage.PushedLineage, run_dir: str, push_root: Optional[str]) -> Tuple[str, str]:
+    """(serving base, mobile base): under push_root, else where the run pushed, which must be inside run_dir."""
+    if push_root:
+        return storage.join(push_root, *SERVING_BASE), storage.join(push_root, *MOBILE_BASE)
+    inside = os.path.realpath(run_dir) + os.sep
+    for destination in (lineage.serving_destination, lineage.mobile_destination):
+        if storage.is_uri(destination) or not os.path.realpath(destination).startswith(inside):
+            raise pushed_lineage.LineageError(
+                f"{destination}: the run pushed outside --run {run_dir}; add-items writes there only when "
+                "--push-root names it")
+    return storage.dirname(lineage.serving_destination), storage.dirname(lineage.mobile_destination)
+
+
+def _load_serving(version_dir: str):
+    try:
+        return tf.saved_model.load(version_dir)
+    except Exception as error:  # a corrupt SavedModel raises anything from DecodeError to OSError
+        raise DeployedVersionError(f"{version_dir}: the latest serving version cannot be loaded "
+                                   f"({_first_line(error)}); fix or remove it, then rerun") from None
+
+
+def _read_mobile(version_dir: str) -> Tuple[List[str], Dict]:
+    """(item ids, metadata.json) of the latest mobile version, whose TFLite model must load too."""
+    try:
+        old_ids = read_vocabulary(storage.join(version_dir, signatures.ITEM_VOCAB))
+        metadata = storage.read_json(storage.join(version_dir, signatures.METADATA))
+        with storage.local_copy(storage.join(version_dir, signatures.TFLITE_FILE)) as tflite:
+            TFLiteRanker(tflite)
+    except Exception as error:
+        raise DeployedVersionError(f"{version_dir}: the latest mobile version cannot be read "
+                                   f"({_first_line(error)}); fix or remove it, then rerun") from None
+    return old_ids, metadata
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:200]}" if text else type(error).__name__
 
 
 def _latest(base: str, commit_file: str) -> str:

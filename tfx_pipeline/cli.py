@@ -114,10 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     lite.set_defaults(handler=_tflite_predict)
 
     add = commands.add_parser("add-items", help="add new catalog items to both deployed models, without retraining")
-    add.add_argument("--run", required=True, metavar="DIR", help="the --output directory of a finished run")
+    add.add_argument("--run", required=True, metavar="DIR",
+                     help="the --output directory of a finished run (or a copy of one: the copy is extended)")
     add.add_argument("--items", required=True, metavar="NEW.csv", help="new items, in the columns of the run's items.csv")
     add.add_argument("--push-root", metavar="URI",
-                     help="the directory (or gs:// URI) holding serving/ and mobile/ (default: where the run pushed)")
+                     help="the directory (or gs:// URI) holding serving/ and mobile/ (default: the run's own, "
+                          "under --run; required when the run pushed elsewhere)")
     add.add_argument("--max-bad-share", type=float, metavar="F",
                      help="share of bad rows above which nothing is added (default: the run's max_bad_share)")
     add.set_defaults(handler=_add_items)
@@ -270,6 +272,7 @@ def _query(args) -> int:
 def _add_items(args) -> int:
     from components.ingest.csv_rows import InputFileError
     from components.ingest.quality import DataQualityError
+    from components.push.push import LockBusy, PushConflict
     from serving import add_items, extension_checks, new_items
     from tfx_pipeline.pushed_lineage import LineageError
 
@@ -281,7 +284,9 @@ def _add_items(args) -> int:
         return _fail(f"{error}; nothing was added", EXIT_BAD_INPUT)
     except (LineageError, InputFileError, new_items.IdsInCatalog) as error:
         return _fail(f"{error}", EXIT_BAD_INPUT)
-    except extension_checks.CheckFailed as error:
+    except PushConflict as error:  # another add-items or a pipeline push published first: its versions stay
+        return _fail(f"{error}", EXIT_BAD_INPUT)
+    except (extension_checks.CheckFailed, LockBusy) as error:
         return _fail(f"{error}; nothing was pushed", EXIT_FAILURE)
     if result["bad"]:
         print(f"{len(result['bad'])} of {result['rows']} rows skipped:")

@@ -6,6 +6,13 @@ leads to the KD student and the Transform graph the compressor read, and through
 ExampleGen's examples (ingest_summary.json: the catalog's column types) and its settings. Read
 this way rather than by globbing pipeline_root, a run whose latest model was not blessed still
 extends the model that is deployed, and a pipeline root on gs:// works the same.
+
+ML Metadata holds absolute paths: those of the directory the run was written in. A run copied or
+moved elsewhere (`cp -r runs/a runs/b`) still names runs/a. The directory it was written in is
+found from the artifacts (an artifact path A/<relative> whose <relative> exists under the run
+directory given: A is where it was written) and every local path under it is re-rooted under the
+run directory given: the copy's own artifacts are read (the original may be gone) and its own
+serving/ and mobile/ are the push destinations.
 """
 
 import dataclasses
@@ -35,6 +42,7 @@ class PushedLineage:
     ingest_settings: Dict  # ExampleGen's settings (max_bad_share, text and list columns)
     serving_destination: str  # serving/recdistill/<version> as the pipeline pushed it
     mobile_destination: str  # mobile/<version>
+    written_in: Optional[str] = None  # where the run was written, when it was elsewhere (a copied run)
 
 
 def read(run_dir: str) -> PushedLineage:
@@ -45,7 +53,47 @@ def read(run_dir: str) -> PushedLineage:
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return _Lineage(metadata_store.MetadataStore(config), run_dir).read()
+    return _rerooted(_Lineage(metadata_store.MetadataStore(config), run_dir).read(), run_dir)
+
+
+def _rerooted(lineage: PushedLineage, run_dir: str) -> PushedLineage:
+    """The lineage with paths under the directory the run was written in moved under run_dir."""
+    here = os.path.realpath(run_dir)
+    recorded = (lineage.student_dir, lineage.transform_graph_dir, lineage.examples_dir,
+                lineage.serving_destination, lineage.mobile_destination)
+    written_in = next((found for found in (_written_in(path, here) for path in recorded) if found), None)
+    if written_in is None or os.path.realpath(written_in) == here:
+        return lineage
+
+    def moved(path: str, must_exist: bool) -> str:
+        if "://" in path or not _inside(path, written_in):
+            return path
+        copied = os.path.join(here, os.path.relpath(path, written_in))
+        return copied if os.path.exists(copied) or not must_exist else path
+
+    return dataclasses.replace(
+        lineage, student_dir=moved(lineage.student_dir, True), transform_graph_dir=moved(lineage.transform_graph_dir, True),
+        examples_dir=moved(lineage.examples_dir, True), serving_destination=moved(lineage.serving_destination, False),
+        mobile_destination=moved(lineage.mobile_destination, False), written_in=written_in)
+
+
+def _written_in(path: str, run_dir: str) -> Optional[str]:
+    """The ancestor A of an artifact's path P whose relative path P - A (two components at least:
+    <component>/<key>/<id> in TFX's layout) is there under run_dir too; None when none is."""
+    if "://" in path:
+        return None
+    ancestor = os.path.dirname(os.path.dirname(os.path.normpath(path)))
+    while True:
+        if os.path.exists(os.path.join(run_dir, os.path.relpath(path, ancestor))):
+            return ancestor
+        parent = os.path.dirname(ancestor)
+        if parent == ancestor:
+            return None
+        ancestor = parent
+
+
+def _inside(path: str, directory: str) -> bool:
+    return os.path.normpath(path).startswith(os.path.normpath(directory).rstrip(os.sep) + os.sep)
 
 
 class _Lineage:

@@ -36,6 +36,20 @@ mobile/N are one model's halves whichever pusher runs first. When that cannot ho
 by hand, one half not pushed because its base already held it), the numbers differ; mobile's
 metadata.json then still says what it holds (`version`, and `added_items[].extends` for add-items).
 
+What holds where:
+  - Local disks: pushes into one base (threads, processes, add-items and the pipeline's pushers)
+    are serialised by the lock file; a version appears whole by rename; a push killed at any point
+    leaves at most its staging and, while its pid is dead, a lock the next push breaks at once.
+  - gs://: the same serialisation, as long as the service honours if_generation_match (Google
+    Cloud Storage does; gcp-storage-emulator does not, which tests/components/push patches) and
+    a holder does not stall for longer than the lock's lease (lock.LEASE_S, 10 minutes) with a
+    clock within minutes of the others'. A version appears object by object, commit file last. A
+    push killed on another machine blocks the base's pushes until its lease ends (LockBusy names
+    the lock object meanwhile; deleting it by hand is safe when no push is running).
+  - Neither: writers that do not take the lock (an operator's copy) are not serialised, only
+    never overwritten or removed; serving and mobile versions of one add-items are published one
+    after the other under both locks, so a crash between the two leaves the first without the second.
+
 What a push removes: only what it wrote.
   - Its own staging; a staging whose owner is dead on this host, or older than STAGING_MAX_AGE_S.
   - On object storage, a version it was copying when it was killed: the copy first writes
