@@ -59,7 +59,7 @@ def bench_server(base_path: str, mobile_dir: str, requests: int, clients: List[i
                     errors.append(error)
 
             def run_client(chunk):
-                with RecommendationClient(f"localhost:{server.port}", timeout_s=10) as c:
+                with RecommendationClient(f"127.0.0.1:{server.port}", timeout_s=10) as c:
                     c.recommend([chunk[0][0]], [chunk[0][1]])  # the channel and H, before timing
                     for user, history in chunk:
                         start = time.perf_counter()
