@@ -280,3 +280,15 @@ def test_only_stagings_of_dead_or_old_pushes_are_removed(tmp_path):
         (base / name).mkdir(parents=True)
     push_lib.push(_model(tmp_path / "m", "v1"), str(base))
     assert sorted(os.listdir(base)) == sorted(["1", names["live here"], names["elsewhere"], names["not ours"]])
+
+
+def test_the_pushers_pair_only_in_the_pipelines_layout():
+    from components.push import component
+    from tfx_pipeline import pipeline
+
+    assert (component.BASES["serving"], component.BASES["mobile"]) == (pipeline.SERVING_BASE, pipeline.MOBILE_BASE)
+    partner = component._partner("serving", "gs://b/root/serving/recdistill", "gs://b/artifacts/model/7")
+    assert (partner.base_dir, partner.source_dir, partner.commit_file) == (
+        "gs://b/root/mobile", "gs://b/artifacts/model/7/mobile", signatures.METADATA)
+    assert component._partner("mobile", "/srv/root/mobile", "/m").base_dir == "/srv/root/serving/recdistill"
+    assert component._partner("serving", "/srv/models/recdistill-canary", "/m") is None  # numbered on its own
