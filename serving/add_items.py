@@ -41,6 +41,7 @@ import tensorflow as tf  # noqa: E402
 
 from components.compression import compress  # noqa: E402
 from components.ingest.beam_ingest import SUMMARY_FILE  # noqa: E402
+from components.ingest.csv_rows import display_name  # noqa: E402
 from components.push import push  # noqa: E402
 from components.teacher import training as teacher_training  # noqa: E402
 from models import (catalog_extension, deployable, feature_tables, interaction_data, mobile_export,  # noqa: E402
@@ -104,7 +105,7 @@ def add_items(run_dir: str, items_csv: str, push_root: Optional[str] = None,
         with storage.local_copy(storage.join(mobile_from, signatures.TFLITE_FILE)) as old_tflite:
             checks = extension_checks.check(old_model, tf.saved_model.load(serving_dir), old_tflite, tflite, latest,
                                             len(old_ids))
-        added = {"count": len(new.ids), "file": os.path.basename(items_csv), "first_index": len(old_ids),
+        added = {"count": len(new.ids), "file": display_name(items_csv), "first_index": len(old_ids),
                  "extends": {"serving": _version(serving_from), "mobile": _version(mobile_from)}, **extension}
         metadata = _mobile_metadata(old_metadata, dataset.num_users, len(item_ids), history,
                                     mobile_export.zero_share(int8), checks, added)

@@ -275,6 +275,7 @@ def _add_items(args) -> int:
     from components.push.push import LockBusy, PushConflict
     from serving import add_items, extension_checks, new_items
     from tfx_pipeline.pushed_lineage import LineageError
+    from tfx_pipeline.storage import PickledArrayError
 
     if args.max_bad_share is not None and not 0 <= args.max_bad_share < 1:
         return _fail("--max-bad-share must be in [0, 1)", EXIT_BAD_INPUT)
@@ -282,7 +283,7 @@ def _add_items(args) -> int:
         result = add_items.add_items(args.run, args.items, push_root=args.push_root, max_bad_share=args.max_bad_share)
     except DataQualityError as error:
         return _fail(f"{error}; nothing was added", EXIT_BAD_INPUT)
-    except (LineageError, InputFileError, new_items.IdsInCatalog) as error:
+    except (LineageError, InputFileError, new_items.IdsInCatalog, PickledArrayError) as error:
         return _fail(f"{error}", EXIT_BAD_INPUT)
     except PushConflict as error:  # another add-items or a pipeline push published first: its versions stay
         return _fail(f"{error}", EXIT_BAD_INPUT)
