@@ -126,3 +126,7 @@ def test_query_over_tls_with_a_version_a_signature_and_its_errors(tls_server, tl
         assert err.count("\n") == 1 and message in err, err
     assert _query(tls_server, "--timeout", "0.5") == 1  # plaintext to a TLS server
     assert "UNAVAILABLE" in capsys.readouterr().err
+    # The name checked in the server's certificate: one it names, then one it does not.
+    assert _query(tls_server, *ca, "--ssl-target-name", "localhost") == 0
+    assert _query(tls_server, *ca, "--ssl-target-name", "elsewhere.example", "--timeout", "0.5") == 1
+    assert "UNAVAILABLE" in capsys.readouterr().err
