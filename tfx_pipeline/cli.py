@@ -252,6 +252,10 @@ def _query(args) -> int:
 
     if args.items and not storage.isfile(args.items):
         return _fail(f"--items {args.items}: no such file", EXIT_BAD_INPUT)
+    try:  # before the request: a file that is not UTF-8 CSV is answered without asking the server
+        titles = catalog.load_titles(args.items or catalog.newest_run_items_csv())
+    except ValueError as error:
+        return _fail(str(error), EXIT_BAD_INPUT)
     history = [item for item in args.history.split(",") if item]
     secure = args.tls or any((args.ssl_ca, args.ssl_cert, args.ssl_key, args.ssl_target_name))
     try:
@@ -264,8 +268,7 @@ def _query(args) -> int:
     except ServingError as error:
         return _fail(f"{args.target}: {error.code.name}: {' '.join(str(error.details).split())}", EXIT_FAILURE)
     seen = set(history)  # the model ranks the whole catalog: the history's items are left out here
-    _print_recommendations([(i, s) for i, s in ranked if i not in seen][: args.k],
-                           catalog.load_titles(args.items or catalog.newest_run_items_csv()))
+    _print_recommendations([(i, s) for i, s in ranked if i not in seen][: args.k], titles)
     return 0
 
 

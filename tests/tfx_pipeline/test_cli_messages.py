@@ -102,3 +102,12 @@ def test_a_bad_flag_is_one_line_naming_it(capsys, args, flag):
     captured = capsys.readouterr()
     (line,) = captured.err.strip().splitlines()
     assert exit_.value.code == 2 and line.startswith(f"recdistill {args[0]}: error: ") and flag in line, line
+
+
+def test_query_names_an_items_file_that_is_not_utf8_before_asking_the_server(tmp_path, capsys):
+    items = tmp_path / "items.csv"
+    items.write_bytes(b"item_id,title\n1,caf\xe9\n")
+    # Port 1 on loopback: nothing listens there, so an answer about the server would mean the file was not checked first.
+    assert cli.main(["query", "--target", "127.0.0.1:1", "--user-id", "1", "--items", str(items)]) == 2
+    line = _error_line(capsys)
+    assert str(items) in line and "UTF-8" in line
