@@ -50,7 +50,7 @@ class CompressionConfig:
     target_sparsity: float = 0.75  # of every Embedding table
     dense_sparsity: float = 0.35  # of the scoring Dense
     # Fine-tuning epochs with pruning, the first ramp_epochs raising sparsity (8 and 3: 0.957x).
-    # 16 rather than 24 since the teacher's encoder takes 60 s more of `make run` (README).
+    # 16 rather than 24 since the teacher's encoder takes 60 s more of `make run` (docs/student-and-compression.md).
     prune_epochs: int = 16
     ramp_epochs: int = 8
     qat_epochs: int = 2

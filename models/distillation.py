@@ -10,9 +10,9 @@
         "kl": KL(p_teacher || p_student) between the two score distributions, both softened by
         temperature T, times T^2 so that its gradients keep their scale as T changes (Hinton et
         al., 2015).
-        Measured on MovieLens-100K (README, "Distillation"): matching logits keeps the teacher's
-        ranking (student 1.01 x the teacher it learned from); KL at one temperature either flattens
-        a sharp teacher or overfits its top items.
+        Measured on MovieLens-100K (docs/student-and-compression.md, "The student"): matching
+        logits keeps the teacher's ranking (student 1.01 x the teacher it learned from); KL at one
+        temperature either flattens a sharp teacher or overfits its top items.
   hint  the mean squared distance between the student's item embeddings, through a learned
         projection, and the teacher's (FitNets-style hints; optional).
 Shapes are given per function; padding candidates are index 0 (never a real item) and masked.

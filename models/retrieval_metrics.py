@@ -1,6 +1,6 @@
 """Retrieval metrics: the one evaluation every model of the project is scored with.
 
-Protocol (DESIGN.md, "report.json"): for each test user every catalog item is ranked, the items
+Protocol (docs/design.md, "report.json"): for each test user every catalog item is ranked, the items
 the user interacted with in training are removed from the ranking, and recall@k, precision@k and
 ndcg@k are averaged over the test users (users with at least one test item). Relevance is binary.
 The definitions equal Microsoft Recommenders' `python_evaluation` (relevancy_method="top_k",

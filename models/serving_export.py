@@ -1,4 +1,4 @@
-"""The TF Serving SavedModel of a deployed-form student (DESIGN.md, "Outputs").
+"""The TF Serving SavedModel of a deployed-form student (docs/design.md, "Outputs").
 
 Signatures (names: models/signatures.py):
   serving_default    user_id string [B], history string [B, H] (most recent first, "" pads)

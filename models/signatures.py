@@ -1,4 +1,4 @@
-"""Names, shapes and sizes of the deployed models' interfaces (DESIGN.md, "Outputs").
+"""Names, shapes and sizes of the deployed models' interfaces (docs/design.md, "Outputs").
 
 One place for the exporters (models/serving_export.py, models/mobile_export.py), the evaluator,
 and the clients (serving/), so that a renamed input breaks a test instead of a user.

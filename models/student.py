@@ -54,7 +54,7 @@ class StudentConfig:
     # soft_loss "mse": logit matching, the teacher's logits rescaled to a standard deviation of
     # soft_scale over the scored candidates (0.16: EASE's own scale on MovieLens-100K); "kl":
     # softened distributions at `temperature`. Measured on MovieLens-100K with an EASE teacher
-    # (README, "Distillation"): mse, beta 100: test ndcg@10 0.481 after the refit, 1.09 x the
+    # (docs/student-and-compression.md, "The student"): mse, beta 100: test ndcg@10 0.481 after the refit, 1.09 x the
     # no-KD twin; kl, T 3 on the same teacher: 0.44.
     alpha: float = 1.0
     beta: float = 100.0
@@ -70,7 +70,7 @@ class StudentConfig:
     # positives with the log-Q sampling correction (for catalogs too large for a full softmax);
     # "auto": full up to full_softmax_items catalog items, in_batch above: a training step (batch
     # 512) took 23 / 26 ms full / in-batch at 5,000 items, 96 / 30 at 10,000, 543 / 45 at 100,000
-    # (tfx_pipeline/bench_hard_loss.py, README "Scale").
+    # (tfx_pipeline/bench_hard_loss.py, docs/scale.md).
     hard_negatives: str = "auto"
     full_softmax_items: int = 5_000
     # In training, the share of candidate items whose id vector is left out (their features only):

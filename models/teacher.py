@@ -17,14 +17,14 @@ Two ways to train the encoder (`objective`):
       (mean squared error; self-distillation of the item-item model into a BERT, as in Born-Again
       networks). The two then rank together:
           score(u, i) = z(wide(u))[i] + deep_weight * z(deep(u))[i]     (z: per-user standardised)
-      deep_weight picked on the validation split. Measured on MovieLens-100K (README, "Teacher
-      experiments"): the encoder alone slightly beats EASE, and the two together beat EASE by 3 %:
-      an encoder that learned item-item structure through text-aware embeddings and attention
-      generalises differently from the closed form it learned from.
+      deep_weight picked on the validation split. Measured on MovieLens-100K (docs/teacher.md,
+      "Toward a teacher that beats EASE"): the encoder alone slightly beats EASE, and the two
+      together beat EASE by 3 %: an encoder that learned item-item structure through text-aware
+      embeddings and attention generalises differently from the closed form it learned from.
   "cloze": BERT4Rec's masked-item training (models/teacher_training.py), position 0 predicting
       held-out items on top of the wide part's scores;
           score(u, i) = wide_scale * wide(u)[i] + gate * deep(u)[i]
-      (kept for comparison: on MovieLens-100K it did not beat EASE, README).
+      (kept for comparison: on MovieLens-100K it did not beat EASE, docs/teacher.md).
 
 The wide part's l2 and half-life are picked on the validation split first (closed form, seconds).
 Every teacher is trained twice over, as the EASE baseline and the students are: phase one on the
@@ -83,11 +83,11 @@ class TeacherConfig:
     patience: int = 10
     # Neither stops nor picks an epoch before this one: the encoder adds nothing in its first ~30
     # epochs, where validation is the wide part's plus noise, and a lucky early epoch stopped two
-    # seeds of three at 0.4876 / 0.4753 on the MS split (bench, README).
+    # seeds of three at 0.4876 / 0.4753 on the MS split (docs/experiments.md, "Quality bench").
     min_epochs: int = 40
     learning_rate: float = 1e-3  # 2e-3 and 40 epochs: 0.4926 / 0.4891 on two index orders (1e-3: 0.4907 / 0.4912)
     seed: int = 42
-    # Scale (README, "Scale"): an epoch is at most this many users (a fresh random draw each
+    # Scale (docs/scale.md): an epoch is at most this many users (a fresh random draw each
     # epoch), and the wide part's choice and each epoch's validation rank at most this many eval
     # users (one seeded draw): the teacher's time stops growing with the users. MovieLens-100K's
     # 943 users are below both.

@@ -166,7 +166,7 @@ def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[fl
         users = np.flatnonzero(latest[:, 0] > 0)
         if len(users) > config.max_epoch_users:  # a share of the users (the draw only then: same rng otherwise)
             users = np.sort(rng.choice(users, size=config.max_epoch_users, replace=False))
-        if config.objective == "match_wide":  # random batches (length-sorted ones: 0.4834 vs 0.49, README)
+        if config.objective == "match_wide":  # random batches (length-sorted ones: 0.4834 vs 0.49, docs/teacher.md)
             order = rng.permutation(users)
         else:  # users of similar history length share a batch (less padding); batches in random order
             order = users[np.argsort((latest[users] > 0).sum(axis=1) + rng.random(len(users)) * 8)]

@@ -1,5 +1,5 @@
 """`recdistill add-items --run DIR --items NEW.csv`: new catalog items into new pushed versions of
-both deployed models, without retraining (DESIGN.md, "Commands a user runs").
+both deployed models, without retraining (docs/add-items.md).
 
   1. What is deployed: the run's ML Metadata gives the pushed model's lineage (the KD student,
      the Transform graph, the catalog's column types: tfx_pipeline/pushed_lineage.py); the latest

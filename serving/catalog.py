@@ -1,4 +1,4 @@
-"""Item titles for printing recommendations: from the input's items.csv (DESIGN.md, "Input format")."""
+"""Item titles for printing recommendations: from the input's items.csv (docs/data.md, "Input format")."""
 
 import csv
 import io

@@ -82,8 +82,8 @@ def compile_pipeline(
 ) -> Dict:
     """Writes the KFP v2 definition of the whole DAG to output_path (.json, .yaml or .yml; a local
     path or a bucket URI) and returns it as a dict. image: the container image of every task.
-    data_root: the input directory (interactions.csv, users.csv, items.csv; DESIGN.md "Input
-    format"); the split is the default for own data unless `config.split` overrides it.
+    data_root: the input directory (interactions.csv, users.csv, items.csv; docs/data.md,
+    "Input format"); the split is the default for own data unless `config.split` overrides it.
     push_root: serving/ and mobile/ are pushed under it."""
     runner_class, runner_config_class = runner_classes()
     if data_root in BUILTIN_DATASETS:

@@ -1,4 +1,4 @@
-"""report.json and report.md of a run (keys: DESIGN.md, "report.json"), and their printout."""
+"""report.json and report.md of a run (keys: docs/design.md, "report.json"), and their printout."""
 
 import errno
 import json

@@ -29,7 +29,7 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     catalog: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
-    """Reads, validates, joins and splits the input directory (DESIGN.md "Input format").
+    """Reads, validates, joins and splits the input directory (docs/data.md, "Input format").
 
     input_fingerprint is not read here: it is a digest of the input files and of the ingestion
     code, so that TFX's cache reruns this component when either changes and reuses it otherwise.

@@ -1,6 +1,6 @@
 """Turning CSV records into typed rows, or into the reason they are bad.
 
-The three input files (DESIGN.md, "Input format"):
+The three input files (docs/data.md, "Input format"):
   interactions.csv  user_id,item_id,timestamp[,rating]
   users.csv         user_id,...   (further columns: user features)
   items.csv         item_id,title,... (further columns: item features)
