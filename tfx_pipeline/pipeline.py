@@ -40,7 +40,7 @@ STUDENT_CODE = (student_package, student, student_training, distillation, featur
                 retrieval_metrics)
 COMPRESSION_CODE = (compression_package, compression, deployable, mobile_export, serving_export, signatures,
                     student, student_training, distillation, interaction_data, tflite_runner)
-# Where the pushers publish, under the run's output directory (DESIGN.md, "Outputs").
+# Where the pushers publish, under the run's output directory (docs/design.md, "Outputs").
 SERVING_BASE = ("serving", signatures.MODEL_NAME)
 MOBILE_BASE = ("mobile",)
 
