@@ -6,20 +6,12 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
-import models
-from models import (compression, deployable, distillation, ease, feature_tables, interaction_data, mobile_export,
-                    retrieval_metrics, serving_export, signatures, student, student_training, teacher,
-                    teacher_training, text_columns, text_encoder)
-from components import ingest, transform_module
-from components import teacher as teacher_package
-from components import compression as compression_package
-from components import evaluation as evaluation_package
-from components import student as student_package
+from models import signatures
+from components import transform_module
 from components.compression import trainer_module as compression_module
 from components.student import trainer_module
 from components.evaluation.component import ModelEvaluator
 from components.push.component import ModelPusher
-from serving import tflite_runner
 from components.ingest.beam_ingest import IngestSettings
 from components.ingest.component import InteractionsExampleGen, settings_to_json
 from components.ingest.splits import SPLITS, TRAIN
@@ -27,19 +19,12 @@ from components.teacher.component import TeacherScorer, TeacherTrainer
 from components.teacher.scoring import SCORED_SPLITS
 from components.validation_gate import ValidationGate
 from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.fingerprints import code_digest
+from tfx_pipeline.fingerprints import closure_digest
 from tfx_pipeline import storage
 
 PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_module.preprocessing_fn.__name__}"
 STUDENT_RUN_FN = f"{trainer_module.run_fn.__module__}.{trainer_module.run_fn.__name__}"
 COMPRESSION_RUN_FN = f"{compression_module.run_fn.__module__}.{compression_module.run_fn.__name__}"
-# The model modules each trainer runs: a change to one retrains only what uses it.
-TEACHER_CODE = (teacher_package, teacher, teacher_training, text_columns, ease, interaction_data, feature_tables,
-                text_encoder)
-STUDENT_CODE = (student_package, student, student_training, distillation, feature_tables, interaction_data,
-                retrieval_metrics)
-COMPRESSION_CODE = (compression_package, compression, deployable, mobile_export, serving_export, signatures,
-                    student, student_training, distillation, interaction_data, tflite_runner)
 # Where the pushers publish, under the run's output directory (docs/design.md, "Outputs").
 SERVING_BASE = ("serving", signatures.MODEL_NAME)
 MOBILE_BASE = ("mobile",)
@@ -86,7 +71,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     )
     example_gen = InteractionsExampleGen(
         input_dir=data_dir,
-        input_fingerprint=f"{data_fingerprint}:{code_digest(ingest)}",
+        input_fingerprint=f"{data_fingerprint}:{code_digest(InteractionsExampleGen)}",
         settings_json=settings_to_json(settings),
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -103,21 +88,22 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
         # The digest is ignored by preprocessing_fn: it makes a changed module miss the cache.
-        custom_config={**config.transform_config(), "code_digest": code_digest(transform_module)},
+        custom_config={**config.transform_config(), "code_digest": code_digest(transform_module.preprocessing_fn)},
         splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
         disable_statistics=True,
     )
     # Transform reads the examples directly; the gate only orders it after a clean validation.
     transform.add_upstream_node(validation_gate)
+    teacher_code = code_digest(TeacherTrainer)  # the scorer is defined in the same module
     teacher_trainer = TeacherTrainer(
         examples=example_gen.outputs["examples"],
         catalog=example_gen.outputs["catalog"],
         transform_graph=transform.outputs["transform_graph"],
-        settings_json=json.dumps({**config.teacher_settings(), "code_digest": code_digest(*TEACHER_CODE)}),
+        settings_json=json.dumps({**config.teacher_settings(), "code_digest": teacher_code}),
     )
     teacher_scorer = TeacherScorer(
         teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives,
-        candidate_budget=config.scoring_candidate_budget, code_digest=code_digest(*TEACHER_CODE),
+        candidate_budget=config.scoring_candidate_budget, code_digest=teacher_code,
     ).with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
     # The teacher is the student's base model: not to warm-start from (another architecture and
     # Keras), but its artifact holds the index spaces, feature tables and item embeddings (hints).
@@ -129,7 +115,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         # students validate on the dataset's eval split themselves, TFX's eval files go unread.
         train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
         eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
-        custom_config={"student": dict(config.student), "code_digest": code_digest(*STUDENT_CODE)},
+        custom_config={"student": dict(config.student), "code_digest": code_digest(trainer_module.run_fn)},
     ).with_id("StudentTrainer")
     # Compression fine-tunes the KD student (the base model) on the same scored examples.
     student_compressor = tfx.components.Trainer(
@@ -139,7 +125,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         transform_graph=transform.outputs["transform_graph"],
         train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
         eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
-        custom_config={"compression": dict(config.compression), "code_digest": code_digest(*COMPRESSION_CODE)},
+        custom_config={"compression": dict(config.compression), "code_digest": code_digest(compression_module.run_fn)},
     ).with_id("StudentCompressor")
     latest_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -153,8 +139,8 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         tolerance=config.bless_tolerance, margin=config.bless_margin,
         split_method=config.split_spec(dataset).method, trending_days=config.trending_days,
         ease_max_items=config.ease_max_items,
-        code_digest=code_digest(evaluation_package, teacher_package, student_package, compression_package, models,
-                                tflite_runner))
+        code_digest=code_digest(ModelEvaluator))
+    # The pushers take no code digest: their run_token differs in every run, so they are never cached.
     pushers = [
         ModelPusher(model=student_compressor.outputs["model"], blessing=model_evaluator.outputs["blessing"],
                     kind=kind, destination=storage.join(push_root, *base), run_token=run_token,
@@ -163,6 +149,16 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
             teacher_trainer, teacher_scorer, student_trainer, student_compressor, latest_blessed, model_evaluator,
             *pushers]
+
+
+def code_digest(entry) -> str:
+    """The cache key of the code a component runs: a digest of the module that defines `entry` (a
+    component, whose executor is generated in its function's module, a run_fn or a preprocessing_fn)
+    and of every project module it imports, however deeply (tfx_pipeline/fingerprints.py). Computed
+    from the imports rather than listed, so a module a trainer reaches only through another (as the
+    student reaches models/scored_rows.py) cannot be forgotten, and a change to one reruns exactly
+    the components whose code reaches it."""
+    return closure_digest(entry.__module__)
 
 
 def component_ids(components: List) -> List[str]:

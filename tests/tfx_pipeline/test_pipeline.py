@@ -1,7 +1,10 @@
 """The DAG's shape: components, their order and edges, --until, a curated schema."""
 
+import shutil
+
 import pytest
 
+from tfx_pipeline import fingerprints
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.pipeline import component_index, create_pipeline
 
@@ -102,3 +105,26 @@ def test_the_evaluator_gets_the_split_method_and_baseline_settings(tmp_path):
     evaluator = next(c for c in _pipeline(tmp_path, config).components if c.id == "ModelEvaluator")
     assert {k: evaluator.exec_properties[k] for k in ("split_method", "trending_days", "ease_max_items", "margin")} \
         == {"split_method": "time_cutoff", "trending_days": 7, "ease_max_items": 500, "margin": 0.1}
+
+
+def test_a_change_to_scored_rows_reruns_the_student_trainers_only(tmp_path, monkeypatch):
+    # TFX's cache key is a component's inputs and parameters: a component reruns exactly when its
+    # parameters, or an upstream output, change. The digests are taken of a copy of the source.
+    source = tmp_path / "source"
+    for package in fingerprints.PROJECT_PACKAGES:
+        shutil.copytree(f"{fingerprints.SOURCE_ROOT}/{package}", source / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(fingerprints, "SOURCE_ROOT", str(source))
+
+    def parameters():
+        pipeline = create_pipeline(PipelineConfig(), "movielens-100k", str(tmp_path), "digest",
+                                   str(tmp_path / "root"), str(tmp_path / "m.sqlite"), run_token="same")
+        return {c.id: dict(c.exec_properties) for c in pipeline.components}
+
+    before = parameters()
+    with open(source / "models" / "scored_rows.py", "a") as f:
+        f.write("# changed\n")
+    after = parameters()
+    changed = sorted(i for i in before if before[i] != after[i])
+    # The evaluator imports the trainer modules (their artifact file names), so it reruns too.
+    assert changed == ["ModelEvaluator", "StudentCompressor", "StudentTrainer"]
