@@ -87,6 +87,7 @@ def _rows(split_dir):
     return sorted((interaction_data.parse(r) for r in interaction_data.read_records(split_dir)), key=repr)
 
 
+@pytest.mark.slow  # two Beam pipelines (~10 s)
 def test_beam_ingest_from_and_to_gcs_matches_local(tiny_dir, tmp_path, gcs_root):
     local_summary = _ingest(tiny_dir, str(tmp_path / "out"))
     remote_out = storage.join(gcs_root, "out")
@@ -195,4 +196,4 @@ def test_validation_gate_reads_anomalies_on_gcs(gcs_root):
     bad.anomaly_info["rating"].description = "New column (column in data but not in schema)"
     storage.write_bytes(storage.join(artifact.uri, "Split-eval", ANOMALIES_FILE), bad.SerializeToString())
     with pytest.raises(DataAnomaliesError, match=r"^ExampleValidator found 1 anomaly: split eval, feature 'rating'"):
-        gate(anomalies=artifact)
+        gate(anomalies=artifact, code_digest="")

@@ -82,7 +82,8 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"])
+    validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
+                                     code_digest=code_digest(ValidationGate))
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
