@@ -102,6 +102,7 @@ def test_csv_ids_round_trip_through_the_ingestion_reader(tmp_path, seed):
     assert [(r.user_id, r.item_id) for r in read] == [(i.strip(), i.strip()) for i in ids]
 
 
+@pytest.mark.slow  # a Beam pipeline
 def test_ids_round_trip_through_tf_examples_and_transforms_vocabulary_files(tmp_path):
     """Ids reach Transform inside tf.Examples (components/ingest/examples.py); Transform writes its
     vocabulary with Beam's WriteToText (one id and "\\n" each, as tensorflow_transform's

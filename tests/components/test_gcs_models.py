@@ -28,6 +28,8 @@ from tests.conftest import toy_dataset  # noqa: E402
 from tests.models.test_student import TINY, tables_for  # noqa: E402
 from tfx_pipeline import storage  # noqa: E402
 
+pytestmark = pytest.mark.slow  # teachers, students and compression trained on the storage emulator (~3 min)
+
 TEACHER = {"encoder": "tiny", "text_length": 16, "teacher": {"dim": 8, "layers": 1, "intermediate": 16, "sequence": 5,
                                                              "history": 5, "epochs": 1, "batch_size": 32}}
 STUDENT = {"dim": 8, "history": 4, "max_feature_bins": 8, "batch_size": 32, "learning_rate": 2e-2, "epochs": 2,

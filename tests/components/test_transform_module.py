@@ -11,6 +11,8 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components import transform_module
 
+pytestmark = pytest.mark.slow  # tf.Transform on Beam (~18 s for the module's fixture)
+
 _SPEC = {
     "user_id": tf.io.FixedLenFeature([], tf.string),
     "item_id": tf.io.FixedLenFeature([], tf.string),

@@ -56,6 +56,7 @@ def test_deployed_form_scores_equal_the_student(trained):
     assert bins.max() < 4 and np.all(bins[1:] > 0) and bins[0] == 0  # hashed into 1..3, 0 kept for unknown
 
 
+@pytest.mark.slow  # pruning epochs (~11 s)
 def test_pruning_reaches_each_target_and_strip_removes_the_wrappers(trained):
     toy, model, latest = trained
     pruned, log = compression.prune(deployable.build(model), deployable.feature_bins(model), rows_for(toy), latest,
@@ -71,6 +72,7 @@ def test_pruning_reaches_each_target_and_strip_removes_the_wrappers(trained):
     assert len(log["loss"]) == FAST.prune_epochs
 
 
+@pytest.mark.slow  # pruning, QAT and int8 conversion (~16 s)
 def test_qat_keeps_the_zeros_and_converts_to_builtin_int8(trained, tmp_path):
     toy, model, latest = trained
     bins, rows = deployable.feature_bins(model), rows_for(toy)
@@ -128,6 +130,7 @@ def test_tflite_signature_float_model_matches_keras_and_handles_unknown_indices(
     np.testing.assert_allclose(unknown[1], padded[1], rtol=1e-5)
 
 
+@pytest.mark.slow  # trains, prunes and converts (~4 s)
 def test_a_student_without_user_features_compresses_and_converts(tmp_path):
     from tests.conftest import toy_dataset
 
@@ -181,6 +184,7 @@ def test_the_hard_loss_leaves_items_without_interactions_out_of_its_softmax(trai
     assert np.abs(gradients["masked"][:, 4 - 1]).sum() > 0  # a known item that is no positive still is a negative
 
 
+@pytest.mark.slow  # QAT and conversion (~6 s)
 def test_qat_activation_ranges_start_from_what_the_float_model_gives(trained, tmp_path):
     """quantize_apply starts each activation range at [-6, 6]; calibrated, the ranges of the query
     and of the scores are the float model's min and max over the users' histories (numpy), and the

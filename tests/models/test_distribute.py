@@ -111,6 +111,7 @@ def train_tiny_regression(steps: int):
             "workers": distribute.worker_count()}
 
 
+@pytest.mark.slow  # two worker processes (~13 s)
 def test_two_workers_fit_one_model():
     started = time.monotonic()
     results = local_workers.run_workers(train_tiny_regression, count=2, args=(60,), timeout=150)
@@ -138,6 +139,7 @@ def _fails(code: int):
     time.sleep(600)
 
 
+@pytest.mark.slow  # two worker processes (~3 s)
 def test_a_failed_worker_ends_the_job():
     started = time.monotonic()
     with pytest.raises(local_workers.WorkersFailed, match="worker 1: exit 3") as failure:

@@ -168,6 +168,7 @@ def test_evaluate_ranked_equals_evaluate_on_full_argsort(seed):
             ev.evaluate(_table(scores), b, (1, 5, 10)), rel=1e-12)
 
 
+@pytest.mark.slow  # a fresh interpreter (~4 s)
 def test_modules_do_not_import_tensorflow():
     code = "import sys, models.retrieval_metrics, models.popularity; sys.exit('tensorflow' in sys.modules)"
     root = pathlib.Path(__file__).resolve().parents[2]

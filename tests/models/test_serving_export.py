@@ -217,6 +217,7 @@ def with_transform(tmp_path_factory):
     return types.SimpleNamespace(scorer=scorer, bins=bins, user_ids=user_ids, loaded=tf.saved_model.load(out))
 
 
+@pytest.mark.slow  # its fixture runs tf.Transform on Beam (~13 s)
 def test_tf_examples_with_raw_features_use_them(with_transform):
     case = with_transform
     u1, u2 = case.user_ids.index("u1"), case.user_ids.index("u2")

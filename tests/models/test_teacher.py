@@ -84,6 +84,7 @@ def _fit(toy, epochs, validate=True, quiet=True, known_items=None, **overrides):
     return model, history, latest, config, encoder
 
 
+@pytest.mark.slow  # trains, then two more epochs (~8 s)
 def test_an_epoch_draws_max_epoch_users_users_afresh_each_epoch(toy):
     """Above max_epoch_users, each epoch trains on a new random draw of that many users (each once);
     and an item marked as without interactions gets no id vector and no gradient."""
@@ -156,6 +157,7 @@ def test_the_wide_part_alone_is_ease(toy, objective):
     assert np.allclose(got[:, 1:], expected[:, 1:], atol=1e-4) and np.all(got[:, 0] < -1e8)
 
 
+@pytest.mark.slow  # 15 epochs (~7 s)
 def test_cloze_teacher_learns_the_clusters(toy):
     model, history, latest, _, _ = _fit(toy, 15, objective="cloze", wide_scale=0.01, gate=1.0)
     assert history["loss"][-1] < 0.9 * history["loss"][0]
@@ -168,6 +170,7 @@ def test_cloze_teacher_learns_the_clusters(toy):
     assert np.all(scores[:, 0] < -1e8)  # index 0 (unknown) is never recommended
 
 
+@pytest.mark.slow  # 41 epochs (~16 s)
 def test_match_wide_encoder_learns_the_wide_scores(toy):
     users = np.arange(1, toy.num_users)
     train = toy.splits["train"]
@@ -186,6 +189,7 @@ def test_match_wide_encoder_learns_the_wide_scores(toy):
     assert history["deep_weight"] == teacher.DEFAULT_DEEP_WEIGHT == float(np.asarray(model.deep_weight))
 
 
+@pytest.mark.slow  # 4 validated epochs (~8 s)
 def test_match_wide_picks_the_deep_weight_on_validation(toy):
     model, history, latest, _, _ = _fit(toy, 4, min_epochs=0)
     assert history["deep_weight"] in teacher.DEEP_WEIGHT_GRID
@@ -208,6 +212,7 @@ def _final(toy, model, config, encoder, epochs):
     return final, summary
 
 
+@pytest.mark.slow  # 3 epochs and three refits (~30 s)
 def test_refit_modes(toy):
     model, history, latest, config, encoder = _fit(toy, 3)
     assert history["best_epoch"] == 3  # min_epochs (40) not reached: the last epoch, whatever eval said
@@ -229,6 +234,7 @@ def test_refit_modes(toy):
     assert not np.allclose(deep(finals["scratch"]), deep(finals["warm"]))
 
 
+@pytest.mark.slow  # a teacher, its refit and a SavedModel export (~28 s)
 def test_saved_model_round_trip(toy, tmp_path):
     model, _, latest, config, encoder = _fit(toy, 1)
     final, _ = _final(toy, model, config, encoder, epochs=1)
@@ -243,6 +249,7 @@ def test_saved_model_round_trip(toy, tmp_path):
     assert loaded.item_embeddings().numpy().shape == (toy.num_items, config.dim)
 
 
+@pytest.mark.slow  # three trainings (~30 s)
 def test_one_replica_strategies_and_mixed_precision_without_gpu_train_as_default(toy, caplog):
     """"mirrored" on this CPU (one replica) and mixed_precision without a GPU (ignored, float32)
     follow the default training's loss curve; progress lines go to the "recdistill.progress" logger."""
@@ -270,6 +277,7 @@ def test_one_replica_strategies_and_mixed_precision_without_gpu_train_as_default
     assert all(r.levelname == "INFO" for r in caplog.records if r.name == "recdistill.progress")
 
 
+@pytest.mark.slow  # float16 training on a CPU (~11 s)
 def test_mixed_precision_on_a_gpu_computes_in_float16_and_scores_in_float32(toy):
     """What a GPU gets (its detection mocked: float16 runs on this CPU too, slowly): the encoder in
     float16 under a loss-scaled optimizer, the scores float32, the global policy restored after the
@@ -309,6 +317,7 @@ def train_teacher_worker(dataset_path: str, out_dir: str):
             "refit_loss": summary["refit"]["loss"]}
 
 
+@pytest.mark.slow  # two worker processes (~33 s)
 def test_two_workers_train_one_teacher_and_the_chief_writes_it(toy, tmp_path):
     from models import local_workers
 

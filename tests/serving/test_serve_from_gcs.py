@@ -22,6 +22,8 @@ from serving import dev_server  # noqa: E402
 from serving.model_versions import ModelVersions  # noqa: E402
 from tfx_pipeline import storage  # noqa: E402
 
+pytestmark = pytest.mark.slow  # servers and a killed push subprocess on the storage emulator (~16 s)
+
 USERS, HISTORIES = ["u1", "u4", "newcomer"], [["i1"], ["i5", "i6"], []]
 
 

@@ -25,6 +25,7 @@ def _wait_until(condition, seconds):
     return condition()
 
 
+@pytest.mark.slow  # waits 11 s by design
 def test_a_version_completed_10_s_after_its_saved_model_pb_appeared_is_loaded(served_base, tmp_path):
     base = tmp_path / signatures.MODEL_NAME
     shutil.copytree(os.path.join(served_base.path, "1"), base / "1")

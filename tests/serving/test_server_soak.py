@@ -3,7 +3,11 @@
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
+import pytest  # noqa: E402
+
 from serving import dev_server, memory, soak  # noqa: E402
+
+pytestmark = pytest.mark.slow  # a 3 s soak with clients and a push
 
 
 class _InProcessServer:

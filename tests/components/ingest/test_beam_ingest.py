@@ -11,6 +11,8 @@ import tensorflow as tf
 from components.ingest import beam_ingest, quality, reasons
 from components.ingest.splits import SplitSpec
 
+pytestmark = pytest.mark.slow  # a Beam pipeline per test (4-9 s each)
+
 
 def _run(data_dir, out_dir, **settings):
     settings = beam_ingest.IngestSettings(**{"split": SplitSpec("temporal", 0.25, 0.0), **settings})

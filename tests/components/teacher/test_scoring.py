@@ -5,6 +5,7 @@ import os
 
 import apache_beam as beam
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components.teacher import scoring, training
@@ -26,6 +27,7 @@ def _read(out, split):
             for e in rows}
 
 
+@pytest.mark.slow  # a teacher, then scoring on Beam (~70 s)
 def test_scoring(toy, tmp_path):
     settings = {"encoder": "tiny", "text_length": 16, "teacher": {"dim": 8, "layers": 1, "intermediate": 16, "sequence": 5, "history": 5,
                                                                    "epochs": 2, "batch_size": 32}}

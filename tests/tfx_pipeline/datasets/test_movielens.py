@@ -93,6 +93,7 @@ def test_second_call_does_not_rewrite(converted):
     assert sorted(p.name for p in converted.parent.iterdir()) == ["ml-100k"]
 
 
+@pytest.mark.slow  # writes and re-reads MovieLens-100K (~3 s)
 def test_incomplete_directory_is_replaced(tmp_path):
     dest = tmp_path / "ml"
     dest.mkdir()
