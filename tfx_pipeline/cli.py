@@ -133,6 +133,14 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--pipeline-root", help="where artifacts go (gs://...)")
     compile_.add_argument("--push-root", help="where serving/ and mobile/ are pushed (gs://...)")
     compile_.set_defaults(handler=_compile)
+
+    config = one_line_errors(commands.add_parser("config", help="print or check pipeline settings (--config files)"))
+    what = config.add_mutually_exclusive_group(required=True)
+    what.add_argument("--defaults", action="store_true",
+                      help="print every setting with its default and meaning, as YAML a --config file may start from")
+    what.add_argument("--check", metavar="FILE",
+                      help="check a --config file: exit 2 with one line naming a bad setting")
+    config.set_defaults(handler=_config)
     return parser
 
 
@@ -319,6 +327,22 @@ def _compile(args) -> int:
         return _fail(str(error), EXIT_BAD_INPUT)
     tasks = (spec.get("pipelineSpec") or spec)["root"]["dag"]["tasks"]
     print(f"wrote {args.output}: {len(tasks)} tasks ({', '.join(sorted(tasks))})")
+    return 0
+
+
+def _config(args) -> int:
+    from tfx_pipeline.config import ConfigError, load_config
+
+    if args.defaults:
+        from tfx_pipeline.config_defaults import render_defaults
+
+        print(render_defaults(), end="")
+        return 0
+    try:
+        load_config(args.check)
+    except ConfigError as error:
+        return _fail(str(error), EXIT_BAD_INPUT)
+    print(f"{args.check}: the settings are valid")
     return 0
 
 

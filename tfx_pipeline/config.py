@@ -1,5 +1,10 @@
 """The pipeline's one configuration object, loadable from a YAML or JSON file (`--config`).
 
+One tree of frozen dataclasses: PipelineConfig holds the teacher's, the student's and the
+compression's settings as TeacherConfig, StudentConfig and CompressionConfig, built and checked
+once here; each default lives in its dataclass alone. `recdistill config --defaults` prints the
+whole tree (tfx_pipeline/config_defaults.py); docs/configuration.md explains every setting.
+
 Example file (every key optional; unknown keys are an error):
 
     split: {method: temporal, test_share: 0.2, eval_share: 0.1}
@@ -20,7 +25,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from components.ingest.beam_ingest import IngestSettings
 from components.ingest.splits import SplitSpec
+from components.teacher.training import TeacherTrainerSettings
+from models.compression import CompressionConfig
+from models.student import StudentConfig
+from models.teacher import TeacherConfig
 from tfx_pipeline import storage
 
 BUILTIN_DATASETS = ("movielens-100k",)
@@ -35,17 +45,17 @@ class ConfigError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     pipeline_name: str = "recdistill"
-    # Split overrides (keys of SplitSpec); the rest comes from the dataset's default split.
+    # Split overrides (keys of SplitSpec): the default split depends on the dataset (default_split).
     split: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     # The cold-item evaluation: this share of catalog items (a seeded draw) is held out of training;
     # all their interactions go to test, and the report ranks them apart (report.json "cold_items").
     cold_items: float = 0.0
     # Share of bad rows per input file that is dropped and counted; above it the run stops.
-    max_bad_share: float = 0.01
-    item_text_columns: Tuple[str, ...] = ("title",)
-    user_text_columns: Tuple[str, ...] = ()
+    max_bad_share: float = IngestSettings.max_bad_share
+    item_text_columns: Tuple[str, ...] = tuple(IngestSettings.item_text_columns)
+    user_text_columns: Tuple[str, ...] = tuple(IngestSettings.user_text_columns)
     # Columns holding several values separated by "|".
-    list_columns: Tuple[str, ...] = ("genres",)
+    list_columns: Tuple[str, ...] = tuple(IngestSettings.list_columns)
     max_tokens: int = 16
     max_list_values: int = 8
     numeric_buckets: int = 10
@@ -55,11 +65,12 @@ class PipelineConfig:
     beam_args: Tuple[str, ...] = ()
     # A curated schema.pbtxt: ImportSchemaGen replaces SchemaGen, so drift in new data is caught.
     schema_path: Optional[str] = None
-    # Teacher overrides (keys of models/teacher.py TeacherConfig, e.g. {epochs: 5, history: 100}).
-    teacher: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # A config file gives a mapping of some of its keys ({epochs: 5, history: 100}); the rest keep
+    # their defaults. So do student and compression.
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     # "minilm": the pretrained MiniLM-L6 BERT; "tiny": a random 2-layer BERT (tests only).
-    teacher_encoder: str = "minilm"
-    text_length: int = 32
+    teacher_encoder: str = TeacherTrainerSettings.encoder
+    text_length: int = TeacherTrainerSettings.text_length
     # Teacher scoring: per training interaction, this many sampled and this many hard negatives,
     # on this many Beam worker processes (each loads the teacher once). 50 rather than 20: the
     # KD gain on MovieLens-100K rose from 1.019-1.049x to 1.040-1.057x over three seeds.
@@ -68,12 +79,9 @@ class PipelineConfig:
     # ... fewer negatives when a split's rows x (1 + 2N) would exceed this many scored candidates
     # (about 12 bytes each): the scorer's output stays proportionate at scale (N = 13 at 1M rows).
     scoring_candidate_budget: int = 20_000_000
-    # Student overrides (keys of models/student.py StudentConfig: dim, history, alpha, beta, gamma,
-    # temperature, hard_negatives, ...); the no-KD twin is the same with beta = gamma = 0.
-    student: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    # Compression overrides (keys of models/compression.py CompressionConfig: target_sparsity,
-    # dense_sparsity, prune_epochs, ...).
-    compression: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The no-KD twin is the student with beta = gamma = 0.
+    student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
+    compression: CompressionConfig = dataclasses.field(default_factory=CompressionConfig)
     # The push gate: the int8 TFLite model's ndcg@10 must be >= (1 - tolerance) x student_kd's
     # and >= (1 - tolerance) x the last blessed model's.
     bless_tolerance: float = 0.02
@@ -108,44 +116,14 @@ class PipelineConfig:
         _integer("text_length", self.text_length, minimum=3, maximum=512)
         if self.schema_path is not None and not (isinstance(self.schema_path, str) and self.schema_path):
             raise ConfigError(f"schema_path must be a file path, got {self.schema_path!r}")
-        for name in ("split", "teacher", "student", "compression"):
-            if not isinstance(getattr(self, name), Mapping):
-                raise ConfigError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        if not isinstance(self.split, Mapping):
+            raise ConfigError(f"split must be a mapping, got {self.split!r}")
         _check_split(self.split)
-        from models.teacher import TeacherConfig
-
-        unknown = set(self.teacher) - {f.name for f in dataclasses.fields(TeacherConfig)}
-        if unknown:
-            raise ConfigError(f"unknown teacher setting(s): {', '.join(sorted(unknown))}")
-        _check_types("teacher", TeacherConfig, self.teacher)
-        try:
-            TeacherConfig(**self.teacher)
-        except ValueError as error:  # its messages name the setting ("teacher dim ...")
-            raise ConfigError(str(error)) from None
-        except TypeError as error:
-            raise ConfigError(f"teacher: {error}") from None
-        from models.student import StudentConfig
-
-        unknown = set(self.student) - {f.name for f in dataclasses.fields(StudentConfig)}
-        if unknown:
-            raise ConfigError(f"unknown student setting(s): {', '.join(sorted(unknown))}")
-        _check_types("student", StudentConfig, self.student)
-        try:
-            student = StudentConfig(**self.student)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"student: {error}") from None
-        if self.scoring_negatives < 1 and student.beta > 0:
+        # A mapping of some keys (a config file's section) becomes the section's dataclass, once.
+        for name, settings_class in _SECTIONS.items():
+            object.__setattr__(self, name, _section(name, settings_class, getattr(self, name)))
+        if self.scoring_negatives < 1 and self.student.beta > 0:
             raise ConfigError("scoring_negatives must be at least 1 for distillation (student beta > 0)")
-        from models.compression import CompressionConfig
-
-        unknown = set(self.compression) - {f.name for f in dataclasses.fields(CompressionConfig)}
-        if unknown:
-            raise ConfigError(f"unknown compression setting(s): {', '.join(sorted(unknown))}")
-        _check_types("compression", CompressionConfig, self.compression)
-        try:
-            CompressionConfig(**self.compression)
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"compression: {error}") from None
         if not _is_number(self.bless_margin) or not -1.0 < self.bless_margin < 10.0:
             raise ConfigError(f"bless_margin must be a number in (-1, 10), got {self.bless_margin!r}")
         if self.teacher_encoder not in ("minilm", "tiny"):
@@ -168,10 +146,10 @@ class PipelineConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in
                 ((k, getattr(self, k)) for k in keys)}
 
-    def teacher_settings(self) -> Dict[str, Any]:
+    def teacher_settings(self) -> TeacherTrainerSettings:
         """What TeacherTrainer receives (components/teacher/training.py)."""
-        return {"teacher": dict(self.teacher), "encoder": self.teacher_encoder,
-                "text_length": self.text_length, "item_text_columns": list(self.item_text_columns)}
+        return TeacherTrainerSettings(teacher=self.teacher, encoder=self.teacher_encoder,
+                                      text_length=self.text_length, item_text_columns=tuple(self.item_text_columns))
 
     def beam_pipeline_args(self, workers: Optional[int] = None) -> list:
         workers = workers or self.beam_workers
@@ -179,6 +157,29 @@ class PipelineConfig:
         # Worker processes log every bundle at INFO to the terminal; the run's log has the rest.
         return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}",
                 "--default_sdk_harness_log_level=ERROR", *self.beam_args]
+
+
+# The nested sections and their dataclasses (defaults and range checks are theirs).
+_SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "compression": CompressionConfig}
+
+
+def _section(name: str, settings_class, value):
+    """value (an instance of settings_class, or a mapping of some of its keys) as settings_class;
+    ConfigError names the section and the setting."""
+    if isinstance(value, settings_class):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name} must be a mapping, got {value!r}")
+    unknown = set(value) - {f.name for f in dataclasses.fields(settings_class)}
+    if unknown:
+        raise ConfigError(f"unknown {name} setting(s): {', '.join(sorted(unknown))}")
+    _check_types(name, settings_class, value)
+    try:
+        return settings_class(**value)
+    except ValueError as error:  # the teacher's messages name the setting ("teacher dim ...")
+        raise ConfigError(str(error) if str(error).startswith(f"{name} ") else f"{name}: {error}") from None
+    except TypeError as error:
+        raise ConfigError(f"{name}: {error}") from None
 
 
 def _is_number(value) -> bool:

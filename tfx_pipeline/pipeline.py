@@ -1,19 +1,18 @@
 """The recdistill TFX DAG. This file only wires components; the work lives in components/."""
 
-import json
 import uuid
 from typing import List, Optional
 
 from tfx import v1 as tfx
 
-from models import signatures
+from models import settings_codec, signatures
 from components import transform_module
 from components.compression import trainer_module as compression_module
 from components.student import trainer_module
 from components.evaluation.component import ModelEvaluator
 from components.push.component import ModelPusher
 from components.ingest.beam_ingest import IngestSettings
-from components.ingest.component import InteractionsExampleGen, settings_to_json
+from components.ingest.component import InteractionsExampleGen
 from components.ingest.splits import SPLITS, TRAIN
 from components.teacher.component import TeacherScorer, TeacherTrainer
 from components.teacher.scoring import SCORED_SPLITS
@@ -72,7 +71,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     example_gen = InteractionsExampleGen(
         input_dir=data_dir,
         input_fingerprint=f"{data_fingerprint}:{code_digest(InteractionsExampleGen)}",
-        settings_json=settings_to_json(settings),
+        settings_json=settings_codec.to_json(settings),
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if config.schema_path:
@@ -100,7 +99,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         examples=example_gen.outputs["examples"],
         catalog=example_gen.outputs["catalog"],
         transform_graph=transform.outputs["transform_graph"],
-        settings_json=json.dumps({**config.teacher_settings(), "code_digest": teacher_code}),
+        settings_json=settings_codec.to_json(config.teacher_settings()), code_digest=teacher_code,
     )
     teacher_scorer = TeacherScorer(
         teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives,
@@ -116,7 +115,8 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         # students validate on the dataset's eval split themselves, TFX's eval files go unread.
         train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
         eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
-        custom_config={"student": dict(config.student), "code_digest": code_digest(trainer_module.run_fn)},
+        custom_config={"student": settings_codec.to_dict(config.student),
+                       "code_digest": code_digest(trainer_module.run_fn)},
     ).with_id("StudentTrainer")
     # Compression fine-tunes the KD student (the base model) on the same scored examples.
     student_compressor = tfx.components.Trainer(
@@ -126,7 +126,8 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         transform_graph=transform.outputs["transform_graph"],
         train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
         eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
-        custom_config={"compression": dict(config.compression), "code_digest": code_digest(compression_module.run_fn)},
+        custom_config={"compression": settings_codec.to_dict(config.compression),
+                       "code_digest": code_digest(compression_module.run_fn)},
     ).with_id("StudentCompressor")
     latest_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,

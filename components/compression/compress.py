@@ -45,8 +45,7 @@ def load_student(student_dir: str, dataset, tables) -> student.StudentModel:
 
 
 def compress_and_export(train_files: List[str], student_dir: str, transform_graph_dir: Optional[str],
-                        overrides: Dict, serving_dir: str, model_dir: str) -> Dict:
-    config = compression.CompressionConfig(**overrides)
+                        config: compression.CompressionConfig, serving_dir: str, model_dir: str) -> Dict:
     dataset = interaction_data.load_dataset(os.path.join(student_dir, teacher_training.DATASET_FILE))
     tables = feature_tables.load_from(student_dir)
     kd = load_student(student_dir, dataset, tables)

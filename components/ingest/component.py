@@ -15,6 +15,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.ingest import beam_ingest, quality, rows, splits
 from components.ingest.csv_rows import InputFileError
+from models import settings_codec
 from tfx_pipeline import storage
 
 _PAYLOAD_FORMAT = "FORMAT_TF_EXAMPLE"
@@ -24,7 +25,7 @@ _PAYLOAD_FORMAT = "FORMAT_TF_EXAMPLE"
 def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     input_dir: tfx.dsl.components.Parameter[str],
     input_fingerprint: tfx.dsl.components.Parameter[str],
-    settings_json: tfx.dsl.components.Parameter[str],
+    settings_json: tfx.dsl.components.Parameter[str],  # IngestSettings (models/settings_codec.py)
     examples: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
     catalog: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
@@ -35,7 +36,7 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     code, so that TFX's cache reruns this component when either changes and reuses it otherwise.
     """
     del input_fingerprint
-    settings = settings_from_json(settings_json)
+    settings = settings_codec.from_json(beam_ingest.IngestSettings, settings_json)
     check_headers(input_dir)
     summary_path = os.path.join(examples.uri, beam_ingest.SUMMARY_FILE)
     with beam_pipeline as p:
@@ -60,28 +61,6 @@ def check_headers(input_dir: str) -> None:
             raise quality.DataQualityError(
                 f"{os.path.join(input_dir, name)}{where}: {error.reason}"
             ) from None
-
-
-def settings_to_json(settings: beam_ingest.IngestSettings) -> str:
-    as_dict = {
-        "split": vars(settings.split),
-        "max_bad_share": settings.max_bad_share,
-        "item_text_columns": list(settings.item_text_columns),
-        "user_text_columns": list(settings.user_text_columns),
-        "list_columns": list(settings.list_columns),
-    }
-    return json.dumps(as_dict, sort_keys=True)
-
-
-def settings_from_json(text: str) -> beam_ingest.IngestSettings:
-    raw = json.loads(text)
-    return beam_ingest.IngestSettings(
-        split=splits.SplitSpec(**raw["split"]),
-        max_bad_share=raw["max_bad_share"],
-        item_text_columns=tuple(raw["item_text_columns"]),
-        user_text_columns=tuple(raw["user_text_columns"]),
-        list_columns=tuple(raw["list_columns"]),
-    )
 
 
 def _describe(artifact, split_names) -> None:

@@ -62,10 +62,9 @@ def training_rows(file_patterns: List[str], config: student.StudentConfig, datas
     return rows, latest, final, latest_final
 
 
-def train_both(train_files: List[str], teacher_dir: str, overrides: Dict, kd_dir: str, no_kd_dir: str,
+def train_both(train_files: List[str], teacher_dir: str, config: student.StudentConfig, kd_dir: str, no_kd_dir: str,
                log_dir: str) -> Dict:
     """Trains and exports student_kd into kd_dir and student_no_kd into no_kd_dir; returns a summary."""
-    config = student.StudentConfig(**overrides)
     dataset = interaction_data.load_dataset(os.path.join(teacher_dir, teacher_training.DATASET_FILE))
     tables = feature_tables.load_from(teacher_dir)
     data = training_rows(train_files, config, dataset)

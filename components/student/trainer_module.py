@@ -3,7 +3,7 @@
 Trainer inputs: `examples` = TeacherScorer's scored examples (per training interaction: user and
 item index, candidates, teacher scores), `base_model` = the teacher, whose artifact also carries
 the dataset index (splits for validation, latest histories) and the Transform feature tables.
-custom_config: {"student": {StudentConfig overrides}}.
+custom_config: {"student": every StudentConfig setting (models/settings_codec.py)}.
 
 The Model artifact:
     Format-Serving/   the distilled student ("student_kd"; models/student_training.py, export)
@@ -18,6 +18,7 @@ import json
 import os
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models import settings_codec
 from tfx_pipeline import storage
 
 NO_KD_DIR = "student_no_kd"
@@ -27,11 +28,12 @@ TRAINING_FILE = "training.json"
 def run_fn(fn_args) -> None:
     """TFX entry point (tfx.components.Trainer(run_fn=...))."""
     from components.student import distill
+    from models.student import StudentConfig
 
     teacher_dir = os.path.dirname(fn_args.base_model.rstrip("/"))
     model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     summary = distill.train_both(
-        fn_args.train_files, teacher_dir, (fn_args.custom_config or {}).get("student", {}),
+        fn_args.train_files, teacher_dir, settings_codec.from_dict(StudentConfig, fn_args.custom_config["student"]),
         kd_dir=fn_args.serving_model_dir, no_kd_dir=os.path.join(model_dir, NO_KD_DIR),
         log_dir=fn_args.model_run_dir)
     # The artifact dirs may be gs:// (Kubeflow, Vertex); json.dumps(indent=2) keeps the local bytes.

@@ -8,6 +8,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.teacher import scoring, training
+from models import settings_codec
 
 
 @tfx.dsl.components.component
@@ -16,16 +17,22 @@ def TeacherTrainer(  # noqa: N802 (TFX names components like classes)
     catalog: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
     transform_graph: tfx.dsl.components.InputArtifact[standard_artifacts.TransformGraph],
     settings_json: tfx.dsl.components.Parameter[str],
+    code_digest: tfx.dsl.components.Parameter[str],
     model: tfx.dsl.components.OutputArtifact[standard_artifacts.Model],
 ) -> None:
-    """Exports the teacher SavedModel, its dataset index and training.json into `model`."""
+    """Exports the teacher SavedModel, its dataset index and training.json into `model`.
+
+    settings_json: training.TeacherTrainerSettings (models/settings_codec.py). code_digest is not
+    read: it makes TFX's cache miss when the teacher's code changes."""
+    del code_digest
     import tensorflow_transform as tft
 
     vocab = tft.TFTransformOutput(transform_graph.uri)
     vocabularies = tuple(
         [v.decode("utf-8") for v in vocab.vocabulary_by_name(name)] for name in ("user_id", "item_id"))
     summary = training.train_and_export(
-        examples.uri, catalog.uri, transform_graph.uri, vocabularies, model.uri, json.loads(settings_json))
+        examples.uri, catalog.uri, transform_graph.uri, vocabularies, model.uri,
+        settings_codec.from_json(training.TeacherTrainerSettings, settings_json))
     for key in ("params", "epochs", "encoder"):
         value = summary[key]
         if isinstance(value, int):

@@ -20,11 +20,13 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from models import distribute, feature_tables, interaction_data, teacher, teacher_training, text_columns, text_encoder
+from models import (distribute, feature_tables, interaction_data, settings_codec, teacher, teacher_training,
+                    text_columns, text_encoder)
+from models.teacher import TeacherConfig
 from tfx_pipeline import storage
 
 SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
@@ -35,14 +37,39 @@ LOG_DIR = "logs"  # TensorBoard
 SPLITS = ("train", "eval", "test")
 
 
+@dataclasses.dataclass(frozen=True)
+class TeacherTrainerSettings:
+    """What TeacherTrainer receives (its settings_json, models/settings_codec.py)."""
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
+    # "minilm": the pretrained MiniLM-L6 BERT; "tiny": a random 2-layer BERT (tests only).
+    encoder: str = "minilm"
+    text_length: int = 32  # tokens per text, [CLS] and [SEP] included
+    item_text_columns: Tuple[str, ...] = ("title",)
+
+
+SettingsLike = Union[TeacherTrainerSettings, Mapping[str, Any]]
+
+
+def trainer_settings(settings: SettingsLike) -> TeacherTrainerSettings:
+    """settings as TeacherTrainerSettings: given so, or a mapping of its fields (tests and benches
+    name only what they change; the rest takes the class's defaults). An unknown key is a ValueError."""
+    if isinstance(settings, TeacherTrainerSettings):
+        return settings
+    try:
+        return settings_codec.from_dict(TeacherTrainerSettings, settings)
+    except TypeError as error:
+        raise ValueError(f"teacher: {error}") from None
+
+
 def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: str, vocabularies, out_dir: str,
-                     settings: Dict[str, Any]) -> Dict:
+                     settings: SettingsLike) -> Dict:
     """vocabularies: (user ids, item ids) in Transform's vocabulary order. Returns training.json.
 
     Also writes the users' and items' Transform features in the same index space for the student
     (features.npz, models/feature_tables.py).
     """
-    distribute.strategy_for(teacher_config(settings).distribute)  # first: before TensorFlow's first op
+    settings = trainer_settings(settings)
+    distribute.strategy_for(settings.teacher.distribute)  # first: before TensorFlow's first op
     started = time.monotonic()
     from components.ingest import beam_ingest
 
@@ -51,27 +78,20 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
     dataset = interaction_data.build_dataset(
         {s: os.path.join(examples_uri, f"Split-{s}") for s in SPLITS},
         os.path.join(catalog_uri, "Split-catalog"), *vocabularies,
-        item_text_columns=settings.get("item_text_columns", ("title",)), cold_item_ids=cold)
+        item_text_columns=settings.item_text_columns, cold_item_ids=cold)
     if distribute.is_chief():  # the other workers' models need no features
         feature_tables.save(feature_tables.build(transform_graph_uri, dataset),
                             os.path.join(out_dir, feature_tables.FILE))
     return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started)
 
 
-def teacher_config(settings: Dict[str, Any]) -> teacher.TeacherConfig:
-    """settings["teacher"] as a TeacherConfig; an unknown key is a ValueError too."""
-    try:
-        return teacher.TeacherConfig(**settings.get("teacher", {}))
-    except TypeError as error:
-        raise ValueError(f"teacher: {error}") from None
-
-
-def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds: float = 0.0,
+def fit_and_export(dataset, out_dir: str, settings: SettingsLike, read_seconds: float = 0.0,
                    item_text: Optional[np.ndarray] = None) -> Dict:
     """Encodes the item texts (unless given: the quality bench encodes them once for every teacher
     it trains), picks the wide part, trains, exports into out_dir (a temporary directory on a worker
     that is not the chief); returns training.json."""
-    config = teacher_config(settings)
+    settings = trainer_settings(settings)
+    config = settings.teacher
     distribute.strategy_for(config.distribute)  # multi_worker_mirrored: a ValueError if created too late
     if distribute.is_chief():
         return _fit_and_export(dataset, out_dir, settings, config, read_seconds, item_text)
@@ -82,7 +102,7 @@ def fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], read_seconds
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: teacher.TeacherConfig,
+def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, config: teacher.TeacherConfig,
                     read_seconds: float, item_text: Optional[np.ndarray]) -> Dict:
     from models import ease
     from models.retrieval_metrics import split_evaluator
@@ -129,7 +149,7 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
         storage.save_npy(storage.join(out_dir, ITEM_TEXT_FILE), np.asarray(item_text, np.float32))
     head = teacher_training.head_params(model)
     summary = {
-        "encoder": settings.get("encoder", "minilm"),
+        "encoder": settings.encoder,
         "config": dataclasses.asdict(config),
         "wide": {"l2": l2, "half_life": half_life, **picked,
                  "text_columns": {"train": text_info, "final": text_final}},
@@ -157,9 +177,10 @@ def _fit_and_export(dataset, out_dir: str, settings: Dict[str, Any], config: tea
     return summary
 
 
-def encoder_for(settings: Dict[str, Any], dataset) -> text_encoder.TextEncoder:
-    length = settings.get("text_length", 32)
-    if settings.get("encoder", "minilm") == "tiny":
+def encoder_for(settings: SettingsLike, dataset) -> text_encoder.TextEncoder:
+    settings = trainer_settings(settings)
+    length = settings.text_length
+    if settings.encoder == "tiny":
         # Tests: a random 2-layer, 32-wide BERT over the words of the data's own texts.
         words = sorted({w for t in dataset.user_texts + dataset.item_texts for w in t.lower().split()})
         return text_encoder.tiny_random(words, sequence_length=length)

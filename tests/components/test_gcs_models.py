@@ -6,6 +6,7 @@ The last two run the whole chain (teacher, scoring, student, compression) with e
 gs://, SavedModels included.
 """
 
+import dataclasses
 import json
 import os
 import types
@@ -107,13 +108,13 @@ def test_run_fns_write_their_summaries_and_copies_to_gcs_as_locally(local_teache
     teacher_dir = local_teacher[0]
     calls = []
 
-    def train_both(train_files, teacher, overrides, kd_dir, no_kd_dir, log_dir):
+    def train_both(train_files, teacher, config, kd_dir, no_kd_dir, log_dir):
         calls.append((teacher, kd_dir, no_kd_dir, log_dir))
-        return {"config": overrides, "rows": 3, "student_kd": {"loss": [0.5, 0.25]}, "ünïcode": "é"}
+        return {"config": dataclasses.asdict(config), "rows": 3, "student_kd": {"loss": [0.5, 0.25]}, "ünïcode": "é"}
 
-    def compress_and_export(train_files, student_dir, transform_graph_dir, overrides, serving_dir, model_dir):
+    def compress_and_export(train_files, student_dir, transform_graph_dir, config, serving_dir, model_dir):
         calls.append((student_dir, serving_dir, model_dir))
-        return {"config": overrides, "parity_top10_overlap": 0.9, "int8": {"zero_share": 0.1}}
+        return {"config": dataclasses.asdict(config), "parity_top10_overlap": 0.9, "int8": {"zero_share": 0.1}}
 
     monkeypatch.setattr(distill, "train_both", train_both)
     monkeypatch.setattr(compress, "compress_and_export", compress_and_export)

@@ -107,7 +107,20 @@ def test_optional_and_integer_overrides_of_float_settings_are_accepted(tmp_path)
     path = tmp_path / "c.yaml"
     path.write_text("teacher: {l2: null, half_life: 30}\nstudent: {alpha: 2}\nsplit: {test_from: null, seed: 7}\n")
     config = load_config(str(path))
-    assert config.teacher == {"l2": None, "half_life": 30} and config.split_spec("/data").seed == 7
+    assert (config.teacher.l2, config.teacher.half_life, config.student.alpha) == (None, 30, 2)
+    assert config.split_spec("/data").seed == 7
+
+
+def test_sections_are_their_dataclasses_with_the_keys_given_and_the_rest_default():
+    from models.compression import CompressionConfig
+    from models.student import StudentConfig
+    from models.teacher import TeacherConfig
+    from tfx_pipeline.config import config_from_dict
+
+    config = config_from_dict({"teacher": {"epochs": 5}, "student": {"beta": 0.0}, "compression": {}})
+    assert config.teacher == TeacherConfig(epochs=5) and config.student == StudentConfig(beta=0.0)
+    assert config.compression == CompressionConfig()
+    assert PipelineConfig(student={"dim": 8}) == PipelineConfig(student=StudentConfig(dim=8))
 
 
 def test_baseline_settings_have_defaults_and_overrides(tmp_path):
