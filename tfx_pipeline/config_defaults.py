@@ -2,7 +2,7 @@
 
 Every field of PipelineConfig and of its sections' dataclasses is written with its default and a
 one-line comment (the meanings of docs/configuration.md's tables, kept here so that an installed
-command needs no docs/; tests/tfx_pipeline/test_config_defaults.py checks that both name the same
+command needs no docs/; tests/tfx_pipeline/test_cli_config.py checks that both name the same
 settings). The output, given as `--config`, changes nothing: config_from_dict(yaml.safe_load(text))
 == PipelineConfig(). `split` is the one section whose defaults depend on the data (default_split):
 it is written empty, its keys as comments with own data's values.
