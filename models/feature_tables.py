@@ -18,9 +18,9 @@ from typing import Dict, Mapping
 import numpy as np
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models import artifacts
 from tfx_pipeline import storage
 
-FILE = "features.npz"
 SIDES = ("user", "item")
 _SKIP = ("user_index", "item_index")  # the index itself is the row number
 
@@ -67,7 +67,7 @@ def load(path: str) -> Dict[str, Dict]:
 
 
 def load_from(model_dir: str) -> Dict[str, Dict]:
-    return load(os.path.join(model_dir, FILE))
+    return load(os.path.join(model_dir, artifacts.FEATURES_FILE))
 
 
 def _with_default(feature):

@@ -254,19 +254,12 @@ def _validate(serve, serve_examples, scorer, bins, item_ids, k, users, history, 
         raise ValueError(f"{signatures.SERVING_DEFAULT}'s top-{k} items are not the scorer's top-{k} "
                          f"(score difference up to {np.max(np.abs(scores - best)):.3g}): the exported graph does "
                          "not compute what the scorer does")
-    again = serve_examples(tf.constant([_example(u, row) for u, row in zip(users, history)], tf.string))
+    again = serve_examples(tf.constant([signatures.serve_example(u, [item for item in row if item])  # padding dropped
+                                           for u, row in zip(users, history)], tf.string))
     if not (np.array_equal(np.asarray(again[signatures.ITEM_IDS]), ids)
             and np.allclose(np.asarray(again[signatures.SCORES]), scores, atol=1e-5)):
         raise ValueError(f"{signatures.SERVE_TF_EXAMPLES} answers differently from {signatures.SERVING_DEFAULT} "
                          "for the same user and history (examples without raw features)")
-
-
-def _example(user_id: str, history: Sequence[str]) -> bytes:
-    """A serialized tf.Example with serve_tf_examples' user_id and history (padding dropped)."""
-    feature = {signatures.USER_ID: tf.train.Feature(bytes_list=tf.train.BytesList(value=[user_id.encode()])),
-               signatures.HISTORY: tf.train.Feature(bytes_list=tf.train.BytesList(
-                   value=[item.encode() for item in history if item]))}
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def _write_warmup(model_dir: str, user_ids, item_ids, history: int, count: int) -> str:

@@ -28,6 +28,22 @@ USER_VOCAB = "user_vocab.txt"  # line i: the id of index i (line 0: "", out-of-v
 ITEM_VOCAB = "item_vocab.txt"
 METADATA = "metadata.json"
 
+
+
+def serve_example(user_id, history) -> bytes:
+    """A serialized tf.Example as serve_tf_examples takes it: bytes `user_id` and bytes list
+    `history`, most recent first (str values UTF-8 encoded, bytes kept as they are; no raw user
+    features). The one builder of the clients, the soak bench and the export's own check."""
+    from tensorflow.core.example import example_pb2, feature_pb2  # loads TensorFlow: only when called
+
+    def strings(values):
+        encoded = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in values]
+        return feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=encoded))
+
+    return example_pb2.Example(features=feature_pb2.Features(feature={
+        USER_ID: strings([user_id]), HISTORY: strings(history)})).SerializeToString()
+
+
 # Beside the TF Serving model directory (serving/)
 MODELS_CONFIG = "models.config"
 BATCHING_PARAMETERS = "batching_parameters.txt"

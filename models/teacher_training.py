@@ -37,8 +37,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from models import teacher as teacher_lib
-
-PROGRESS_LOGGER = "recdistill.progress"  # lines printed on the console of a run (tfx_pipeline/progress.py)
+from models.artifacts import PROGRESS_LOGGER  # printed on the console of a run (tfx_pipeline/progress.py)
 
 
 def report(message: str) -> None:

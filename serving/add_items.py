@@ -40,22 +40,15 @@ from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFl
 import tensorflow as tf  # noqa: E402
 
 from components.compression import compress  # noqa: E402
-from components.ingest.beam_ingest import SUMMARY_FILE  # noqa: E402
 from components.ingest.csv_rows import display_name  # noqa: E402
 from components.push import push  # noqa: E402
 from components.teacher import training as teacher_training  # noqa: E402
-from models import (catalog_extension, deployable, feature_tables, interaction_data, mobile_export,  # noqa: E402
-                    serving_export, signatures)
+from models import (artifacts, catalog_extension, deployable, feature_tables, interaction_data,  # noqa: E402
+                    mobile_export, serving_export, signatures)
 from serving import extension_checks, new_items, tf_serving_files  # noqa: E402
 from serving.tflite_predict import read_vocabulary  # noqa: E402
 from serving.tflite_runner import TFLiteRanker  # noqa: E402
 from tfx_pipeline import pushed_lineage, storage  # noqa: E402
-
-# Where the pipeline's pushers publish under a push root (tfx_pipeline/pipeline.py's SERVING_BASE
-# and MOBILE_BASE; not imported: the DAG module loads TFX, seconds this command does not need).
-SERVING_BASE = ("serving", signatures.MODEL_NAME)
-MOBILE_BASE = ("mobile",)
-SAVED_MODEL_FILE = "saved_model.pb"  # a serving version's commit file (components/push/component.py)
 
 
 class DeployedVersionError(pushed_lineage.LineageError):
@@ -75,14 +68,16 @@ def add_items(run_dir: str, items_csv: str, push_root: Optional[str] = None,
     started = time.monotonic()
     lineage = pushed_lineage.read(run_dir)
     serving_base, mobile_base = _bases(lineage, run_dir, push_root)
-    serving_from, mobile_from = _latest(serving_base, SAVED_MODEL_FILE), _latest(mobile_base, signatures.METADATA)
+    serving_from = _latest(serving_base, artifacts.SAVED_MODEL_FILE)
+    mobile_from = _latest(mobile_base, signatures.METADATA)
     old_model = _load_serving(serving_from)
     old_ids, old_metadata = _read_mobile(mobile_from)
-    column_types = storage.read_json(storage.join(lineage.examples_dir, SUMMARY_FILE))["column_types"]["items"]
+    ingest_summary = storage.read_json(storage.join(lineage.examples_dir, artifacts.INGEST_SUMMARY_FILE))
+    column_types = ingest_summary["column_types"]["items"]
     share = lineage.ingest_settings["max_bad_share"] if max_bad_share is None else max_bad_share
     new = new_items.read(items_csv, column_types, old_ids, share)
 
-    dataset = interaction_data.load_dataset(storage.join(lineage.student_dir, teacher_training.DATASET_FILE))
+    dataset = interaction_data.load_dataset(storage.join(lineage.student_dir, artifacts.DATASET_FILE))
     kd = compress.load_student(lineage.student_dir, dataset, feature_tables.load_from(lineage.student_dir))
     weights = catalog_extension.scorer_weights(old_model)
     _check_catalogs(old_ids, dataset.item_ids, weights[catalog_extension.KERNEL].shape[1], serving_from, mobile_from)
@@ -118,8 +113,8 @@ def add_items(run_dir: str, items_csv: str, push_root: Optional[str] = None,
                 f.write(push.extends_marker(base_version, exclude))
         # Everything is checked: publish both, only if what they extend is still the latest of each.
         (serving_version, serving_path, _), (mobile_version, mobile_path, _) = push.publish([
-            push.Target(serving_dir, serving_base, SAVED_MODEL_FILE, built_on=_version(serving_from)),
-            push.Target(mobile_dir, mobile_base, signatures.METADATA, prepare=_stamp_version,
+            push.Target(serving_dir, serving_base, artifacts.SAVED_MODEL_FILE, built_on=_version(serving_from)),
+            push.Target(mobile_dir, mobile_base, signatures.METADATA, prepare=push.stamp_version,
                         compare_exclude=(signatures.METADATA,), built_on=_version(mobile_from))])
     tf_serving_files.write_models_config(storage.dirname(serving_base))
     tf_serving_files.write_batching_parameters(storage.dirname(serving_base))
@@ -140,7 +135,7 @@ def transformed_items(transform_graph_dir: str, records: List[bytes]) -> Dict[st
 def _bases(lineage: pushed_lineage.PushedLineage, run_dir: str, push_root: Optional[str]) -> Tuple[str, str]:
     """(serving base, mobile base): under push_root, else where the run pushed, which must be inside run_dir."""
     if push_root:
-        return storage.join(push_root, *SERVING_BASE), storage.join(push_root, *MOBILE_BASE)
+        return storage.join(push_root, *artifacts.SERVING_BASE), storage.join(push_root, *artifacts.MOBILE_BASE)
     inside = os.path.realpath(run_dir) + os.sep
     for destination in (lineage.serving_destination, lineage.mobile_destination):
         if storage.is_uri(destination) or not os.path.realpath(destination).startswith(inside):
@@ -208,11 +203,3 @@ def _mobile_metadata(old: Mapping, num_users: int, num_items: int, history: int,
     metadata["metrics"] = old.get("metrics")
     metadata["added_items"] = [*old.get("added_items", []), added]
     return metadata
-
-
-def _stamp_version(staging: str, version: int) -> None:
-    """push's prepare step: the version number into metadata.json (as the mobile pusher does)."""
-    path = storage.join(staging, signatures.METADATA)
-    metadata = json.loads(storage.read_text(path))
-    metadata["version"] = version
-    storage.write_text(path, json.dumps(metadata, indent=2))

@@ -102,7 +102,7 @@ class RecommendationClient:
             return []
         request = predict_pb2.PredictRequest(model_spec=self._model_spec(version, signature, version_label))
         if signature == signatures.SERVE_TF_EXAMPLES:
-            examples = [_example(user, items) for user, items in zip(user_ids, histories)]
+            examples = [signatures.serve_example(user, items) for user, items in zip(user_ids, histories)]
             request.inputs[signatures.EXAMPLES].CopyFrom(tf.make_tensor_proto(examples, tf.string))
         else:
             h = self.history_length(version, version_label)
@@ -187,12 +187,3 @@ class RecommendationClient:
                     raise ServingError(code, details or code.name) from None
             time.sleep(self.backoff_s * 2 ** attempt)
         raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _example(user_id: str, history: Sequence[str]) -> bytes:
-    """A serialized tf.Example with bytes `user_id` and bytes list `history` (serve_tf_examples' input)."""
-    def strings(values):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(v).encode("utf-8") for v in values]))
-
-    return tf.train.Example(features=tf.train.Features(feature={
-        signatures.USER_ID: strings([user_id]), signatures.HISTORY: strings(history)})).SerializeToString()

@@ -251,7 +251,7 @@ class _BadRequests:
         huge.inputs[signatures.USER_ID].tensor_shape.dim[0].size = 6_000_000  # one value, 6,000,000 declared
         bad["huge_shape"] = huge
         bad["garbage_example"] = self._examples([b"\x0a\xff\xfe\x00 this is no tf.Example \xc3"])
-        bad["non_utf8_example"] = self._examples([_example(b"\xff\xfe", [b"\xc3\x28"])])
+        bad["non_utf8_example"] = self._examples([signatures.serve_example(b"\xff\xfe", [b"\xc3\x28"])])
         wrong = self._request(user_ids=["u"], histories=[[""] * h])
         wrong.inputs[signatures.USER_ID].CopyFrom(tf.make_tensor_proto([7], tf.int64))
         bad["wrong_dtype"] = wrong
@@ -261,7 +261,7 @@ class _BadRequests:
 
     def good(self, user: str, history: List[str], examples: bool):
         if examples:
-            return self._examples([_example(user.encode(), [item.encode() for item in history])])
+            return self._examples([signatures.serve_example(user, history)])
         return self._request([user], [history[:self.h] + [""] * max(self.h - len(history), 0)])
 
     def _request(self, user_ids, histories):
@@ -280,14 +280,6 @@ class _BadRequests:
         request.model_spec.name, request.model_spec.signature_name = signatures.MODEL_NAME, signatures.SERVE_TF_EXAMPLES
         request.inputs[signatures.EXAMPLES].CopyFrom(self._tf.make_tensor_proto(serialized, self._tf.string))
         return request
-
-
-def _example(user_id: bytes, history: List[bytes]) -> bytes:
-    from tensorflow.core.example import example_pb2, feature_pb2
-
-    return example_pb2.Example(features=feature_pb2.Features(feature={
-        signatures.USER_ID: feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[user_id])),
-        signatures.HISTORY: feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=history))})).SerializeToString()
 
 
 # --- the server's side ---

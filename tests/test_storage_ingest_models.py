@@ -14,7 +14,7 @@ from components.ingest import beam_ingest, component, quality, rows
 from components.ingest.csv_rows import InputFileError, read_header, read_records
 from components.ingest.splits import SplitSpec
 from components.validation_gate import ANOMALIES_FILE, DataAnomaliesError, ValidationGate
-from models import feature_tables, interaction_data
+from models import artifacts, feature_tables, interaction_data
 from models.ease import EaseModel
 from models.popularity import PopularityModel
 from models.trending import TrendingModel
@@ -76,7 +76,7 @@ def test_csv_errors_on_gcs_name_the_file(gcs_root):
 
 def _ingest(data_dir, out):
     settings = beam_ingest.IngestSettings(split=SplitSpec("temporal", 0.25, 0.0))
-    summary_path = storage.join(out, "ex", beam_ingest.SUMMARY_FILE)
+    summary_path = storage.join(out, "ex", artifacts.INGEST_SUMMARY_FILE)
     with beam.Pipeline() as p:
         beam_ingest.ingest(p, data_dir, settings, storage.join(out, "ex"), storage.join(out, "cat"), summary_path)
     return storage.read_bytes(summary_path)
@@ -175,8 +175,8 @@ def test_dataset_and_feature_tables_on_gcs(toy, tmp_path, gcs_root):
 
     tables = {"user": {"user_age_bucket": np.array([0, 3, 1])}, "item": {"item_genres_indices": np.array([[0, 0], [1, 2]])},
               "size": {"user_age_bucket": 4, "item_genres_indices": 3}}
-    feature_tables.save(tables, storage.join(gcs_root, "student", feature_tables.FILE))
-    feature_tables.save(tables, str(tmp_path / feature_tables.FILE))
+    feature_tables.save(tables, storage.join(gcs_root, "student", artifacts.FEATURES_FILE))
+    feature_tables.save(tables, str(tmp_path / artifacts.FEATURES_FILE))
     remote, local = feature_tables.load_from(storage.join(gcs_root, "student")), feature_tables.load_from(str(tmp_path))
     for back in (remote, local):
         assert back["size"] == tables["size"]

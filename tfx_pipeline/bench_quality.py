@@ -40,6 +40,7 @@ from typing import Dict, List
 import numpy as np
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models import artifacts  # noqa: E402
 
 # The no-KD students' tuning grid: the budget the KD student got (its own settings) and more.
 GRID = [{"hard_negatives": negatives, "learning_rate": rate, "dim": dim}
@@ -50,7 +51,7 @@ STUDENTS = ["student_kd", "student_no_kd", "student_no_kd_best"]
 
 def artifact_dir(run: str, component: str) -> str:
     """The newest artifact of a component in a run's pipeline root (…/<Component>/model/<id>)."""
-    found = glob.glob(os.path.join(run, "pipeline_root", component, "model", "*", "training.json"))
+    found = glob.glob(os.path.join(run, "pipeline_root", component, "model", "*", artifacts.TRAINING_FILE))
     if not found:
         raise SystemExit(f"{run}: no {component} model (run `recdistill run` first)")
     return os.path.dirname(max(found, key=lambda p: int(p.split(os.sep)[-2])))
@@ -72,10 +73,11 @@ class Bench:
         from models.retrieval_metrics import split_evaluator
 
         self.run, self.out_dir = run, out_dir
-        self.teacher_dir = artifact_dir(run, "TeacherTrainer")
-        self.student_summary = _read(os.path.join(artifact_dir(run, "StudentTrainer"), "training.json"))
+        self.teacher_dir = artifact_dir(run, artifacts.TEACHER_TRAINER)
+        student_dir = artifact_dir(run, artifacts.STUDENT_TRAINER)
+        self.student_summary = _read(os.path.join(student_dir, artifacts.TRAINING_FILE))
         self.teacher_summary = training.read_summary(self.teacher_dir)
-        self.dataset = interaction_data.load_dataset(os.path.join(self.teacher_dir, training.DATASET_FILE))
+        self.dataset = interaction_data.load_dataset(os.path.join(self.teacher_dir, artifacts.DATASET_FILE))
         self.tables = feature_tables.load_from(self.teacher_dir)
         self.test = split_evaluator(self.dataset, ["train", "eval"], "test")
         self.valid = split_evaluator(self.dataset, ["train"], "eval")
@@ -89,14 +91,14 @@ class Bench:
         out = os.path.join(self.out_dir, f"{name}-{seed}")
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
-        shutil.copy(os.path.join(self.teacher_dir, feature_tables.FILE), out)
+        shutil.copy(os.path.join(self.teacher_dir, artifacts.FEATURES_FILE), out)
         config = {**self.teacher_summary["config"], **TEACHERS[name], "seed": seed}
         settings = {"encoder": self.teacher_summary["encoder"], "teacher": config}
         if self.item_text is None:
             self.item_text = training.encoder_for(settings, self.dataset).encode(self.dataset.item_texts)
         training.fit_and_export(self.dataset, out, settings, item_text=self.item_text)
         latest = training.latest_histories(self.dataset, config["history"])
-        return out, test_ndcg(os.path.join(out, training.SAVED_MODEL_DIR), "score", latest, self.test)
+        return out, test_ndcg(os.path.join(out, artifacts.SAVED_MODEL_DIR), "score", latest, self.test)
 
     def score(self, teacher_dir: str, seed: int) -> List[str]:
         import apache_beam as beam

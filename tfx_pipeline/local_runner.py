@@ -17,16 +17,13 @@ from typing import Dict, Optional
 from tfx import v1 as tfx
 
 from components.ingest.splits import SPLITS
+from models import artifacts
 
 from tfx_pipeline import fingerprints, mlmd_outputs, report, storage
 from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
 from tfx_pipeline.progress import RunLogging
 
-EXAMPLE_GEN = "InteractionsExampleGen"
-EVALUATOR = "ModelEvaluator"
-COMPRESSOR = "StudentCompressor"
-PUSHERS = {"serving": "ServingPusher", "mobile": "MobilePusher"}
 
 
 class ComponentFailed(RuntimeError):
@@ -54,7 +51,7 @@ class RunPaths:
 
     @property
     def metadata(self) -> str:
-        return os.path.join(self.output_dir, "metadata.sqlite")
+        return os.path.join(self.output_dir, artifacts.METADATA_FILE)
 
     @property
     def pipeline_root(self) -> str:
@@ -100,22 +97,24 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
                    resources: Optional[Dict] = None, peak_rss_mib: Optional[float] = None) -> Dict:
     """The report of the run in `paths` from ML Metadata; wall, resources, peak_rss_mib: what progress measured."""
     metadata = mlmd_outputs.RunMetadata(paths.metadata)
-    examples = metadata.latest_output(config.pipeline_name, EXAMPLE_GEN, "examples")
+    examples = metadata.latest_output(config.pipeline_name, artifacts.EXAMPLE_GEN, "examples")
     split = dataclasses.asdict(config.split_spec(dataset))
     counts = mlmd_outputs.custom_json(examples, "split_counts") if examples else None
     split["counts"] = {name: counts[name] for name in SPLITS if name in counts} if counts else None
     quality = mlmd_outputs.custom_json(examples, "data_quality") if examples else None
-    evaluation = metadata.latest_output(config.pipeline_name, EVALUATOR, "evaluation") if EVALUATOR in components else None
+    evaluator = artifacts.MODEL_EVALUATOR
+    evaluation = metadata.latest_output(config.pipeline_name, evaluator, "evaluation") if evaluator in components else None
     models = mlmd_outputs.custom_json(evaluation, "models") if evaluation else None
     curves = mlmd_outputs.custom_json(evaluation, "curves") if evaluation else None
     blessing = mlmd_outputs.custom_json(evaluation, "blessing") if evaluation else None
     baselines = mlmd_outputs.custom_json(evaluation, "baselines") if evaluation else None
     cold_items = mlmd_outputs.custom_json(evaluation, "cold_items") if evaluation else None
     pushed = {}
-    for kind, node in PUSHERS.items():
+    for kind, node in artifacts.PUSHERS.items():
         artifact = metadata.latest_output(config.pipeline_name, node, "pushed_model") if node in components else None
         pushed[kind] = mlmd_outputs.pushed_destination(artifact) if artifact else None
-    compressed = metadata.latest_output(config.pipeline_name, COMPRESSOR, "model") if COMPRESSOR in components else None
-    compression = mlmd_outputs.read_json_file(compressed.uri, "compression.json") if compressed else None
+    compressor = artifacts.STUDENT_COMPRESSOR
+    compressed = metadata.latest_output(config.pipeline_name, compressor, "model") if compressor in components else None
+    compression = mlmd_outputs.read_json_file(compressed.uri, artifacts.COMPRESSION_FILE) if compressed else None
     return report.build_report(dataset, split, wall, quality, components, models, curves, blessing, pushed, compression,
                                baselines, resources=resources, peak_rss_mib=peak_rss_mib, cold_items=cold_items)

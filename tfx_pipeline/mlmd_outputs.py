@@ -10,12 +10,17 @@ _NODE_CONTEXT = "node"  # the context type TFX gives every pipeline node
 _DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 
 
+def read_only_store(metadata_path: str) -> metadata_store.MetadataStore:
+    """A finished run's ML Metadata (its SQLite file), opened read-only: reading a run never changes it."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
 class RunMetadata:
     def __init__(self, metadata_path: str):
-        config = metadata_store_pb2.ConnectionConfig()
-        config.sqlite.filename_uri = metadata_path
-        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-        self._store = metadata_store.MetadataStore(config)
+        self._store = read_only_store(metadata_path)
 
     def latest_outputs(self, pipeline_name: str, node_id: str, key: str) -> List[metadata_store_pb2.Artifact]:
         """The artifacts under output `key` of the node's latest successful (or cached) execution."""

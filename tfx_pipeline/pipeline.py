@@ -5,10 +5,10 @@ from typing import List, Optional
 
 from tfx import v1 as tfx
 
-from models import settings_codec, signatures
+import components.compression.trainer_module
+import components.student.trainer_module
+from models import artifacts, settings_codec
 from components import transform_module
-from components.compression import trainer_module as compression_module
-from components.student import trainer_module
 from components.evaluation.component import ModelEvaluator
 from components.push.component import ModelPusher
 from components.ingest.beam_ingest import IngestSettings
@@ -22,11 +22,10 @@ from tfx_pipeline.fingerprints import closure_digest
 from tfx_pipeline import storage
 
 PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_module.preprocessing_fn.__name__}"
-STUDENT_RUN_FN = f"{trainer_module.run_fn.__module__}.{trainer_module.run_fn.__name__}"
-COMPRESSION_RUN_FN = f"{compression_module.run_fn.__module__}.{compression_module.run_fn.__name__}"
-# Where the pushers publish, under the run's output directory (docs/design.md, "Outputs").
-SERVING_BASE = ("serving", signatures.MODEL_NAME)
-MOBILE_BASE = ("mobile",)
+_STUDENT_RUN = components.student.trainer_module.run_fn
+_COMPRESSION_RUN = components.compression.trainer_module.run_fn
+STUDENT_RUN_FN = f"{_STUDENT_RUN.__module__}.{_STUDENT_RUN.__name__}"
+COMPRESSION_RUN_FN = f"{_COMPRESSION_RUN.__module__}.{_COMPRESSION_RUN.__name__}"
 
 
 def create_pipeline(
@@ -72,7 +71,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         input_dir=data_dir,
         input_fingerprint=f"{data_fingerprint}:{code_digest(InteractionsExampleGen)}",
         settings_json=settings_codec.to_json(settings),
-    )
+    ).with_id(artifacts.EXAMPLE_GEN)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     if config.schema_path:
         schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
@@ -100,11 +99,12 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         catalog=example_gen.outputs["catalog"],
         transform_graph=transform.outputs["transform_graph"],
         settings_json=settings_codec.to_json(config.teacher_settings()), code_digest=teacher_code,
-    )
+    ).with_id(artifacts.TEACHER_TRAINER)
     teacher_scorer = TeacherScorer(
         teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives,
         candidate_budget=config.scoring_candidate_budget, code_digest=teacher_code,
-    ).with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
+    ).with_id(artifacts.TEACHER_SCORER)
+    teacher_scorer.with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
     # The teacher is the student's base model: not to warm-start from (another architecture and
     # Keras), but its artifact holds the index spaces, feature tables and item embeddings (hints).
     student_trainer = tfx.components.Trainer(
@@ -116,8 +116,8 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
         eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
         custom_config={"student": settings_codec.to_dict(config.student),
-                       "code_digest": code_digest(trainer_module.run_fn)},
-    ).with_id("StudentTrainer")
+                       "code_digest": code_digest(_STUDENT_RUN)},
+    ).with_id(artifacts.STUDENT_TRAINER)
     # Compression fine-tunes the KD student (the base model) on the same scored examples.
     student_compressor = tfx.components.Trainer(
         run_fn=COMPRESSION_RUN_FN,
@@ -127,13 +127,13 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
         eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
         custom_config={"compression": settings_codec.to_dict(config.compression),
-                       "code_digest": code_digest(compression_module.run_fn)},
-    ).with_id("StudentCompressor")
+                       "code_digest": code_digest(_COMPRESSION_RUN)},
+    ).with_id(artifacts.STUDENT_COMPRESSOR)
     latest_blessed = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("LatestBlessedModelResolver")
+    ).with_id(artifacts.BLESSED_RESOLVER)
     model_evaluator = ModelEvaluator(
         teacher=teacher_trainer.outputs["model"], student=student_trainer.outputs["model"],
         compressed=student_compressor.outputs["model"], baseline=latest_blessed.outputs["model"],
@@ -141,13 +141,14 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         tolerance=config.bless_tolerance, margin=config.bless_margin,
         split_method=config.split_spec(dataset).method, trending_days=config.trending_days,
         ease_max_items=config.ease_max_items,
-        code_digest=code_digest(ModelEvaluator))
+        code_digest=code_digest(ModelEvaluator)).with_id(artifacts.MODEL_EVALUATOR)
     # The pushers take no code digest: their run_token differs in every run, so they are never cached.
+    # Where they publish under the push root: docs/design.md, "Outputs".
     pushers = [
         ModelPusher(model=student_compressor.outputs["model"], blessing=model_evaluator.outputs["blessing"],
-                    kind=kind, destination=storage.join(push_root, *base), run_token=run_token,
-                    ).with_id(f"{kind.capitalize()}Pusher")
-        for kind, base in (("serving", SERVING_BASE), ("mobile", MOBILE_BASE))]
+                    kind=kind, destination=storage.join(push_root, *artifacts.PUSH_BASES[kind]), run_token=run_token,
+                    ).with_id(artifacts.PUSHERS[kind])
+        for kind in ("serving", "mobile")]
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
             teacher_trainer, teacher_scorer, student_trainer, student_compressor, latest_blessed, model_evaluator,
             *pushers]

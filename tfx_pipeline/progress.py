@@ -26,12 +26,13 @@ from typing import Callable, Dict, Optional
 
 from absl import logging as absl_logging
 
+from models.artifacts import PROGRESS_LOGGER
+
 try:
     import psutil
 except ImportError:  # the /proc fallback below reads the same numbers on Linux
     psutil = None
 
-PROGRESS_LOGGER = "recdistill.progress"
 HEARTBEAT_LOGGER = "recdistill.heartbeat"  # heartbeat lines, for the log file (printed directly)
 UNNAMED = "recdistill"  # the prefix of progress lines logged while no component runs
 

@@ -23,9 +23,9 @@ from typing import Dict, List, Optional
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-METADATA_FILE = "metadata.sqlite"
-# Node ids of the DAG (tfx_pipeline/pipeline.py): the pushers are "<Kind>Pusher".
-SERVING_PUSHER, MOBILE_PUSHER, EXAMPLE_GEN = "ServingPusher", "MobilePusher", "InteractionsExampleGen"
+from models import artifacts
+from tfx_pipeline import mlmd_outputs
+
 _INPUT, _OUTPUT = metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.OUTPUT
 _DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 
@@ -47,13 +47,11 @@ class PushedLineage:
 
 def read(run_dir: str) -> PushedLineage:
     """The lineage of the model the run's pushers last pushed; LineageError when there is none."""
-    path = os.path.join(run_dir, METADATA_FILE)
+    path = os.path.join(run_dir, artifacts.METADATA_FILE)
     if not os.path.isfile(path):
-        raise LineageError(f"{run_dir}: no {METADATA_FILE} (is it the --output directory of `recdistill run`?)")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return _rerooted(_Lineage(metadata_store.MetadataStore(config), run_dir).read(), run_dir)
+        raise LineageError(f"{run_dir}: no {artifacts.METADATA_FILE} "
+                           "(is it the --output directory of `recdistill run`?)")
+    return _rerooted(_Lineage(mlmd_outputs.read_only_store(path), run_dir).read(), run_dir)
 
 
 def _rerooted(lineage: PushedLineage, run_dir: str) -> PushedLineage:
@@ -105,8 +103,8 @@ class _Lineage:
         self._pipeline = pipelines[0]
 
     def read(self) -> PushedLineage:
-        serving_model, serving_to = self._latest_push(SERVING_PUSHER)
-        mobile_model, mobile_to = self._latest_push(MOBILE_PUSHER)
+        serving_model, serving_to = self._latest_push(artifacts.PUSHERS["serving"])
+        mobile_model, mobile_to = self._latest_push(artifacts.PUSHERS["mobile"])
         if serving_model.id != mobile_model.id:
             raise LineageError(f"{self._run_dir}: the latest serving push ({serving_to}) and mobile push ({mobile_to}) "
                                "are of different models: run the pipeline again so that both push one model")

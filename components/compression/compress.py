@@ -20,33 +20,32 @@ from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFl
 
 import tensorflow as tf  # noqa: E402
 
-from components.student import distill, trainer_module as student_module  # noqa: E402
+from components.student import distill  # noqa: E402
 from components.teacher import training as teacher_training  # noqa: E402
-from models import (compression, deployable, feature_tables, interaction_data, mobile_export,  # noqa: E402
+from models import (artifacts, compression, deployable, feature_tables, interaction_data, mobile_export,  # noqa: E402
                     serving_export, signatures, student, student_training)
 from serving.tflite_runner import TFLiteRanker  # noqa: E402
 from tfx_pipeline import storage  # noqa: E402
 
-from components.compression.trainer_module import FLOAT_TFLITE, MOBILE_DIR  # noqa: E402
 PARITY_USERS = 200
 MIN_PARITY = 0.8  # mean top-10 overlap below which the int8 model is refused
 
 
 def load_student(student_dir: str, dataset, tables) -> student.StudentModel:
     """The KD student (Keras) from a StudentTrainer artifact's weights and settings."""
-    summary = _read_json(os.path.join(student_dir, student_module.TRAINING_FILE))
+    summary = _read_json(os.path.join(student_dir, artifacts.TRAINING_FILE))
     config = student.StudentConfig(**summary["config"])
     model = student.StudentModel(dataset.num_users, dataset.num_items, tables, config,
                                  known_items=student.known_items(dataset))
     model.score(tf.zeros([1], tf.int64), tf.zeros([1, config.history], tf.int64))  # builds the variables
-    path = os.path.join(student_dir, teacher_training.SAVED_MODEL_DIR, student_training.WEIGHTS)
+    path = os.path.join(student_dir, artifacts.SAVED_MODEL_DIR, student_training.WEIGHTS)
     model.load_weights(path).expect_partial()  # the optimizer's slots are not needed
     return model
 
 
 def compress_and_export(train_files: List[str], student_dir: str, transform_graph_dir: Optional[str],
                         config: compression.CompressionConfig, serving_dir: str, model_dir: str) -> Dict:
-    dataset = interaction_data.load_dataset(os.path.join(student_dir, teacher_training.DATASET_FILE))
+    dataset = interaction_data.load_dataset(os.path.join(student_dir, artifacts.DATASET_FILE))
     tables = feature_tables.load_from(student_dir)
     kd = load_student(student_dir, dataset, tables)
     settings, history = kd.config, kd.config.history
@@ -67,9 +66,9 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
     serving_export.export(quantized, bins, serving_export.hash_bins_of(kd), dataset.user_ids, dataset.item_ids,
                           history, serving_dir, transform_graph_dir=transform_graph_dir)
     # model_dir is the Model artifact, maybe gs://: the converter's bytes go through storage.
-    storage.write_bytes(storage.join(model_dir, FLOAT_TFLITE),
+    storage.write_bytes(storage.join(model_dir, artifacts.FLOAT_TFLITE),
                         mobile_export.convert(reference, bins, history, int8=False, num_users=dataset.num_users))
-    mobile = storage.join(model_dir, MOBILE_DIR)
+    mobile = storage.join(model_dir, artifacts.MOBILE_DIR)
     storage.makedirs(mobile)
     int8 = mobile_export.convert(quantized, bins, history, int8=True, num_users=dataset.num_users)
     storage.write_bytes(storage.join(mobile, signatures.TFLITE_FILE), int8)

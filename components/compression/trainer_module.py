@@ -12,17 +12,13 @@ import os
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from models import settings_codec
+from models import artifacts  # the Model artifact's layout
 from tfx_pipeline import storage
-
-# The Model artifact's layout (besides Format-Serving/, the TF Serving SavedModel)
-MOBILE_DIR = "mobile"  # model.tflite (int8), user_vocab.txt, item_vocab.txt, metadata.json
-FLOAT_TFLITE = "tflite_float.tflite"  # the uncompressed KD student, float32: the "before"
-SUMMARY_FILE = "compression.json"  # fine-tuning logs, sparsity, int8 zero share, parity
 
 
 def run_fn(fn_args) -> None:
     """TFX entry point (tfx.components.Trainer(run_fn=...))."""
-    from components.compression import compress
+    from components.compression import compress  # TensorFlow and TF-MOT only when the Trainer runs
     from models.compression import CompressionConfig
 
     student_dir = os.path.dirname(fn_args.base_model.rstrip("/"))
@@ -32,4 +28,4 @@ def run_fn(fn_args) -> None:
         settings_codec.from_dict(CompressionConfig, fn_args.custom_config["compression"]),
         fn_args.serving_model_dir, model_dir)
     # model_dir may be gs://; json.dumps(indent=2) keeps the local file's bytes.
-    storage.write_text(storage.join(model_dir, SUMMARY_FILE), json.dumps(summary, indent=2))
+    storage.write_text(storage.join(model_dir, artifacts.COMPRESSION_FILE), json.dumps(summary, indent=2))

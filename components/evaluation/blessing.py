@@ -15,11 +15,9 @@ otherwise the ndcg@10 recorded on its blessing is used, and the reason says so.
 import os
 from typing import Dict, Optional
 
-from components.compression import trainer_module as compression_files
 from components.evaluation import evaluate
 from components.evaluation.baselines import NON_PERSONALIZED
-from components.teacher import training
-from models import signatures
+from models import artifacts, signatures
 from models.interaction_data import load_dataset
 from serving.tflite_predict import read_vocabulary
 
@@ -72,8 +70,8 @@ def decide(results: Dict, tolerance: float, margin: float, baseline_dir: Optiona
 
 def baseline_ndcg(baseline_dir: str, teacher_dir: str, recorded: Optional[float]) -> (float, str):
     """(ndcg@10 of the last blessed model's TFLite, how it was obtained)."""
-    mobile = os.path.join(baseline_dir, compression_files.MOBILE_DIR)
-    dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
+    mobile = os.path.join(baseline_dir, artifacts.MOBILE_DIR)
+    dataset = load_dataset(os.path.join(teacher_dir, artifacts.DATASET_FILE))
     if read_vocabulary(os.path.join(mobile, signatures.USER_VOCAB)) == list(dataset.user_ids) and \
             read_vocabulary(os.path.join(mobile, signatures.ITEM_VOCAB)) == list(dataset.item_ids):
         return evaluate.tflite_ndcg(os.path.join(mobile, signatures.TFLITE_FILE), dataset), "on this test split"

@@ -21,9 +21,9 @@ from tfx.types import standard_artifacts
 from components.evaluation import blessing as blessing_lib
 from components.evaluation import evaluate
 from components.evaluation.baselines import BaselineSettings
+from models import artifacts
 from tfx_pipeline import storage
 
-RESULTS_FILE = "models.json"
 
 
 @tfx.dsl.components.component
@@ -46,8 +46,8 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     del code_digest
     settings = BaselineSettings(split_method=split_method, trending_days=trending_days, ease_max_items=ease_max_items)
     results, baselines, cold_items = evaluate.evaluate_all(teacher.uri, student.uri, compressed.uri, settings)
-    storage.write_text(os.path.join(evaluation.uri, RESULTS_FILE), json.dumps(results, indent=2))
-    curves = evaluate.write_curves(teacher.uri, student.uri, os.path.join(evaluation.uri, evaluate.CURVES_FILE))
+    storage.write_text(os.path.join(evaluation.uri, artifacts.EVALUATION_FILE), json.dumps(results, indent=2))
+    curves = evaluate.write_curves(teacher.uri, student.uri, os.path.join(evaluation.uri, artifacts.CURVES_FILE))
     evaluation.set_string_custom_property("models", json.dumps(results, sort_keys=True))
     evaluation.set_string_custom_property("baselines", json.dumps(baselines, sort_keys=True))
     evaluation.set_string_custom_property("cold_items", json.dumps(cold_items, sort_keys=True))

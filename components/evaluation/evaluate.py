@@ -13,21 +13,18 @@ from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from components.compression import trainer_module as compress
 from components.evaluation import baselines as baselines_lib
 from components.evaluation import cold as cold_lib
 from components.evaluation.protocol import METRICS, TRAINING_SPLITS
 from components.evaluation.protocol import entry as _entry, latency_ms as _latency_ms, sizes as _sizes, with_cold
-from components.student import trainer_module
 from components.teacher import training
+from models import artifacts, signatures
 from models.interaction_data import load_dataset
-from models import signatures
 from models.retrieval_metrics import RetrievalEvaluator, split_evaluator
 from serving.tflite_runner import TFLiteRanker
 from tfx_pipeline import storage
 
-CURVES_FILE = "curves.json"
-STUDENT_DIRS = {"student_kd": training.SAVED_MODEL_DIR, "student_no_kd": trainer_module.NO_KD_DIR}
+STUDENT_DIRS = {"student_kd": artifacts.SAVED_MODEL_DIR, "student_no_kd": artifacts.NO_KD_DIR}
 
 
 def evaluate_all(teacher_dir: str, student_dir: str, compressed_dir: Optional[str] = None,
@@ -37,19 +34,19 @@ def evaluate_all(teacher_dir: str, student_dir: str, compressed_dir: Optional[st
     student_kd and, given the compressor's artifact, student_compressed, tflite_float and tflite on
     the test split (report.json's M; a skipped baseline is None), report.json's "baselines" (what
     was picked or skipped, and why) and its "cold_items" (None without a cold-item evaluation)."""
-    dataset = load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
+    dataset = load_dataset(os.path.join(teacher_dir, artifacts.DATASET_FILE))
     evaluator = cold_lib.evaluator_for(dataset, split_evaluator(dataset, TRAINING_SPLITS, "test"))
     results, baseline_info = baselines_lib.evaluate_baselines(dataset, evaluator, baselines)
     results.update(evaluate_teacher(teacher_dir, dataset, evaluator))
     results.update(evaluate_students(student_dir, dataset, evaluator))
     if compressed_dir:
-        history = _read_json(os.path.join(student_dir, trainer_module.TRAINING_FILE))["config"]["history"]
+        history = _read_json(os.path.join(student_dir, artifacts.TRAINING_FILE))["config"]["history"]
         results.update(evaluate_compressed(compressed_dir, dataset, evaluator, history))
     cold = cold_lib.split_cold(results)
     if not isinstance(evaluator, cold_lib.WithCold):
         return results, baseline_info, None
     cold["random"] = evaluator.cold.evaluate(cold_lib.random_scores(dataset.num_items))
-    item_text = storage.load_npy(storage.join(teacher_dir, training.ITEM_TEXT_FILE))
+    item_text = storage.load_npy(storage.join(teacher_dir, artifacts.ITEM_TEXT_FILE))
     cold["text_knn"] = evaluator.cold.evaluate(cold_lib.text_knn_scores(dataset, item_text))
     catalog = dataset.num_items - 1
     return results, baseline_info, {"share": round(len(dataset.cold_items) / catalog, 4),
@@ -63,17 +60,17 @@ def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, 
     of their top-K op), and timed per query on one thread through their signature."""
     import tensorflow as tf
 
-    summary = _read_json(os.path.join(model_dir, compress.SUMMARY_FILE))
+    summary = _read_json(os.path.join(model_dir, artifacts.COMPRESSION_FILE))
     latest = training.latest_histories(dataset, history)
-    serving_dir = os.path.join(model_dir, training.SAVED_MODEL_DIR)
+    serving_dir = os.path.join(model_dir, artifacts.SAVED_MODEL_DIR)
     model = tf.saved_model.load(serving_dir)
 
     def compressed_scores(users):
         return model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy()
 
     results = {"student_compressed": _entry(evaluator, compressed_scores, summary["params"], _sizes(serving_dir))}
-    for name, path in (("tflite_float", os.path.join(model_dir, compress.FLOAT_TFLITE)),
-                       ("tflite", os.path.join(model_dir, compress.MOBILE_DIR, signatures.TFLITE_FILE))):
+    for name, path in (("tflite_float", os.path.join(model_dir, artifacts.FLOAT_TFLITE)),
+                       ("tflite", os.path.join(model_dir, artifacts.MOBILE_DIR, signatures.TFLITE_FILE))):
         results[name] = tflite_entry(path, evaluator, latest, summary["params"])
     return results
 
@@ -109,7 +106,7 @@ def tflite_ndcg(path: str, dataset) -> float:
 def evaluate_students(student_dir: str, dataset, evaluator: RetrievalEvaluator) -> Dict[str, Dict]:
     import tensorflow as tf
 
-    summary = _read_json(os.path.join(student_dir, trainer_module.TRAINING_FILE))
+    summary = _read_json(os.path.join(student_dir, artifacts.TRAINING_FILE))
     latest = training.latest_histories(dataset, summary["config"]["history"])
     results = {}
     for name, subdir in STUDENT_DIRS.items():
@@ -127,7 +124,7 @@ def evaluate_students(student_dir: str, dataset, evaluator: RetrievalEvaluator) 
 def write_curves(teacher_dir: str, student_dir: str, path: str) -> Dict:
     """Per-epoch training curves of the teacher and both students (for the report's plots)."""
     teacher = training.read_summary(teacher_dir)
-    students = _read_json(os.path.join(student_dir, trainer_module.TRAINING_FILE))
+    students = _read_json(os.path.join(student_dir, artifacts.TRAINING_FILE))
     curves = {"teacher": {"loss": teacher["loss"], "val_loss": teacher["val_loss"]}}
     for name in STUDENT_DIRS:
         curves[name] = {k: students[name][k] for k in ("loss", "val_ndcg@10")}
@@ -142,7 +139,7 @@ def _read_json(path: str) -> Dict:
 def evaluate_teacher(teacher_dir: str, dataset, evaluator: RetrievalEvaluator) -> Dict[str, Dict]:
     import tensorflow as tf
 
-    model = tf.saved_model.load(os.path.join(teacher_dir, training.SAVED_MODEL_DIR))
+    model = tf.saved_model.load(os.path.join(teacher_dir, artifacts.SAVED_MODEL_DIR))
     summary = training.read_summary(teacher_dir)
     latest = training.latest_histories(dataset, summary["config"]["history"])
 
@@ -150,4 +147,4 @@ def evaluate_teacher(teacher_dir: str, dataset, evaluator: RetrievalEvaluator) -
         return model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy()
 
     return {"teacher": _entry(evaluator, teacher_scores, summary["params"],
-                              _sizes(os.path.join(teacher_dir, training.SAVED_MODEL_DIR)))}
+                              _sizes(os.path.join(teacher_dir, artifacts.SAVED_MODEL_DIR)))}

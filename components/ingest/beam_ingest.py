@@ -21,7 +21,6 @@ from components.ingest import examples, quality, reasons, rows, splits
 from components.ingest.csv_rows import BadRow
 
 BAD, COUNT = "bad", "count"
-SUMMARY_FILE = "ingest_summary.json"
 COLD_ITEMS = "cold_items"  # the summary's key: the held-out item ids (splits.pick_cold_items)
 CATALOG_SPLIT = "catalog"
 _TFRECORD = "data_tfrecord"

@@ -15,7 +15,7 @@ from tfx.types import artifact_utils, standard_artifacts
 
 from components.ingest import beam_ingest, quality, rows, splits
 from components.ingest.csv_rows import InputFileError
-from models import settings_codec
+from models import artifacts, settings_codec
 from tfx_pipeline import storage
 
 _PAYLOAD_FORMAT = "FORMAT_TF_EXAMPLE"
@@ -38,7 +38,7 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     del input_fingerprint
     settings = settings_codec.from_json(beam_ingest.IngestSettings, settings_json)
     check_headers(input_dir)
-    summary_path = os.path.join(examples.uri, beam_ingest.SUMMARY_FILE)
+    summary_path = os.path.join(examples.uri, artifacts.INGEST_SUMMARY_FILE)
     with beam_pipeline as p:
         beam_ingest.ingest(p, input_dir, settings, examples.uri, catalog.uri, summary_path)
 

@@ -11,28 +11,25 @@ deleted destination is pushed again. That decision is taken under the base direc
 (components/push/push.py), so a pusher racing an add-items never pushes over its new items unseen.
 
 The two pushers pair their version numbers (push.Partner): each names the other's base, found from
-its own destination by the layout below (BASES, the pipeline's SERVING_BASE and MOBILE_BASE), and
+its own destination by the layout of models/artifacts.py (PUSH_BASES), and
 a pusher whose partner already published the other half of this model takes the same number.
 """
 
+import functools
 import json
 import os
 
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
-from components.compression import trainer_module as compression_files
 from components.push import push as push_lib
-from models import signatures
+from models import artifacts, signatures
 from tfx_pipeline import storage
 
 KINDS = ("serving", "mobile")
-# Each kind's base directory under a push root (tfx_pipeline/pipeline.py's SERVING_BASE, MOBILE_BASE)
-BASES = {"serving": ("serving", signatures.MODEL_NAME), "mobile": ("mobile",)}
 # (the directory of a model artifact holding each kind, the files left out when comparing versions)
-SOURCES = {"serving": ("Format-Serving", ()), "mobile": (compression_files.MOBILE_DIR, (signatures.METADATA,))}
-SAVED_MODEL_FILE = "saved_model.pb"  # what TF Serving needs to load a version: written last
-COMMIT_FILES = {"serving": SAVED_MODEL_FILE, "mobile": signatures.METADATA}  # each version's last file
+SOURCES = {"serving": (artifacts.SAVED_MODEL_DIR, ()), "mobile": (artifacts.MOBILE_DIR, (signatures.METADATA,))}
+COMMIT_FILES = {"serving": artifacts.SAVED_MODEL_FILE, "mobile": signatures.METADATA}  # each version's last file
 
 
 @tfx.dsl.components.component
@@ -57,7 +54,7 @@ def ModelPusher(  # noqa: N802 (TFX names components like classes)
     partner = _partner(kind, destination, model.uri)
     if kind == "serving":
         source = os.path.join(model.uri, SOURCES[kind][0])
-        version, path, new = push_lib.push(source, destination, commit_file=SAVED_MODEL_FILE, partner=partner)
+        version, path, new = push_lib.push(source, destination, commit_file=artifacts.SAVED_MODEL_FILE, partner=partner)
         from serving import tf_serving_files
 
         serving_dir = storage.dirname(destination)
@@ -65,13 +62,7 @@ def ModelPusher(  # noqa: N802 (TFX names components like classes)
         tf_serving_files.write_batching_parameters(serving_dir)
     else:
         metrics = json.loads(blessing.get_string_custom_property("metrics") or "null")
-
-        def stamp(staging: str, number: int) -> None:
-            path = storage.join(staging, signatures.METADATA)
-            metadata = json.loads(storage.read_text(path))
-            metadata.update(version=number, metrics=metrics)
-            storage.write_text(path, json.dumps(metadata, indent=2))
-
+        stamp = functools.partial(push_lib.stamp_version, metrics=metrics)
         source = os.path.join(model.uri, SOURCES[kind][0])
         # metadata.json, which names the version, is the mobile version's last file on object storage
         version, path, new = push_lib.push(source, destination, prepare=stamp, compare_exclude=[signatures.METADATA],
@@ -83,8 +74,8 @@ def ModelPusher(  # noqa: N802 (TFX names components like classes)
 
 
 def _partner(kind: str, destination: str, model_uri: str):
-    """The other kind's base and source (push.Partner), or None when `destination` is not laid out as BASES."""
-    parts = BASES[kind]
+    """The other kind's base and source (push.Partner), or None when `destination` is not laid out as PUSH_BASES."""
+    parts = artifacts.PUSH_BASES[kind]
     root = destination.rstrip("/")
     for part in reversed(parts):
         if os.path.basename(root) != part:  # a URI's last component too ("/"-separated)
@@ -92,5 +83,5 @@ def _partner(kind: str, destination: str, model_uri: str):
         root = storage.dirname(root)
     other = next(k for k in KINDS if k != kind)
     source, exclude = SOURCES[other]
-    return push_lib.Partner(os.path.join(model_uri, source), storage.join(root, *BASES[other]), COMMIT_FILES[other],
-                            exclude)
+    return push_lib.Partner(os.path.join(model_uri, source), storage.join(root, *artifacts.PUSH_BASES[other]),
+                            COMMIT_FILES[other], exclude)

@@ -70,6 +70,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from components.push import lock
 from components.push.lock import LockBusy  # noqa: F401  (raised by push and publish)
+from models import signatures
 from tfx_pipeline import storage
 
 STAGING_PREFIX = ".incomplete-"
@@ -262,6 +263,16 @@ def extends_marker(version_dir: str, compare_exclude: Iterable[str] = ()) -> str
     without `compare_exclude`); an extension of an extension names the model the first extended."""
     digest = _extended(version_dir) or _digest(version_dir, compare_exclude)
     return json.dumps({"digest": digest})
+
+
+def stamp_version(staging_dir: str, version: int, **fields) -> None:
+    """A mobile version's `prepare` step: its number (and `fields`, e.g. the blessed metrics) into
+    the staged copy's metadata.json, so that the file names the version it is published as. Used
+    by the mobile pusher and by add-items, so that both write the same bytes."""
+    path = storage.join(staging_dir, signatures.METADATA)
+    metadata = json.loads(storage.read_text(path))
+    metadata.update(version=version, **fields)
+    storage.write_text(path, json.dumps(metadata, indent=2))
 
 
 def _extended(version_dir: str) -> Optional[str]:

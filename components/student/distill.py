@@ -18,8 +18,8 @@ import tensorflow as tf  # noqa: E402
 
 from components.teacher import training as teacher_training  # noqa: E402
 from components.teacher import scoring  # noqa: E402
-from models import (distillation, distribute, feature_tables, interaction_data, scored_rows, student,  # noqa: E402
-                    student_training)
+from models import (artifacts, distillation, distribute, feature_tables, interaction_data, scored_rows,  # noqa: E402
+                    student, student_training)
 from models.retrieval_metrics import split_evaluator  # noqa: E402
 
 def read_scored(file_patterns: List[str]) -> Dict[str, np.ndarray]:
@@ -38,7 +38,7 @@ def open_split(file_patterns: List[str], split: str) -> scored_rows.ScoredRows:
     stats = None
     if patterns:  # .../<artifact>/Split-<split>/* -> <artifact>/scoring_stats.json
         artifact = storage.dirname(storage.dirname(patterns[0]))
-        if storage.exists(storage.join(artifact, scoring.STATS_FILE)):
+        if storage.exists(storage.join(artifact, artifacts.SCORING_STATS_FILE)):
             stats = scoring.read_stats(artifact)["splits"].get(split)
     return scored_rows.open_rows(patterns, stats)
 
@@ -65,7 +65,7 @@ def training_rows(file_patterns: List[str], config: student.StudentConfig, datas
 def train_both(train_files: List[str], teacher_dir: str, config: student.StudentConfig, kd_dir: str, no_kd_dir: str,
                log_dir: str) -> Dict:
     """Trains and exports student_kd into kd_dir and student_no_kd into no_kd_dir; returns a summary."""
-    dataset = interaction_data.load_dataset(os.path.join(teacher_dir, teacher_training.DATASET_FILE))
+    dataset = interaction_data.load_dataset(os.path.join(teacher_dir, artifacts.DATASET_FILE))
     tables = feature_tables.load_from(teacher_dir)
     data = training_rows(train_files, config, dataset)
     rows, final = data[0], data[2]
@@ -73,7 +73,7 @@ def train_both(train_files: List[str], teacher_dir: str, config: student.Student
     validation = split_evaluator(dataset, ["train"], "eval") if len(valid.user) else None
     teacher_items = None
     if config.gamma > 0:
-        teacher = tf.saved_model.load(os.path.join(teacher_dir, teacher_training.SAVED_MODEL_DIR))
+        teacher = tf.saved_model.load(os.path.join(teacher_dir, artifacts.SAVED_MODEL_DIR))
         teacher_items = teacher.item_embeddings().numpy()
 
     summary = {"config": dataclasses.asdict(config), "rows": rows.rows,

@@ -18,11 +18,8 @@ import json
 import os
 
 from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-from models import settings_codec
+from models import artifacts, settings_codec
 from tfx_pipeline import storage
-
-NO_KD_DIR = "student_no_kd"
-TRAINING_FILE = "training.json"
 
 
 def run_fn(fn_args) -> None:
@@ -34,12 +31,10 @@ def run_fn(fn_args) -> None:
     model_dir = os.path.dirname(fn_args.serving_model_dir.rstrip("/"))
     summary = distill.train_both(
         fn_args.train_files, teacher_dir, settings_codec.from_dict(StudentConfig, fn_args.custom_config["student"]),
-        kd_dir=fn_args.serving_model_dir, no_kd_dir=os.path.join(model_dir, NO_KD_DIR),
+        kd_dir=fn_args.serving_model_dir, no_kd_dir=os.path.join(model_dir, artifacts.NO_KD_DIR),
         log_dir=fn_args.model_run_dir)
     # The artifact dirs may be gs:// (Kubeflow, Vertex); json.dumps(indent=2) keeps the local bytes.
-    storage.write_text(storage.join(model_dir, TRAINING_FILE), json.dumps(summary, indent=2))
-    from components.teacher.training import DATASET_FILE
-    from models.feature_tables import FILE as FEATURES_FILE
+    storage.write_text(storage.join(model_dir, artifacts.TRAINING_FILE), json.dumps(summary, indent=2))
 
-    for name in (DATASET_FILE, FEATURES_FILE):
+    for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE):
         storage.copy(storage.join(teacher_dir, name), storage.join(model_dir, name))

@@ -47,13 +47,12 @@ import apache_beam as beam
 import numpy as np
 
 from components.teacher import training
+from models import artifacts
 
 CHUNK_ROWS = 512
 SHARD_ROWS = 16384  # ML-100K's 67K training rows: 5 shards for the scorer's workers to share
 MIN_NEGATIVES = 4
 CANDIDATE_BUDGET = 20_000_000
-STATS_FILE = "scoring_stats.json"
-PROGRESS_LOGGER = "recdistill.progress"  # printed on the run's console (tfx_pipeline/progress.py)
 
 
 SCORED_SPLITS = ("train", "final")
@@ -90,7 +89,8 @@ def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, neg
             | f"Name[{split}]" >> beam.Map(lambda total, name=split: (name, total)))
     _ = (stats | "Splits" >> beam.Flatten() | "All" >> beam.combiners.ToDict()
          | "WriteStats" >> beam.Map(lambda by_split: storage.write_text(
-             storage.join(output_dir, STATS_FILE), json.dumps({"negatives": negatives, "splits": by_split}, indent=2))))
+             storage.join(output_dir, artifacts.SCORING_STATS_FILE),
+             json.dumps({"negatives": negatives, "splits": by_split}, indent=2))))
     return negatives
 
 
@@ -99,7 +99,7 @@ def read_stats(scored_dir: str) -> Dict:
     "width", "real", "sum", "sum_squares"}}}."""
     from tfx_pipeline import storage
 
-    return storage.read_json(storage.join(scored_dir, STATS_FILE))
+    return storage.read_json(storage.join(scored_dir, artifacts.SCORING_STATS_FILE))
 
 
 def _empty_stats() -> Dict:
@@ -142,7 +142,7 @@ class ScoreShard(beam.DoFn):
                     stats["sum"] += float(np.sum(scores, dtype=np.float64))
                     stats["sum_squares"] += float(np.sum(np.square(scores, dtype=np.float64)))
         storage.rename(path + ".tmp", path, overwrite=True)
-        logging.getLogger(PROGRESS_LOGGER).info(
+        logging.getLogger(artifacts.PROGRESS_LOGGER).info(
             "scored %s rows %d-%d (shard %d of %d)", self._rows.split, first, end, number + 1, self._shards)
         yield stats
 
@@ -160,7 +160,7 @@ class ScoreRows:
 
         from models.interaction_data import latest_items
 
-        model = tf.saved_model.load(os.path.join(self._dir, training.SAVED_MODEL_DIR))
+        model = tf.saved_model.load(os.path.join(self._dir, artifacts.SAVED_MODEL_DIR))
         self._score = getattr(model, ENDPOINTS[self._split])
         self._model = model  # keeps the endpoint's variables alive
         dataset = _load_dataset(self._dir)
@@ -226,7 +226,7 @@ def _rows_of(dataset, split: str):
 def _load_dataset(teacher_dir: str):
     from models.interaction_data import load_dataset
 
-    return load_dataset(os.path.join(teacher_dir, training.DATASET_FILE))
+    return load_dataset(os.path.join(teacher_dir, artifacts.DATASET_FILE))
 
 
 def _example(row, user, item, candidates, scores) -> bytes:

@@ -24,16 +24,11 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from models import (distribute, feature_tables, interaction_data, settings_codec, teacher, teacher_training,
+from models import (artifacts, distribute, feature_tables, interaction_data, settings_codec, teacher, teacher_training,
                     text_columns, text_encoder)
 from models.teacher import TeacherConfig
 from tfx_pipeline import storage
 
-SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
-DATASET_FILE = "dataset.npz"
-ITEM_TEXT_FILE = "item_text.npy"  # [items, 384] the pretrained text embeddings (cold-item runs only)
-TRAINING_FILE = "training.json"
-LOG_DIR = "logs"  # TensorBoard
 SPLITS = ("train", "eval", "test")
 
 
@@ -73,7 +68,7 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
     started = time.monotonic()
     from components.ingest import beam_ingest
 
-    summary_path = os.path.join(examples_uri, beam_ingest.SUMMARY_FILE)
+    summary_path = os.path.join(examples_uri, artifacts.INGEST_SUMMARY_FILE)
     cold = storage.read_json(summary_path).get(beam_ingest.COLD_ITEMS, []) if storage.exists(summary_path) else []
     dataset = interaction_data.build_dataset(
         {s: os.path.join(examples_uri, f"Split-{s}") for s in SPLITS},
@@ -81,7 +76,7 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
         item_text_columns=settings.item_text_columns, cold_item_ids=cold)
     if distribute.is_chief():  # the other workers' models need no features
         feature_tables.save(feature_tables.build(transform_graph_uri, dataset),
-                            os.path.join(out_dir, feature_tables.FILE))
+                            os.path.join(out_dir, artifacts.FEATURES_FILE))
     return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started)
 
 
@@ -134,7 +129,7 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
                                   known_items=interaction_data.items_with_interactions(train.item, dataset.num_items))
     precision = model.dtype_policy.name  # "mixed_float16" or "float32" (the export makes it float32)
     history = teacher_training.fit(model, latest, evaluator, config, half_life,
-                                   log_dir=os.path.join(out_dir, LOG_DIR))
+                                   log_dir=os.path.join(out_dir, artifacts.LOG_DIR))
     known = latest_split(dataset)
     wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
     wide_final, text_final = text_columns.with_text_columns(wide_final, item_text, known.item)
@@ -143,10 +138,10 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), config, half_life,
                                    epochs=history["best_epoch"])
 
-    teacher_training.export(model, final, os.path.join(out_dir, SAVED_MODEL_DIR), config.history)
-    interaction_data.save_dataset(dataset, os.path.join(out_dir, DATASET_FILE))
+    teacher_training.export(model, final, os.path.join(out_dir, artifacts.SAVED_MODEL_DIR), config.history)
+    interaction_data.save_dataset(dataset, os.path.join(out_dir, artifacts.DATASET_FILE))
     if len(dataset.cold_items):  # the text-kNN baseline of the cold-item evaluation reads them
-        storage.save_npy(storage.join(out_dir, ITEM_TEXT_FILE), np.asarray(item_text, np.float32))
+        storage.save_npy(storage.join(out_dir, artifacts.ITEM_TEXT_FILE), np.asarray(item_text, np.float32))
     head = teacher_training.head_params(model)
     summary = {
         "encoder": settings.encoder,
@@ -173,7 +168,7 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
         "val_ndcg@10": history["val_ndcg@10"],
     }
     # out_dir may be a gs:// artifact; json.dumps(indent=2) keeps the file's bytes as they were.
-    storage.write_text(storage.join(out_dir, TRAINING_FILE), json.dumps(summary, indent=2))
+    storage.write_text(storage.join(out_dir, artifacts.TRAINING_FILE), json.dumps(summary, indent=2))
     return summary
 
 
@@ -189,7 +184,7 @@ def encoder_for(settings: SettingsLike, dataset) -> text_encoder.TextEncoder:
 
 def read_summary(teacher_dir: str) -> Dict[str, Any]:
     """training.json of an exported teacher (its config gives the history length it expects)."""
-    return storage.read_json(storage.join(teacher_dir, TRAINING_FILE))
+    return storage.read_json(storage.join(teacher_dir, artifacts.TRAINING_FILE))
 
 
 def latest_split(dataset) -> interaction_data.Split:

@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 from tfx.types import standard_artifacts
 
-from components.compression import trainer_module as compression_files
 from components.evaluation import blessing, evaluate, protocol
-from components.evaluation.component import RESULTS_FILE, ModelEvaluator
-from components.student import trainer_module as student_files
+from components.evaluation.component import ModelEvaluator
 from components.teacher import training
-from models import signatures
+from models import artifacts, signatures
 from models.interaction_data import save_dataset
 from models.retrieval_metrics import split_evaluator
 from serving import catalog, tflite_predict
@@ -84,33 +82,34 @@ def test_mlmd_json_files_are_read_from_gcs(gcs_root):
 
 
 def test_the_evaluator_writes_its_results_and_blessing_to_gcs(gcs_root):
-    artifacts = {}
+    inputs = {}
     for name, kind, artifact_id in (("teacher", standard_artifacts.Model, 1), ("student", standard_artifacts.Model, 2),
                                     ("compressed", standard_artifacts.Model, 3),
                                     ("evaluation", standard_artifacts.ModelEvaluation, 4),
                                     ("blessing", standard_artifacts.ModelBlessing, 5)):
-        artifacts[name] = kind()
-        artifacts[name].uri, artifacts[name].id = storage.join(gcs_root, name), artifact_id
+        inputs[name] = kind()
+        inputs[name].uri, inputs[name].id = storage.join(gcs_root, name), artifact_id
     results = {"popularity": {"ndcg@10": 0.10}, "ease": None, "trending": None,
                "student_kd": {"ndcg@10": 0.21}, "tflite": {"ndcg@10": 0.05}}
     function = ModelEvaluator.EXECUTOR_SPEC.executor_class._FUNCTION
     with mock.patch.object(evaluate, "evaluate_all", return_value=(results, {}, None)), \
             mock.patch.object(evaluate, "write_curves", return_value={}):
         function(tolerance=0.02, margin=0.05, split_method="stratified", trending_days=7, ease_max_items=500,
-                 code_digest="d", **artifacts)
-    assert storage.read_text(storage.join(gcs_root, "evaluation", RESULTS_FILE)) == json.dumps(results, indent=2)
-    reason = artifacts["blessing"].get_string_custom_property("reason")
+                 code_digest="d", **inputs)
+    written = storage.read_text(storage.join(gcs_root, "evaluation", artifacts.EVALUATION_FILE))
+    assert written == json.dumps(results, indent=2)
+    reason = inputs["blessing"].get_string_custom_property("reason")
     assert storage.read_text(storage.join(gcs_root, "blessing", "NOT_BLESSED")) == reason + "\n"
 
 
 def test_curves_are_read_and_written_on_gcs(tmp_path, gcs_root):
     teacher = tmp_path / "teacher"
     teacher.mkdir()
-    (teacher / training.TRAINING_FILE).write_text(json.dumps({"loss": [2.0], "val_loss": [2.5]}))
+    (teacher / artifacts.TRAINING_FILE).write_text(json.dumps({"loss": [2.0], "val_loss": [2.5]}))
     student = storage.join(gcs_root, "student")
-    storage.write_json(storage.join(student, student_files.TRAINING_FILE),
+    storage.write_json(storage.join(student, artifacts.TRAINING_FILE),
                        {name: {"loss": [1.0], "val_ndcg@10": [0.2]} for name in evaluate.STUDENT_DIRS})
-    path = storage.join(gcs_root, "evaluation", evaluate.CURVES_FILE)
+    path = storage.join(gcs_root, "evaluation", artifacts.CURVES_FILE)
     curves = evaluate.write_curves(str(teacher), student, path)
     assert storage.read_text(path) == json.dumps(curves, indent=2) and curves["teacher"]["val_loss"] == [2.5]
 
@@ -157,6 +156,6 @@ def test_tflite_evaluation_and_the_blessing_baseline_on_gcs(mobile, tmp_path):
     assert evaluate.tflite_ndcg(remote_file, toy) == ndcg
     # The last blessed model on gs:// (its mobile/ dir), the teacher's dataset here: same vocabularies.
     baseline = storage.join(remote, "baseline")
-    storage.copy_tree(os.path.dirname(local_file), storage.join(baseline, compression_files.MOBILE_DIR))
-    save_dataset(toy, str(tmp_path / training.DATASET_FILE))
+    storage.copy_tree(os.path.dirname(local_file), storage.join(baseline, artifacts.MOBILE_DIR))
+    save_dataset(toy, str(tmp_path / artifacts.DATASET_FILE))
     assert blessing.baseline_ndcg(baseline, str(tmp_path), None) == (ndcg, "on this test split")

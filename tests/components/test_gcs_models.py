@@ -19,10 +19,12 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components.compression import compress, trainer_module as compression_module  # noqa: E402
-from components.student import distill, trainer_module as student_module  # noqa: E402
+import components.compression.trainer_module  # noqa: E402
+import components.student.trainer_module  # noqa: E402
+from components.compression import compress  # noqa: E402
+from components.student import distill  # noqa: E402
 from components.teacher import scoring, training  # noqa: E402
-from models import (deployable, feature_tables, mobile_export, scored_rows, serving_export, signatures,  # noqa: E402
+from models import (artifacts, deployable, feature_tables, mobile_export, scored_rows, serving_export, signatures,  # noqa: E402
                     student, student_training)
 from models.interaction_data import histories  # noqa: E402
 from tests.conftest import toy_dataset  # noqa: E402
@@ -50,7 +52,7 @@ def local_teacher(toy, tmp_path_factory):
     teacher_dir = str(root / "teacher")
     os.makedirs(teacher_dir)
     summary = training.fit_and_export(toy, teacher_dir, TEACHER)
-    feature_tables.save(tables_for(toy), os.path.join(teacher_dir, feature_tables.FILE))
+    feature_tables.save(tables_for(toy), os.path.join(teacher_dir, artifacts.FEATURES_FILE))
     with beam.Pipeline() as p:
         scoring.score_training_rows(p, teacher_dir, str(root / "scored"), negatives=3, seed=7)
     return teacher_dir, str(root / "scored"), summary
@@ -62,20 +64,20 @@ def _patterns(scored_dir, splits=scoring.SCORED_SPLITS):
 
 def _fn_args(train_files, base_dir, out_dir, custom_config, transform_graph_path=None):
     """What TFX's Trainer gives run_fn (the fields these modules read)."""
-    serving = storage.join(out_dir, "model", training.SAVED_MODEL_DIR)
+    serving = storage.join(out_dir, "model", artifacts.SAVED_MODEL_DIR)
     storage.makedirs(serving)  # TFX makes the artifact's directory before run_fn
     return types.SimpleNamespace(
-        train_files=train_files, base_model=storage.join(base_dir, training.SAVED_MODEL_DIR) + "/",
+        train_files=train_files, base_model=storage.join(base_dir, artifacts.SAVED_MODEL_DIR) + "/",
         serving_model_dir=serving, model_run_dir=storage.join(out_dir, "model_run"),
         custom_config=custom_config, transform_graph_path=transform_graph_path)
 
 
 def test_training_json_keeps_its_format_and_is_read_from_gcs(local_teacher, gcs_root):
     teacher_dir, _, summary = local_teacher
-    local = os.path.join(teacher_dir, training.TRAINING_FILE)
+    local = os.path.join(teacher_dir, artifacts.TRAINING_FILE)
     with open(local, encoding="utf-8") as f:
         assert f.read() == json.dumps(summary, indent=2)  # json.dump(summary, f, indent=2), as before
-    storage.copy(local, storage.join(gcs_root, training.TRAINING_FILE))
+    storage.copy(local, storage.join(gcs_root, artifacts.TRAINING_FILE))
     assert training.read_summary(gcs_root) == training.read_summary(teacher_dir) == json.loads(json.dumps(summary))
 
 
@@ -119,26 +121,26 @@ def test_run_fns_write_their_summaries_and_copies_to_gcs_as_locally(local_teache
     monkeypatch.setattr(distill, "train_both", train_both)
     monkeypatch.setattr(compress, "compress_and_export", compress_and_export)
     remote_teacher = storage.join(gcs_root, "teacher")
-    for name in (training.DATASET_FILE, feature_tables.FILE):
+    for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE):
         storage.copy(os.path.join(teacher_dir, name), storage.join(remote_teacher, name))
     written = {}
     for where, base, out in (("local", teacher_dir, str(tmp_path)), ("gcs", remote_teacher, gcs_root)):
         args = _fn_args([], base, storage.join(out, "student"), {"student": {"dim": 4}})
-        student_module.run_fn(args)
+        components.student.trainer_module.run_fn(args)
         student_dir = storage.dirname(args.serving_model_dir)
-        assert calls[-1] == (base, args.serving_model_dir, storage.join(student_dir, student_module.NO_KD_DIR),
+        assert calls[-1] == (base, args.serving_model_dir, storage.join(student_dir, artifacts.NO_KD_DIR),
                              args.model_run_dir)
         compression_args = _fn_args([], student_dir, storage.join(out, "compressed"),
                                     {"compression": {"qat_epochs": 1}})
-        compression_module.run_fn(compression_args)
+        components.compression.trainer_module.run_fn(compression_args)
         compressed_dir = storage.dirname(compression_args.serving_model_dir)
         assert calls[-1] == (student_dir, compression_args.serving_model_dir, compressed_dir)
         written[where] = {name: storage.read_bytes(storage.join(student_dir, name)) for name in
-                          (student_module.TRAINING_FILE, training.DATASET_FILE, feature_tables.FILE)}
+                          (artifacts.TRAINING_FILE, artifacts.DATASET_FILE, artifacts.FEATURES_FILE)}
         written[where]["compression"] = storage.read_bytes(
-            storage.join(compressed_dir, compression_module.SUMMARY_FILE))
+            storage.join(compressed_dir, artifacts.COMPRESSION_FILE))
     assert written["gcs"] == written["local"]
-    for name in (training.DATASET_FILE, feature_tables.FILE):
+    for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE):
         with open(os.path.join(teacher_dir, name), "rb") as f:
             assert written["gcs"][name] == f.read()
 
@@ -202,7 +204,7 @@ def gcs_teacher(toy, gcs_emulator):
     root = f"{gcs_emulator}/{uuid.uuid4().hex[:12]}"
     teacher_dir = storage.join(root, "teacher")
     summary = training.fit_and_export(toy, teacher_dir, TEACHER)
-    feature_tables.save(tables_for(toy), storage.join(teacher_dir, feature_tables.FILE))
+    feature_tables.save(tables_for(toy), storage.join(teacher_dir, artifacts.FEATURES_FILE))
     with beam.Pipeline() as p:
         scoring.score_training_rows(p, teacher_dir, storage.join(root, "scored"), negatives=3, seed=7)
     return teacher_dir, storage.join(root, "scored"), summary
@@ -210,9 +212,9 @@ def gcs_teacher(toy, gcs_emulator):
 
 def test_teacher_trains_into_gcs_and_scoring_reads_it(gcs_teacher, toy):
     teacher_dir, scored_dir, summary = gcs_teacher
-    assert storage.read_text(storage.join(teacher_dir, training.TRAINING_FILE)) == json.dumps(summary, indent=2)
-    assert storage.walk_files(storage.join(teacher_dir, training.LOG_DIR))  # TensorBoard events
-    model = tf.saved_model.load(storage.join(teacher_dir, training.SAVED_MODEL_DIR))
+    assert storage.read_text(storage.join(teacher_dir, artifacts.TRAINING_FILE)) == json.dumps(summary, indent=2)
+    assert storage.walk_files(storage.join(teacher_dir, artifacts.LOG_DIR))  # TensorBoard events
+    model = tf.saved_model.load(storage.join(teacher_dir, artifacts.SAVED_MODEL_DIR))
     rows = distill.read_scored(_patterns(scored_dir, ["train"]))
     assert len(rows["row"]) == len(toy.splits["train"].user)
     # Split-train: the training teacher's scores of each row's candidates, on the training history

@@ -5,7 +5,7 @@ The tables themselves are built through a real Transform graph in the end-to-end
 import numpy as np
 import tensorflow as tf
 
-from models import feature_tables
+from models import artifacts, feature_tables
 
 
 def test_absent_fixed_len_features_parse_to_empty_defaults():
@@ -23,7 +23,7 @@ def test_save_and_load_round_trip(tmp_path):
     tables = {"user": {"user_age_bucket": np.array([0, 3, 1])},
               "item": {"item_genres_indices": np.array([[0, 0], [1, 2]])},
               "size": {"user_age_bucket": 11, "item_genres_indices": 20}}
-    feature_tables.save(tables, str(tmp_path / feature_tables.FILE))
+    feature_tables.save(tables, str(tmp_path / artifacts.FEATURES_FILE))
     loaded = feature_tables.load_from(str(tmp_path))
     assert loaded["size"] == tables["size"]
     assert loaded["user"]["user_age_bucket"].tolist() == [0, 3, 1]

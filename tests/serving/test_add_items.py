@@ -227,10 +227,3 @@ def test_bad_input_stops_with_exit_2_one_line_and_nothing_pushed(added, case, tm
             "id_in_catalog": f"line 3: {known['item_id']!r}" in line and "already in the deployed catalog" in line,
             "other_columns": "colour" in line and "missing column(s) genres, year" in line}[case], line
     assert _versions(added.root) == before
-
-
-def test_the_push_bases_are_the_pipelines():
-    from serving import add_items
-    from tfx_pipeline import pipeline
-
-    assert (add_items.SERVING_BASE, add_items.MOBILE_BASE) == (pipeline.SERVING_BASE, pipeline.MOBILE_BASE)

@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from components.push import push as push_lib  # noqa: E402
-from components.push.component import SAVED_MODEL_FILE  # noqa: E402
+from models.artifacts import SAVED_MODEL_FILE  # noqa: E402
 from models import signatures  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import dev_server  # noqa: E402

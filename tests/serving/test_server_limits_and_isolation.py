@@ -15,7 +15,6 @@ import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
 from models import signatures  # noqa: E402
-from serving import client as client_lib  # noqa: E402
 from serving import dev_server  # noqa: E402
 from serving.model_versions import InvalidRequest  # noqa: E402
 from serving.request_limits import RequestLimits  # noqa: E402
@@ -111,7 +110,7 @@ LIMITED = {  # the module's server takes 8 rows and 24 elements per tensor
                                   tensor_shape=_declared([2]).tensor_shape), history=_strings([[""] * H] * 2))),
     "examples holding 25 values": (CODE.RESOURCE_EXHAUSTED, "25 feature values",
                                    lambda: _request(signatures.SERVE_TF_EXAMPLES, examples=_strings(
-                                       [client_lib._example("u1", [f"i{j % 8 + 1}" for j in range(24)])]))),
+                                       [signatures.serve_example("u1", [f"i{j % 8 + 1}" for j in range(24)])]))),
 }
 
 
@@ -149,7 +148,7 @@ BAD_EXAMPLES = {
 @pytest.mark.parametrize("case", sorted(BAD_EXAMPLES))
 def test_malformed_examples_are_invalid_argument_naming_the_row(case, stub):
     serialized, message = BAD_EXAMPLES[case]
-    good = client_lib._example("u1", ["i1"])
+    good = signatures.serve_example("u1", ["i1"])
     code, details = _refused(stub, _request(signatures.SERVE_TF_EXAMPLES, examples=_strings([good, serialized])))
     assert code == CODE.INVALID_ARGUMENT and "row 1" in details and message in details, details
 
@@ -167,7 +166,7 @@ def _good_and_bad_clients(server, rounds, check_before_batching):
     # Bad: bytes that are no tf.Example and not UTF-8 (INTERNAL before), a user id of the wrong kind.
     users, bad = ["u1", "u2", "u3", "u4"], [BAD_EXAMPLES["not a tf.Example"][0], BAD_EXAMPLES["user id as int64"][0]]
     signature = server.versions.current.signature(signatures.SERVE_TF_EXAMPLES)
-    want = {user: signature.run({signatures.EXAMPLES: np.array([client_lib._example(user, ["i2"])], object)})
+    want = {user: signature.run({signatures.EXAMPLES: np.array([signatures.serve_example(user, ["i2"])], object)})
             for user in users}
     barrier, failed, codes, answers, lock = threading.Barrier(6), [], [], [], threading.Lock()
 
@@ -175,7 +174,7 @@ def _good_and_bad_clients(server, rounds, check_before_batching):
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             for _ in range(rounds):
-                example = client_lib._example(users[index], ["i2"]) if index < 4 else bad[index - 4]
+                example = signatures.serve_example(users[index], ["i2"]) if index < 4 else bad[index - 4]
                 barrier.wait(30)
                 try:
                     response = stub.Predict(_request(signatures.SERVE_TF_EXAMPLES, examples=_strings([example])),

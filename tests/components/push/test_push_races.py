@@ -284,9 +284,7 @@ def test_only_stagings_of_dead_or_old_pushes_are_removed(tmp_path):
 
 def test_the_pushers_pair_only_in_the_pipelines_layout():
     from components.push import component
-    from tfx_pipeline import pipeline
 
-    assert (component.BASES["serving"], component.BASES["mobile"]) == (pipeline.SERVING_BASE, pipeline.MOBILE_BASE)
     partner = component._partner("serving", "gs://b/root/serving/recdistill", "gs://b/artifacts/model/7")
     assert (partner.base_dir, partner.source_dir, partner.commit_file) == (
         "gs://b/root/mobile", "gs://b/artifacts/model/7/mobile", signatures.METADATA)

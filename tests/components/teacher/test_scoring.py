@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from components.teacher import scoring, training
+from models import artifacts
 
 NEGATIVES = 4
 
@@ -38,7 +39,7 @@ def test_scoring(toy, tmp_path):
     train = toy.splits["train"]
     assert sorted(scored) == list(range(len(train.user)))  # every training interaction, once
 
-    model = tf.saved_model.load(os.path.join(teacher_dir, training.SAVED_MODEL_DIR))
+    model = tf.saved_model.load(os.path.join(teacher_dir, artifacts.SAVED_MODEL_DIR))
     _check_rows(scored, train, model.score_train, train, toy.num_users)
 
     assert _score(teacher_dir, str(tmp_path / "b")) == scored  # deterministic
