@@ -168,6 +168,22 @@ def finished_run(tmp_path_factory):
     return base, synth, result
 
 
+def wait_until_listening(process: subprocess.Popen, ports, what: str, timeout_s: float = 60) -> None:
+    """Returns once every port on 127.0.0.1 accepts a connection; kills `process` and raises with
+    the end of its stderr if it exits first or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            for listening in ports:
+                socket.create_connection(("127.0.0.1", listening), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{what} did not start: {process.stderr.read().decode()[-2000:]}")
+            time.sleep(0.1)
+
+
 GCS_BUCKET = "recdistill-test"
 
 
@@ -179,17 +195,7 @@ def gcs_emulator():
                                 "--proxy-port", str(proxy_port), "--bucket", GCS_BUCKET,
                                 "--certificate-dir", _GCS_CERTIFICATES],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            for listening in (port, proxy_port):
-                socket.create_connection(("127.0.0.1", listening), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"the storage emulator did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
+    wait_until_listening(process, (port, proxy_port), "the storage emulator")
     yield f"gs://{GCS_BUCKET}"
     process.terminate()
     process.wait(timeout=10)

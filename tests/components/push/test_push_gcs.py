@@ -21,6 +21,7 @@ import pytest
 from components.push import lock as lock_lib
 from components.push import push as push_lib
 from tfx_pipeline import storage
+from tests.conftest import wait_until_listening
 
 COMMIT = "saved_model.pb"
 
@@ -136,16 +137,7 @@ def strict_emulator(tmp_path_factory):
                                 str(_free_port()), "--bucket", "locks", "--certificate-dir",
                                 str(tmp_path_factory.mktemp("strict-gcs"))],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"the emulator did not start: {process.stderr.read().decode()[-2000:]}")
-            time.sleep(0.1)
+    wait_until_listening(process, (port,), "the emulator")
     yield f"http://127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=10)
