@@ -1,3 +1,3 @@
 """Custom TFX components and module files of the recdistill pipeline."""
 
-from tfx_pipeline import env  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)

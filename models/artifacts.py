@@ -6,11 +6,11 @@ evaluator, the pushers, `recdistill add-items`, the benches and the tests agree 
 because there is one of it. Changing a value moves files on disk: an existing run's artifacts
 and pushed versions are then no longer found, so values only ever change with a migration.
 
-The lowest layer of the project: it imports nothing of it but models/signatures.py (the deployed
-models' interfaces, whose MODEL_NAME is a directory of the serving destination).
+It imports nothing of the project but models/foundation/signatures.py (the deployed models'
+interfaces, whose MODEL_NAME is a directory of the serving destination).
 """
 
-from models import signatures
+from models.foundation import signatures
 
 # --- inside TeacherTrainer's Model artifact (components/teacher/training.py) -------------------
 SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
@@ -55,9 +55,3 @@ SAVED_MODEL_FILE = "saved_model.pb"  # what TF Serving needs to load a version: 
 
 # --- a run directory (`recdistill run --output DIR`, tfx_pipeline/local_runner.py) --------------
 METADATA_FILE = "metadata.sqlite"  # ML Metadata: where add-items and the report find the artifacts
-
-# --- the run's console ---------------------------------------------------------------------------
-# The logger whose INFO lines a run prints (tfx_pipeline/progress.py): training code in models/ and
-# components/ logs its progress to it. Here because it is a contract between layers, and this is
-# the one module all of them may import.
-PROGRESS_LOGGER = "recdistill.progress"

@@ -20,7 +20,7 @@ TF_CONFIG is a JSON environment variable set on every replica of a distributed j
   Master), Worker, PS, Evaluator become the task types "chief", "worker", "ps", "evaluator", the
   addresses are the pods' service names. Without a Chief replica, worker 0 is the chief (TensorFlow's
   convention, `is_chief` below).
-- models/local_workers.py sets it for worker processes on one machine (tests).
+- tests/harness/local_workers.py sets it for worker processes on one machine (tests).
 
 Caveat, TensorFlow 2.16 (verified): a MultiWorkerMirroredStrategy over a multi-worker TF_CONFIG must
 be created before the process runs its first TensorFlow op (any eager op, e.g. `tf.constant`,
@@ -40,7 +40,7 @@ import json
 import os
 from typing import Any, Dict, Optional
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 TF_CONFIG = "TF_CONFIG"

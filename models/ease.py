@@ -19,7 +19,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from models.retrieval_metrics import RetrievalEvaluator, split_evaluator
-from tfx_pipeline import storage
+from models.foundation import storage
 
 # Covers MovieLens-100K's optimum (500) with room either side; one inverse per value.
 L2_GRID = (10.0, 30.0, 100.0, 200.0, 300.0, 500.0, 800.0, 1000.0, 2000.0, 5000.0)

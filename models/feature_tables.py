@@ -17,9 +17,9 @@ from typing import Dict, Mapping
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from models import artifacts
-from tfx_pipeline import storage
+from models.foundation import storage
 
 SIDES = ("user", "item")
 _SKIP = ("user_index", "item_index")  # the index itself is the row number

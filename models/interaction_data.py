@@ -12,8 +12,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tfx_pipeline import storage
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import storage
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """The int8 (and float32) TFLite model of a deployed-form student, for phones.
 
-Signature `serving_default` (models/signatures.py):
+Signature `serving_default` (models/foundation/signatures.py):
     user_index int32 [1] (0: unknown user), history int32 [1, H] (item indices, 0 pads)
     -> item_indices int32 [1, K] (never 0), scores float32 [1, K], best first.
 Indices outside the vocabularies are treated as unknown (0) instead of failing the gather.
@@ -18,12 +18,12 @@ from typing import Dict, Mapping
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 
-from models import deployable, signatures  # noqa: E402
-from tfx_pipeline import storage  # noqa: E402
+from models import deployable  # noqa: E402
+from models.foundation import signatures, storage  # noqa: E402
 
 
 class _MobileRanker(tf.Module):
@@ -64,7 +64,7 @@ def convert(scorer: tf.keras.Model, bins: Mapping[str, np.ndarray], history: int
 
 def zero_share(model_content: bytes) -> Dict[str, float]:
     """Share of exact zeros among the int8 constant weights of a TFLite model (and their count)."""
-    from serving.tflite_runner import interpreter_class
+    from models.foundation.tflite_runner import interpreter_class
 
     interpreter = interpreter_class()(model_content=model_content)
     zeros = total = 0
@@ -84,8 +84,8 @@ def zero_share(model_content: bytes) -> Dict[str, float]:
 def write_vocabularies(directory: str, user_ids, item_ids) -> None:
     """user_vocab.txt and item_vocab.txt: line i is the id of index i (line 0: "", unknown).
 
-    UTF-8, each id followed by "\\n" and only "\\n" ends a line (serving/tflite_predict.py's
-    read_vocabulary): an id may hold any other character, U+2028 or U+0085 included. An id with a
+    UTF-8, each id followed by "\\n" and only "\\n" ends a line (models/vocabulary_file.py reads
+    them): an id may hold any other character, U+2028 or U+0085 included. An id with a
     "\\n" would shift every later index; ingestion and add-items reject such ids (bad rows), so one
     here is a bug, and raises ValueError rather than write a vocabulary that lies."""
     for name, ids in ((signatures.USER_VOCAB, user_ids), (signatures.ITEM_VOCAB, item_ids)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfx_pipeline import storage
+from models.foundation import storage
 
 
 class PopularityModel:

@@ -20,8 +20,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tfx_pipeline import storage
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import storage
 
 SHUFFLE_BUFFER = 200_000  # rows; about 2.4 KB each at 1 + 2 x 50 candidates: 480 MB at most
 MAX_INTERLEAVE = 64  # shards read at once

@@ -1,6 +1,6 @@
 """The TF Serving SavedModel of a deployed-form student (docs/design.md, "Outputs").
 
-Signatures (names: models/signatures.py):
+Signatures (names: models/foundation/signatures.py):
   serving_default    user_id string [B], history string [B, H] (most recent first, "" pads)
                      -> item_ids string [B, K], scores float32 [B, K], best first.
   serve_tf_examples  examples string [B] (serialized tf.Example: bytes `user_id`, bytes list
@@ -29,13 +29,14 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 
-from models import deployable, signatures  # noqa: E402
+from models import deployable  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 from models import student as student_lib  # noqa: E402
-from tfx_pipeline import storage  # noqa: E402
+from models.foundation import storage  # noqa: E402
 
 
 def hash_bins_of(model: student_lib.StudentModel) -> Dict[str, Optional[int]]:

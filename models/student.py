@@ -28,7 +28,7 @@ from typing import Dict, Mapping
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402  (after env: tf.keras is tf_keras 2)
 import tensorflow_recommenders as tfrs  # noqa: E402

@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 
@@ -21,7 +21,7 @@ from models import distillation, student as student_lib  # noqa: E402
 from models.interaction_data import masked_histories  # noqa: E402
 from models.retrieval_metrics import RetrievalEvaluator  # noqa: E402
 from models.scored_rows import ScoredRows  # noqa: E402
-from tfx_pipeline.progress import report_progress  # noqa: E402
+from models.foundation.progress import report_progress  # noqa: E402
 
 WEIGHTS = "weights/student"
 

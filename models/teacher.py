@@ -40,7 +40,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 from models import distribute
 

@@ -30,19 +30,13 @@ from one process training on the same global batches (the tiny test teacher, 2 w
 loss 1.0265 against 1.0318; with SGD every variable's step agrees to 1e-8). One replica is unaffected.
 """
 
-import logging
 import time
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from models import teacher as teacher_lib
-from models.artifacts import PROGRESS_LOGGER  # printed on the console of a run (tfx_pipeline/progress.py)
-
-
-def report(message: str) -> None:
-    """The default `log` of fit and refit: an INFO line on the "recdistill.progress" logger."""
-    logging.getLogger(PROGRESS_LOGGER).info(message)
+from models.foundation.progress import report_progress
 
 
 def corrupted_batch(latest: np.ndarray, users: np.ndarray, config: teacher_lib.TeacherConfig, num_items: int,
@@ -236,7 +230,7 @@ def best_weight(model, wide: np.ndarray, deep: np.ndarray, evaluator, config, po
 
 
 def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherConfig,
-        half_life: Optional[float], log=report, log_dir: Optional[str] = None) -> Dict:
+        half_life: Optional[float], log=report_progress, log_dir: Optional[str] = None) -> Dict:
     """Phase one: trains the BERT part (no-op without it) with early stopping on the validation split
     after config.min_epochs (best epoch from min_epochs on kept, and with it the deep weight picked
     at that epoch). Returns {"loss",
@@ -283,7 +277,7 @@ def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherC
 
 
 def refit(model, phase_one, latest_known: np.ndarray, config: teacher_lib.TeacherConfig,
-          half_life: Optional[float], epochs: int, log=report) -> Dict:
+          half_life: Optional[float], epochs: int, log=report_progress) -> Dict:
     """The refit: `model` (built on B of train + eval) gets phase one's deep weight and its encoder:
     with match_wide, config.refit "scratch" trains it again from its initial weights on the train +
     eval histories for `epochs` (phase one's best; no validation left to stop on), "warm" goes on

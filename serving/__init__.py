@@ -1,3 +1,3 @@
-"""Serving: gRPC client, development server, TFLite runner, TF Serving configuration."""
+"""Serving: the gRPC client, the development server (TF Serving's API), `tflite-predict`, the soak bench's machinery."""
 
-from tfx_pipeline import env  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)

@@ -5,7 +5,7 @@ import io
 import os
 from typing import Dict, Optional
 
-from tfx_pipeline import storage
+from models.foundation import storage
 
 
 def default_items_csv(model_dir: str) -> Optional[str]:

@@ -2,7 +2,7 @@
 
 It sends only standard PredictRequest / GetModelMetadataRequest / GetModelStatusRequest fields,
 so it works unchanged against the stock TF Serving image and the development server
-(serving/dev_server.py). Names and shapes: models/signatures.py.
+(serving/dev_server.py). Names and shapes: models/foundation/signatures.py.
 
   with RecommendationClient("localhost:8500") as client:
       [top] = client.recommend(["196"], [["242", "302"]], k=10)   # [(item_id, score), ...] best first
@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import grpc
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 from tensorflow.core.protobuf import meta_graph_pb2  # noqa: E402
@@ -33,7 +33,7 @@ from tensorflow_serving.apis import (  # noqa: E402
     get_model_metadata_pb2, get_model_status_pb2, model_pb2, model_service_pb2_grpc, predict_pb2,
     prediction_service_pb2_grpc)
 
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 from serving.tls import ClientTLS  # noqa: E402
 
 Recommendation = Tuple[str, float]  # (item id, score)

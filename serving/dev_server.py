@@ -40,14 +40,14 @@ from typing import Callable, Optional
 
 import grpc
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import (  # noqa: E402
     get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc, predict_pb2,
     prediction_service_pb2_grpc, status_pb2)
 
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 from serving import load_retries  # noqa: E402
 from serving.batching import Batcher, BatcherStopped, BatchStats  # noqa: E402
 from serving.model_versions import InvalidRequest, ModelVersions, NotFound  # noqa: E402
@@ -115,7 +115,7 @@ class DevServer(grpc.Server):
         return self._server.wait_for_termination(timeout)
 
 
-# How long a request waits for others to batch with. Measured with serving/bench.py on MovieLens-100K
+# How long a request waits for others to batch with. Measured with tfx_pipeline/bench_serving.py on MovieLens-100K
 # (2 cores, clients on the same machine): 2 ms gave p50 3.5 ms for one client, 0.3 ms gave 1.6 ms
 # and the same throughput with 8 clients (1,100 requests/s), so the short wait is the default.
 BATCH_TIMEOUT_MS = 0.3

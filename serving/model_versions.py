@@ -29,7 +29,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
@@ -37,7 +37,7 @@ from tensorflow.core.framework import tensor_pb2  # noqa: E402
 from tensorflow.core.protobuf import saved_model_pb2  # noqa: E402
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2  # noqa: E402
 
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 from serving import example_checks, memory, request_limits  # noqa: E402
 from serving.load_retries import (  # noqa: E402
     DEFAULT_INTERVAL_S, DEFAULT_MAX_RETRIES, LoadRetries, directory_fingerprint)

@@ -1,7 +1,7 @@
 """Soak bench of `recdistill serve` (not a test): good and hostile clients for a while, and new
 versions pushed meanwhile; prints what the good clients got and what the server went through.
 
-    .venv/bin/python -m serving.bench --soak --model-base-path DIR [--seconds 60] [--clients 8]
+    .venv/bin/python -m tfx_pipeline.bench_serving --soak --model-base-path DIR [--seconds 60] [--clients 8]
         [--bad-share 0.2] [--pushes 2] [--json OUT.json]
 
 The latest version under DIR is copied to a work directory (DIR is not written), and the server
@@ -38,9 +38,9 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 from serving import flags  # noqa: E402
 
 BAD_KINDS = ("huge_shape", "garbage_example", "non_utf8_example", "wrong_dtype", "too_many_rows")
@@ -349,7 +349,7 @@ def _free_port() -> int:
 
 
 def main(argv=None) -> int:
-    parser = flags.one_line_errors(argparse.ArgumentParser(prog="python -m serving.bench --soak",
+    parser = flags.one_line_errors(argparse.ArgumentParser(prog="python -m tfx_pipeline.bench_serving --soak",
                                                            description=__doc__.split("\n\n")[0]))
     parser.add_argument("--model-base-path", required=True, metavar="DIR", help="e.g. a run's serving/recdistill")
     parser.add_argument("--seconds", type=flags.positive_float, default=60.0)

@@ -8,22 +8,10 @@ an unknown user or item is index 0 (the model serves it; unknown history items a
 import os
 from typing import List, Sequence, Tuple
 
-from models import signatures
-from serving.tflite_runner import TFLiteRanker
-from tfx_pipeline import storage
-
-
-def read_vocabulary(path: str) -> List[str]:
-    """A vocabulary file as models/mobile_export.write_vocabularies writes it: the id of index i at [i].
-
-    Split on "\\n" only: str.splitlines would also split at U+2028, U+2029, U+0085, \\x1c-\\x1e, \\v
-    and \\f, which an id may hold. Raises ValueError naming the file when it is not UTF-8."""
-    data = storage.read_bytes(path)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not a vocabulary file (byte {error.start} is not UTF-8)") from None
-    return text.split("\n")[:-1]
+from models.foundation import signatures
+from models.foundation.tflite_runner import TFLiteRanker
+from models.vocabulary_file import read_vocabulary
+from models.foundation import storage
 
 
 def recommend(model_dir: str, user_id: str, history: Sequence[str], k: int = 10) -> List[Tuple[str, float]]:

@@ -28,7 +28,7 @@ os.environ.update({
     "no_proxy": "127.0.0.1,localhost",
 })
 
-from tfx_pipeline import env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before any test imports TF)
+from models.foundation import env  # noqa: F401,E402  (TF_USE_LEGACY_KERAS before any test imports TF)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -112,7 +112,8 @@ def write_tiny_mobile_run(run, newline: str = "\n"):
 
     import tensorflow as tf
 
-    from models import deployable, mobile_export, signatures, student
+    from models import deployable, mobile_export, student
+    from models.foundation import signatures
     from tests.models.test_student import TINY, tables_for
 
     toy = toy_dataset()
@@ -157,7 +158,7 @@ def recdistill(*args, timeout=600):
 def finished_run(tmp_path_factory):
     """(base, synth summary, the run's CompletedProcess): the whole DAG, once per session, on tiny
     synthetic data in base/data with base/tiny.yaml, into base/run. Tests that push or change
-    files work on copies (tests/serving/test_add_items.py pushes under a --push-root of its own)."""
+    files work on copies (tests/tfx_pipeline/test_add_items.py pushes under a --push-root of its own)."""
     from tfx_pipeline.datasets.synth import write_synthetic
 
     base = tmp_path_factory.mktemp("e2e")

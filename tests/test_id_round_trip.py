@@ -50,8 +50,9 @@ def test_the_draw_covers_the_awkward_characters():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_vocabulary_files_round_trip(tmp_path, seed):
-    from models import mobile_export, signatures
-    from serving.tflite_predict import read_vocabulary
+    from models import mobile_export
+    from models.foundation import signatures
+    from models.vocabulary_file import read_vocabulary
 
     user_ids = [""] + _random_ids(seed, allow_control=True)  # every character but "\n" is written
     item_ids = [""] + _random_ids(seed + 100, allow_control=True)
@@ -70,7 +71,7 @@ def test_an_id_with_a_newline_is_never_written_to_a_vocabulary(tmp_path):
 
 
 def test_a_vocabulary_that_is_not_utf8_is_named(tmp_path):
-    from serving.tflite_predict import read_vocabulary
+    from models.vocabulary_file import read_vocabulary
 
     path = tmp_path / "item_vocab.txt"
     path.write_bytes(b"\ni1\ncaf\xe9\n")

@@ -18,7 +18,7 @@ from models import artifacts, feature_tables, interaction_data
 from models.ease import EaseModel
 from models.popularity import PopularityModel
 from models.trending import TrendingModel
-from tfx_pipeline import storage
+from models.foundation import storage
 from tfx_pipeline.config import ConfigError, load_config
 from tfx_pipeline.fingerprints import data_digest
 

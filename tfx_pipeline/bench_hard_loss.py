@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 
 def step_ms(num_items: int, hard: str, steps: int, num_users: int = 10_000, candidates: int = 25) -> float:

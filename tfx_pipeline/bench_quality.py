@@ -39,7 +39,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from models import artifacts  # noqa: E402
 
 # The no-KD students' tuning grid: the budget the KD student got (its own settings) and more.
@@ -86,7 +86,6 @@ class Bench:
 
     def teacher(self, name: str, seed: int) -> (str, float):
         from components.teacher import training
-        from models import feature_tables
 
         out = os.path.join(self.out_dir, f"{name}-{seed}")
         shutil.rmtree(out, ignore_errors=True)

@@ -8,7 +8,7 @@ For each size N it writes a synthetic dataset (`recdistill synth --users N/100 -
 --interactions N`, kept in DIR/data-N for the next bench) and runs `recdistill run` on it in a fresh
 process (DIR/run-N, emptied first so that no cached execution answers), polling the resident memory
 of that process and its children every second. Per component it reads the run's report.json: wall
-seconds, CPU seconds and peak resident MiB (tfx_pipeline/progress.py measures them); the row
+seconds, CPU seconds and peak resident MiB (models/foundation/progress.py measures them); the row
 "process" is the whole `recdistill run` process as this bench saw it (imports included).
 
 It writes DIR/scale.json and prints one Markdown table per figure: its value at every size, the
@@ -34,7 +34,7 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
-from tfx_pipeline.progress import process_tree_rss_mib
+from models.foundation.progress import process_tree_rss_mib
 
 FIGURES = {"wall_seconds": "wall s", "cpu_seconds": "CPU s", "peak_rss_mib": "peak MiB"}
 TARGETS = (10_000_000, 100_000_000)

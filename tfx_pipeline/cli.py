@@ -6,7 +6,7 @@ import os
 import sys
 import warnings
 
-from tfx_pipeline import env  # noqa: F401  (before anything imports TensorFlow)
+from models.foundation import env  # noqa: F401  (before anything imports TensorFlow)
 
 EXIT_FAILURE, EXIT_BAD_INPUT = 1, 2
 
@@ -151,7 +151,7 @@ def _run(args) -> int:
     from tfx_pipeline.config import BUILTIN_DATASETS, ConfigError, check_columns, load_config
     from tfx_pipeline.local_runner import ComponentFailed, RunPaths, resolve_data, run_local
 
-    from tfx_pipeline import storage
+    from models.foundation import storage
 
     if args.data not in BUILTIN_DATASETS and not storage.isdir(args.data):
         return _fail(f"--data {args.data}: not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a directory", EXIT_BAD_INPUT)
@@ -208,7 +208,7 @@ def _synth(args) -> int:
 
 def _tflite_predict(args) -> int:
     from serving import catalog, tflite_predict
-    from tfx_pipeline import storage
+    from models.foundation import storage
 
     if args.k < 1:
         return _fail("--k must be at least 1", EXIT_BAD_INPUT)
@@ -256,7 +256,7 @@ def _query(args) -> int:
     from serving import catalog
     from serving.client import RecommendationClient, ServingError
     from serving.tls import ClientTLS, TLSFileError
-    from tfx_pipeline import storage
+    from models.foundation import storage
 
     if args.items and not storage.isfile(args.items):
         return _fail(f"--items {args.items}: no such file", EXIT_BAD_INPUT)
@@ -284,9 +284,9 @@ def _add_items(args) -> int:
     from components.ingest.csv_rows import InputFileError
     from components.ingest.quality import DataQualityError
     from components.push.push import LockBusy, PushConflict
-    from serving import add_items, extension_checks, new_items
+    from tfx_pipeline import add_items, extension_checks, new_items
     from tfx_pipeline.pushed_lineage import LineageError
-    from tfx_pipeline.storage import PickledArrayError
+    from models.foundation.storage import PickledArrayError
 
     if args.max_bad_share is not None and not 0 <= args.max_bad_share < 1:
         return _fail("--max-bad-share must be in [0, 1)", EXIT_BAD_INPUT)

@@ -31,7 +31,7 @@ from components.teacher.training import TeacherTrainerSettings
 from models.compression import CompressionConfig
 from models.student import StudentConfig
 from models.teacher import TeacherConfig
-from tfx_pipeline import storage
+from models.foundation import storage
 
 BUILTIN_DATASETS = ("movielens-100k",)
 # TFX allows pipeline names of up to 63 characters; they name ML Metadata contexts and Kubeflow jobs.

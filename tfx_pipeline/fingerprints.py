@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 from components.ingest import rows
-from tfx_pipeline import storage
+from models.foundation import storage
 
 INPUT_FILES = (rows.INTERACTIONS_FILE, rows.USERS_FILE, rows.ITEMS_FILE)
 # The project's top-level packages: imports of anything else (TensorFlow, TFX, the standard

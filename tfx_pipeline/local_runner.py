@@ -19,10 +19,12 @@ from tfx import v1 as tfx
 from components.ingest.splits import SPLITS
 from models import artifacts
 
-from tfx_pipeline import fingerprints, mlmd_outputs, report, storage
+from tfx_pipeline import fingerprints, mlmd_outputs, report
+from models.foundation import storage
 from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
-from tfx_pipeline.progress import RunLogging
+from models.foundation import beam_credentials
+from models.foundation.progress import RunLogging
 
 
 
@@ -76,6 +78,7 @@ def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optiona
     """Runs the pipeline (up to `until`), writes report/ and returns the report dict.
     pipeline_root, push_root: directories or object-store URIs (default: under output_dir)."""
     paths = RunPaths(output_dir, pipeline_root, push_root)
+    beam_credentials.anonymous_when_emulated()  # TFX's executors read and write through Beam here
     os.makedirs(os.path.dirname(paths.log), exist_ok=True)
     started = time.monotonic()
     data_dir = resolve_data(data, paths)

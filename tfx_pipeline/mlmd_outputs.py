@@ -61,7 +61,7 @@ def pushed_destination(artifact: metadata_store_pb2.Artifact) -> Optional[str]:
 
 def read_json_file(directory: str, name: str) -> Any:
     """A JSON file inside an artifact's directory, local or a URI (None when absent)."""
-    from tfx_pipeline import storage
+    from models.foundation import storage
 
     path = storage.join(directory, name)
     if not storage.exists(path):

@@ -19,7 +19,7 @@ from components.teacher.scoring import SCORED_SPLITS
 from components.validation_gate import ValidationGate
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.fingerprints import closure_digest
-from tfx_pipeline import storage
+from models.foundation import storage
 
 PREPROCESSING_FN = f"{transform_module.preprocessing_fn.__module__}.{transform_module.preprocessing_fn.__name__}"
 _STUDENT_RUN = components.student.trainer_module.run_fn

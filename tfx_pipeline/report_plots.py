@@ -2,7 +2,7 @@
 
 from typing import Dict, List, Optional
 
-from tfx_pipeline import storage
+from models.foundation import storage
 
 QUALITY_PLOT = "quality_vs_params.png"
 CURVES_PLOT = "training_curves.png"

@@ -16,16 +16,17 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 
 from components.student import distill  # noqa: E402
 from components.teacher import training as teacher_training  # noqa: E402
 from models import (artifacts, compression, deployable, feature_tables, interaction_data, mobile_export,  # noqa: E402
-                    serving_export, signatures, student, student_training)
-from serving.tflite_runner import TFLiteRanker  # noqa: E402
-from tfx_pipeline import storage  # noqa: E402
+                    serving_export, student, student_training)
+from models.foundation import signatures  # noqa: E402
+from models.foundation.tflite_runner import TFLiteRanker  # noqa: E402
+from models.foundation import storage  # noqa: E402
 
 PARITY_USERS = 200
 MIN_PARITY = 0.8  # mean top-10 overlap below which the int8 model is refused

@@ -10,10 +10,10 @@ Outputs: components/compression/compress.py.
 import json
 import os
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from models import settings_codec
 from models import artifacts  # the Model artifact's layout
-from tfx_pipeline import storage
+from models.foundation import storage
 
 
 def run_fn(fn_args) -> None:

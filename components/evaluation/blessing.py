@@ -17,9 +17,10 @@ from typing import Dict, Optional
 
 from components.evaluation import evaluate
 from components.evaluation.baselines import NON_PERSONALIZED
-from models import artifacts, signatures
+from models import artifacts
+from models.foundation import signatures
 from models.interaction_data import load_dataset
-from serving.tflite_predict import read_vocabulary
+from models.vocabulary_file import read_vocabulary
 
 
 def decide(results: Dict, tolerance: float, margin: float, baseline_dir: Optional[str], teacher_dir: str,

@@ -22,7 +22,7 @@ from components.evaluation import blessing as blessing_lib
 from components.evaluation import evaluate
 from components.evaluation.baselines import BaselineSettings
 from models import artifacts
-from tfx_pipeline import storage
+from models.foundation import storage
 
 
 

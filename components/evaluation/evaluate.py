@@ -18,11 +18,12 @@ from components.evaluation import cold as cold_lib
 from components.evaluation.protocol import METRICS, TRAINING_SPLITS
 from components.evaluation.protocol import entry as _entry, latency_ms as _latency_ms, sizes as _sizes, with_cold
 from components.teacher import training
-from models import artifacts, signatures
+from models import artifacts
+from models.foundation import signatures
 from models.interaction_data import load_dataset
 from models.retrieval_metrics import RetrievalEvaluator, split_evaluator
-from serving.tflite_runner import TFLiteRanker
-from tfx_pipeline import storage
+from models.foundation.tflite_runner import TFLiteRanker
+from models.foundation import storage
 
 STUDENT_DIRS = {"student_kd": artifacts.SAVED_MODEL_DIR, "student_no_kd": artifacts.NO_KD_DIR}
 

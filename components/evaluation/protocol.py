@@ -9,7 +9,7 @@ from typing import Callable, Dict, Optional, Tuple
 import numpy as np
 
 from models.retrieval_metrics import RetrievalEvaluator
-from tfx_pipeline import storage
+from models.foundation import storage
 
 METRICS = ("recall@10", "ndcg@10", "recall@100", "precision@10")
 LATENCY_CALLS = 50

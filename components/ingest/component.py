@@ -16,7 +16,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from components.ingest import beam_ingest, quality, rows, splits
 from components.ingest.csv_rows import InputFileError
 from models import artifacts, settings_codec
-from tfx_pipeline import storage
+from models.foundation import storage
 
 _PAYLOAD_FORMAT = "FORMAT_TF_EXAMPLE"
 

@@ -14,6 +14,9 @@ import re
 from typing import Iterator, List, Sequence, TextIO, Tuple
 
 from components.ingest import reasons
+from models.foundation import beam_credentials
+
+beam_credentials.anonymous_when_emulated()  # these readers run in Beam workers, on gs:// too
 
 # A title or a free-text feature may be long; the csv module's default limit (128 KiB) would turn
 # a long but valid field into an error.

@@ -23,8 +23,8 @@ from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
 from components.push import push as push_lib
-from models import artifacts, signatures
-from tfx_pipeline import storage
+from models import artifacts
+from models.foundation import signatures, storage
 
 KINDS = ("serving", "mobile")
 # (the directory of a model artifact holding each kind, the files left out when comparing versions)
@@ -55,7 +55,7 @@ def ModelPusher(  # noqa: N802 (TFX names components like classes)
     if kind == "serving":
         source = os.path.join(model.uri, SOURCES[kind][0])
         version, path, new = push_lib.push(source, destination, commit_file=artifacts.SAVED_MODEL_FILE, partner=partner)
-        from serving import tf_serving_files
+        from models import tf_serving_files
 
         serving_dir = storage.dirname(destination)
         tf_serving_files.write_models_config(serving_dir)

@@ -29,7 +29,7 @@ import time
 import uuid
 from typing import Iterator, Optional, Sequence
 
-from tfx_pipeline import storage
+from models.foundation import storage
 
 LOCK_NAME = ".push-lock"
 WAIT_S = 30.0  # a push holds the lock for seconds; a wait this long means something is wrong

@@ -70,8 +70,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, Tuple, Union
 
 from components.push import lock
 from components.push.lock import LockBusy  # noqa: F401  (raised by push and publish)
-from models import signatures
-from tfx_pipeline import storage
+from models.foundation import signatures, storage
 
 STAGING_PREFIX = ".incomplete-"
 PUBLISHING_PREFIX = ".publishing-"  # <base>/.publishing-<version>: that version is being copied (object storage)

@@ -17,9 +17,9 @@ and TensorBoard logs of both in the ModelRun artifact.
 import json
 import os
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from models import artifacts, settings_codec
-from tfx_pipeline import storage
+from models.foundation import storage
 
 
 def run_fn(fn_args) -> None:

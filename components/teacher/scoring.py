@@ -39,7 +39,6 @@ needs to rescale the teacher's logits without a pass over the data).
 """
 
 import json
-import logging
 import os
 from typing import Dict, Iterator, Tuple
 
@@ -48,6 +47,10 @@ import numpy as np
 
 from components.teacher import training
 from models import artifacts
+from models.foundation import beam_credentials
+from models.foundation.progress import report_progress
+
+beam_credentials.anonymous_when_emulated()  # the scoring DoFns run in Beam workers, on gs:// too
 
 CHUNK_ROWS = 512
 SHARD_ROWS = 16384  # ML-100K's 67K training rows: 5 shards for the scorer's workers to share
@@ -69,7 +72,7 @@ def scored_negatives(negatives: int, rows: int, budget: int = CANDIDATE_BUDGET) 
 def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, negatives: int, seed: int = 0,
                         budget: int = CANDIDATE_BUDGET) -> int:
     """Writes Split-train, Split-final and scoring_stats.json (see the module's docstring); returns N."""
-    from tfx_pipeline import storage
+    from models.foundation import storage
 
     dataset = _load_dataset(teacher_dir)
     sizes = {split: len(_rows_of(dataset, split).user) for split in SCORED_SPLITS}
@@ -97,7 +100,7 @@ def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, neg
 def read_stats(scored_dir: str) -> Dict:
     """scoring_stats.json of a scored-examples artifact: {"negatives": N, "splits": {split: {"rows",
     "width", "real", "sum", "sum_squares"}}}."""
-    from tfx_pipeline import storage
+    from models.foundation import storage
 
     return storage.read_json(storage.join(scored_dir, artifacts.SCORING_STATS_FILE))
 
@@ -126,7 +129,7 @@ class ScoreShard(beam.DoFn):
     def process(self, shard: Tuple[int, Tuple[int, int]]) -> Iterator[Dict]:
         import tensorflow as tf
 
-        from tfx_pipeline import storage
+        from models.foundation import storage
 
         number, (first, end) = shard
         path = storage.join(self._directory, f"part-{number:05d}-of-{self._shards:05d}.gz")
@@ -142,8 +145,7 @@ class ScoreShard(beam.DoFn):
                     stats["sum"] += float(np.sum(scores, dtype=np.float64))
                     stats["sum_squares"] += float(np.sum(np.square(scores, dtype=np.float64)))
         storage.rename(path + ".tmp", path, overwrite=True)
-        logging.getLogger(artifacts.PROGRESS_LOGGER).info(
-            "scored %s rows %d-%d (shard %d of %d)", self._rows.split, first, end, number + 1, self._shards)
+        report_progress(f"scored {self._rows.split} rows {first}-{end} (shard {number + 1} of {self._shards})")
         yield stats
 
 

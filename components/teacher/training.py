@@ -27,7 +27,7 @@ import numpy as np
 from models import (artifacts, distribute, feature_tables, interaction_data, settings_codec, teacher, teacher_training,
                     text_columns, text_encoder)
 from models.teacher import TeacherConfig
-from tfx_pipeline import storage
+from models.foundation import storage
 
 SPLITS = ("train", "eval", "test")
 

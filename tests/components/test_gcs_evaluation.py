@@ -14,11 +14,13 @@ from tfx.types import standard_artifacts
 from components.evaluation import blessing, evaluate, protocol
 from components.evaluation.component import ModelEvaluator
 from components.teacher import training
-from models import artifacts, signatures
+from models import artifacts
+from models.foundation import signatures
 from models.interaction_data import save_dataset
 from models.retrieval_metrics import split_evaluator
 from serving import catalog, tflite_predict
-from tfx_pipeline import cli, mlmd_outputs, report, storage
+from tfx_pipeline import cli, mlmd_outputs, report
+from models.foundation import storage
 
 
 def _local_sizes(path, exclude=None):

@@ -12,7 +12,7 @@ import os
 import types
 import uuid
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
@@ -24,12 +24,13 @@ import components.student.trainer_module  # noqa: E402
 from components.compression import compress  # noqa: E402
 from components.student import distill  # noqa: E402
 from components.teacher import scoring, training  # noqa: E402
-from models import (artifacts, deployable, feature_tables, mobile_export, scored_rows, serving_export, signatures,  # noqa: E402
+from models import (artifacts, deployable, feature_tables, mobile_export, scored_rows, serving_export,  # noqa: E402
                     student, student_training)
+from models.foundation import signatures  # noqa: E402
 from models.interaction_data import histories  # noqa: E402
 from tests.conftest import toy_dataset  # noqa: E402
 from tests.models.test_student import TINY, tables_for  # noqa: E402
-from tfx_pipeline import storage  # noqa: E402
+from models.foundation import storage  # noqa: E402
 
 pytestmark = pytest.mark.slow  # teachers, students and compression trained on the storage emulator (~3 min)
 

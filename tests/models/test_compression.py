@@ -1,5 +1,5 @@
 """Deployed form, pruning, QAT and TFLite conversion of a tiny student (models/deployable.py,
-models/compression.py, models/mobile_export.py, serving/tflite_runner.py)."""
+models/compression.py, models/mobile_export.py, models/foundation/tflite_runner.py)."""
 
 import dataclasses
 
@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
-from models import compression, deployable, mobile_export, signatures, student, student_training
+from models import compression, deployable, mobile_export, student, student_training
+from models.foundation import signatures
 from models.interaction_data import histories
-from serving.tflite_runner import TFLiteRanker
+from models.foundation.tflite_runner import TFLiteRanker
 from tests.models.test_student import TINY, rows_for, tables_for
 
 # A zip-code-like user feature with more values than bins, so that hashing is exercised.

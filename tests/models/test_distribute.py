@@ -6,7 +6,8 @@ import time
 import numpy as np
 import pytest
 
-from models import distribute, local_workers
+from models import distribute
+from tests.harness import local_workers
 
 
 def test_strategy_for_names():

@@ -105,7 +105,7 @@ def test_dataset_round_trip_without_pickle_keeps_any_string(toy, tmp_path):
 def test_a_pickled_dataset_of_before_is_refused_with_the_file_named(tmp_path):
     import pytest
 
-    from tfx_pipeline import storage
+    from models.foundation import storage
 
     path = str(tmp_path / "dataset.npz")
     np.savez(path, user_ids=np.array(["", "u1"], dtype=object), item_ids=np.array(["", "i1"], dtype=object))

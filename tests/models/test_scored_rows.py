@@ -2,7 +2,7 @@
 
 import os
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -6,7 +6,7 @@ import tempfile
 import types
 from unittest import mock
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -15,8 +15,9 @@ from google.protobuf import text_format  # noqa: E402
 from tensorflow_serving.apis import prediction_log_pb2  # noqa: E402
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
-from models import deployable, serving_export, signatures, student  # noqa: E402
-from serving import tf_serving_files  # noqa: E402
+from models import deployable, serving_export, student  # noqa: E402
+from models.foundation import signatures  # noqa: E402
+from models import tf_serving_files  # noqa: E402
 
 H, K = 4, 5
 NUM_USERS, NUM_ITEMS = 9, 13

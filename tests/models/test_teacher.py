@@ -306,7 +306,7 @@ TWO_WORKERS = {"encoder": "tiny", "teacher": {**TINY, "layers": 1, "epochs": 2, 
 
 
 def train_teacher_worker(dataset_path: str, out_dir: str):
-    """In a worker of models/local_workers.py: the teacher component's training of a saved dataset."""
+    """In a worker of tests/harness/local_workers.py: the teacher component's training of a saved dataset."""
     from models import distribute
 
     distribute.strategy_for("multi_worker_mirrored")  # what an entry point does first (models/distribute.py)
@@ -319,7 +319,7 @@ def train_teacher_worker(dataset_path: str, out_dir: str):
 
 @pytest.mark.slow  # two worker processes (~33 s)
 def test_two_workers_train_one_teacher_and_the_chief_writes_it(toy, tmp_path):
-    from models import local_workers
+    from tests.harness import local_workers
 
     interaction_data.save_dataset(toy, str(tmp_path / "dataset.npz"))
     chief, other = (r.value for r in local_workers.run_workers(

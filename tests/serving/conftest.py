@@ -1,6 +1,6 @@
 """A tiny exported model version (an untrained student with 5 users and 8 items) for serving tests."""
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import pytest  # noqa: E402
 
@@ -36,7 +36,7 @@ def served_base(tmp_path_factory, export):
     its "1" to change versions) and .v1 (the loaded SavedModel), for the server tests."""
     import types
 
-    from models import signatures
+    from models.foundation import signatures
 
     path = tmp_path_factory.mktemp("served") / signatures.MODEL_NAME
     return types.SimpleNamespace(path=str(path), v1=export(path / "1", seed=0))

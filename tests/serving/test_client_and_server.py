@@ -12,7 +12,7 @@ import types
 from concurrent import futures
 from unittest import mock
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
@@ -20,7 +20,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, predict_pb2  # noqa: E402
 
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import dev_server  # noqa: E402
 

@@ -8,7 +8,7 @@ import sys
 import textwrap
 import time
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -16,11 +16,11 @@ import tensorflow as tf  # noqa: E402
 
 from components.push import push as push_lib  # noqa: E402
 from models.artifacts import SAVED_MODEL_FILE  # noqa: E402
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import dev_server  # noqa: E402
 from serving.model_versions import ModelVersions  # noqa: E402
-from tfx_pipeline import storage  # noqa: E402
+from models.foundation import storage  # noqa: E402
 
 pytestmark = pytest.mark.slow  # servers and a killed push subprocess on the storage emulator (~16 s)
 
@@ -77,7 +77,7 @@ def test_serve_answers_from_gcs_and_picks_up_a_second_pushed_version(versions, g
 KILLED_PUSH = textwrap.dedent("""
     import os, signal, sys
     from components.push import push as push_lib
-    from tfx_pipeline import storage
+    from models.foundation import storage
 
     copy, copied = storage.copy, []
 

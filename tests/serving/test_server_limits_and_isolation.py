@@ -6,7 +6,7 @@ import threading
 from concurrent import futures
 from unittest import mock
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 from serving import dev_server  # noqa: E402
 from serving.model_versions import InvalidRequest  # noqa: E402
 from serving.request_limits import RequestLimits  # noqa: E402

@@ -7,12 +7,12 @@ import shutil
 import threading
 import time
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import grpc  # noqa: E402
 import pytest  # noqa: E402
 
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 from serving import client as client_lib  # noqa: E402
 from serving import dev_server, server_log  # noqa: E402
 from serving.load_retries import LoadRetries  # noqa: E402

@@ -1,7 +1,7 @@
-"""The soak bench's machinery in a few seconds (the minute-long soak is `python -m serving.bench
+"""The soak bench's machinery in a few seconds (the minute-long soak is `python -m tfx_pipeline.bench_serving
 --soak`, not part of the tests): good and bad clients, a push during the run, the figures."""
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import pytest  # noqa: E402
 

@@ -5,7 +5,7 @@ import ipaddress
 import logging
 import os
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import psutil  # noqa: E402
 import pytest  # noqa: E402

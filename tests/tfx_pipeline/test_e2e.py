@@ -285,7 +285,7 @@ def test_the_whole_dag_on_gcs_answers_as_the_local_run(finished_run, gcs_root):
     """Data, pipeline root and push root on gs:// (a storage emulator); ML Metadata and the report
     stay local. The models pushed to gs:// load from there and answer as the local run's do."""
     from serving import tflite_predict
-    from tfx_pipeline import storage
+    from models.foundation import storage
 
     base, _, _ = finished_run
     data, root, models = (storage.join(gcs_root, name) for name in ("data", "root", "models"))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tfx_pipeline import progress
+from models.foundation import progress
 
 
 class FakeClock:

@@ -1,11 +1,11 @@
-"""tfx_pipeline.storage behaves the same on a local directory and on gs:// (a storage emulator)."""
+"""models.foundation.storage behaves the same on a local directory and on gs:// (a storage emulator)."""
 
 import os
 
 import numpy as np
 import pytest
 
-from tfx_pipeline import storage
+from models.foundation import storage
 
 
 @pytest.fixture(params=["local", "gcs"])

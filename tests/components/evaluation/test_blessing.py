@@ -71,7 +71,7 @@ def test_a_rerun_of_the_blessed_model_is_blessed_without_comparing_it_to_itself(
 
 
 def test_a_baseline_on_other_vocabularies_is_compared_by_its_recorded_ndcg(tmp_path):
-    from models import signatures
+    from models.foundation import signatures
     from models.interaction_data import save_dataset
     from tests.conftest import toy_dataset
 

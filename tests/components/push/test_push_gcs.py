@@ -20,7 +20,7 @@ import pytest
 
 from components.push import lock as lock_lib
 from components.push import push as push_lib
-from tfx_pipeline import storage
+from models.foundation import storage
 from tests.conftest import wait_until_listening
 
 COMMIT = "saved_model.pb"

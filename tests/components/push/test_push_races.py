@@ -18,7 +18,7 @@ from tfx.types import standard_artifacts
 from components.push import lock as lock_lib
 from components.push import push as push_lib
 from components.push.component import ModelPusher
-from models import signatures
+from models.foundation import signatures
 
 PUSH = ModelPusher.EXECUTOR_SPEC.executor_class._FUNCTION  # the component's Python function
 

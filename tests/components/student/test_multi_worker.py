@@ -3,7 +3,7 @@ localhost, as Vertex AI Training and Kubeflow's TFJob set it) learns as one work
 
 import pytest
 
-from models import local_workers
+from tests.harness import local_workers
 
 EPOCHS = 4
 

@@ -4,6 +4,10 @@ TFRS and TF-MOT need Keras 2 (tf_keras), which TensorFlow 2.16 only serves as `t
 TF_USE_LEGACY_KERAS=1 is set before the first `import tensorflow`. Every package of this project
 imports this module first, so the CLI, the tests, TFX executors and Beam workers all agree; users
 never have to set it themselves.
+
+Part of the foundation (models/foundation/): it imports nothing of the project. What used to
+happen here for a storage emulator (Beam's credentials) is done only where Beam reads or writes
+files: models/foundation/beam_credentials.py.
 """
 
 import os
@@ -19,19 +23,6 @@ os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning")
 # TensorFlow's gs:// filesystem caches object metadata for 5 s by default: a file just written or
 # removed would look absent or present to the same process (a push deciding its version number).
 os.environ.setdefault("GCS_STAT_CACHE_MAX_AGE", "0")
-# A storage emulator instead of Google Cloud Storage (tests, tfx_pipeline/gcs_emulator.py):
-if os.environ.get("STORAGE_EMULATOR_HOST"):
-    # An emulator takes no credentials, and Beam would otherwise spend about 25 s per process
-    # retrying the lookup of Google's default credentials before connecting anonymously anyway.
-    import warnings
-
-    with warnings.catch_warnings():  # Google's client libraries warn about Python versions on import
-        warnings.simplefilter("ignore", FutureWarning)
-        from apache_beam.internal.gcp import auth as _beam_auth
-
-    with _beam_auth._Credentials._credentials_lock:
-        _beam_auth._Credentials._credentials, _beam_auth._Credentials._credentials_init = None, True
-
 if "tensorflow" in sys.modules and not _was_set:
     # Too late to switch Keras versions in this process: say so instead of failing obscurely later.
     import warnings

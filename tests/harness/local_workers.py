@@ -31,7 +31,7 @@ Failure: when one worker fails, the others would wait for it in their next colle
 gRPC's or the coordination service's timeouts, minutes): every other worker is killed at once, and
 at the timeout all are. Each worker's stdout and stderr are kept (in files: a pipe that fills up
 would block the worker) and come back in the results. TensorFlow's C++ log is off in this project
-(tfx_pipeline/env.py): pass env={"TF_CPP_MIN_LOG_LEVEL": "0"} to see gRPC's and the collectives' lines.
+(models/foundation/env.py): pass env={"TF_CPP_MIN_LOG_LEVEL": "0"} to see gRPC's and the collectives' lines.
 """
 
 import dataclasses
@@ -49,7 +49,7 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 RESULT_FILE = "LOCAL_WORKER_RESULT"  # environment variable: where a worker writes its return value
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the directory holding models/
+_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: models/, tests/
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +195,7 @@ def _worker_main(target: str, source: str, args_json: str) -> None:
     """In a worker: imports target's module (from its file when given), calls the function, writes its
     return value as JSON.
 
-    From the file: `tests` is a namespace package here, and importing Apache Beam (tfx_pipeline/env.py
+    From the file: `tests` is a namespace package here, and importing Apache Beam (models/foundation/env.py
     does when a storage emulator is set) puts IPython's extensions directory, which holds a regular
     `tests` package, on sys.path: "tests.models..." would then not import by name.
     """

@@ -26,13 +26,14 @@ from typing import Callable, Dict, Optional
 
 from absl import logging as absl_logging
 
-from models.artifacts import PROGRESS_LOGGER
-
 try:
     import psutil
 except ImportError:  # the /proc fallback below reads the same numbers on Linux
     psutil = None
 
+# The logger whose INFO lines a run prints: training code in models/ and components/ logs to it
+# through `report_progress` (Beam workers' lines stay in their own processes).
+PROGRESS_LOGGER = "recdistill.progress"
 HEARTBEAT_LOGGER = "recdistill.heartbeat"  # heartbeat lines, for the log file (printed directly)
 UNNAMED = "recdistill"  # the prefix of progress lines logged while no component runs
 

@@ -4,14 +4,14 @@ both deployed models, without retraining (docs/add-items.md).
   1. What is deployed: the run's ML Metadata gives the pushed model's lineage (the KD student,
      the Transform graph, the catalog's column types: tfx_pipeline/pushed_lineage.py); the latest
      versions under the pushers' destinations are extended, add-items' own earlier ones included.
-  2. NEW.csv is read, checked and encoded as ingestion reads items.csv (serving/new_items.py).
+  2. NEW.csv is read, checked and encoded as ingestion reads items.csv (tfx_pipeline/new_items.py).
   3. Its rows go through Transform's graph as the catalog's did (models/feature_tables.py), then
      through the KD student's candidate tower, as new columns of the deployed scorer
      (models/catalog_extension.py): indices V, V + 1, ... after the V of the latest version.
   4. Both models are written as the compressor writes them (models/serving_export.py validates
      its SavedModel; models/mobile_export.py converts with builtin ops only), vocabularies
      extended, metadata.json updated (its `added_items` says what was added to which version).
-  5. Checks (serving/extension_checks.py): old items' scores unchanged, new items scored and
+  5. Checks (tfx_pipeline/extension_checks.py): old items' scores unchanged, new items scored and
      ranked. Only then are both published, in one transaction (components/push/push.py): both
      bases locked, both checked to still have as their latest the versions extended in step 1
      (else push.PushConflict, "version N appeared while this push was built; rerun", and nothing
@@ -35,7 +35,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 
@@ -44,11 +44,15 @@ from components.ingest.csv_rows import display_name  # noqa: E402
 from components.push import push  # noqa: E402
 from components.teacher import training as teacher_training  # noqa: E402
 from models import (artifacts, catalog_extension, deployable, feature_tables, interaction_data,  # noqa: E402
-                    mobile_export, serving_export, signatures)
-from serving import extension_checks, new_items, tf_serving_files  # noqa: E402
-from serving.tflite_predict import read_vocabulary  # noqa: E402
-from serving.tflite_runner import TFLiteRanker  # noqa: E402
-from tfx_pipeline import pushed_lineage, storage  # noqa: E402
+                    mobile_export, serving_export)
+from models.foundation import signatures  # noqa: E402
+from tfx_pipeline import extension_checks  # noqa: E402
+from tfx_pipeline import new_items  # noqa: E402
+from models import tf_serving_files  # noqa: E402
+from models.vocabulary_file import read_vocabulary  # noqa: E402
+from models.foundation.tflite_runner import TFLiteRanker  # noqa: E402
+from tfx_pipeline import pushed_lineage  # noqa: E402
+from models.foundation import storage  # noqa: E402
 
 
 class DeployedVersionError(pushed_lineage.LineageError):

@@ -18,12 +18,12 @@ from typing import Dict
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 
 from components.compression.compress import MIN_PARITY, PARITY_USERS  # noqa: E402
-from serving.tflite_runner import TFLiteRanker  # noqa: E402
+from models.foundation.tflite_runner import TFLiteRanker  # noqa: E402
 
 SAVED_MODEL_ATOL = 1e-5
 

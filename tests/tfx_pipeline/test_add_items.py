@@ -21,7 +21,7 @@ import types
 import numpy as np
 import pytest
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
 
@@ -111,7 +111,7 @@ def test_bad_rows_are_counted_and_named_and_the_rest_added(added):
 
 
 def test_a_running_server_answers_with_the_new_items_within_its_polling_interval(added):
-    from models import signatures
+    from models.foundation import signatures
 
     assert added.server.versions.current.version == 2, f"not picked up after {added.picked_up_s:.1f} s"
     assert added.picked_up_s <= POLL_SECONDS + LOAD_ALLOWANCE_S
@@ -171,7 +171,7 @@ def test_new_columns_are_the_candidate_towers_features_scaled_and_pruned(added):
 
 def test_litert_ranks_the_new_items_with_builtin_int8_ops(added):
     from serving import tflite_predict
-    from serving.tflite_runner import TFLiteRanker
+    from models.foundation.tflite_runner import TFLiteRanker
 
     mobile = added.root / "mobile"
     metadata = json.loads((mobile / "2" / "metadata.json").read_text())

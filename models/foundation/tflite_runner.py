@@ -1,14 +1,14 @@
 """Runs a recdistill TFLite model (mobile/<version>/model.tflite) with LiteRT, as a phone would.
 
 The standalone LiteRT runtime (ai-edge-litert) needs no TensorFlow; tf.lite is the fallback
-where it is missing. Signature and tensor names: models/signatures.py.
+where it is missing. Signature and tensor names: models/foundation/signatures.py.
 """
 
 from typing import Tuple
 
 import numpy as np
 
-from models import signatures
+from models.foundation import signatures
 
 
 def interpreter_class():

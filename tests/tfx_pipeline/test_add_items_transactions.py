@@ -16,10 +16,10 @@ from unittest import mock
 
 import pytest
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 from components.push import push as push_lib  # noqa: E402
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 SERVING = ("serving", signatures.MODEL_NAME)

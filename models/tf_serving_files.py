@@ -10,12 +10,11 @@ module is missing, `batching_parameters_class` builds the message from the field
 with upstream's names and numbers (text format only depends on the names).
 """
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before the protos import TensorFlow)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before the protos import TensorFlow)
 
 from google.protobuf import text_format  # noqa: E402
 
-from models import signatures  # noqa: E402
-from tfx_pipeline import storage  # noqa: E402
+from models.foundation import signatures, storage  # noqa: E402
 
 # Batching for the stock GPU image, one GPU per server. A request costs one [B, d] x [d, V] matmul
 # and a top-K; alone it leaves the GPU almost idle, so requests are batched:

@@ -1,8 +1,8 @@
 """Load benchmark of a finished run's deployed models (not a test): prints figures and writes them
 into the run's report.json under "serving".
 
-    .venv/bin/python -m serving.bench DIR [--requests 400] [--clients 1,8]
-    .venv/bin/python -m serving.bench --soak --model-base-path DIR/serving/recdistill [--seconds 60] ...
+    .venv/bin/python -m tfx_pipeline.bench_serving DIR [--requests 400] [--clients 1,8]
+    .venv/bin/python -m tfx_pipeline.bench_serving --soak --model-base-path DIR/serving/recdistill [--seconds 60] ...
 
 (--soak: good and hostile clients and pushes for a minute against a server in a subprocess,
 serving/soak.py.)
@@ -25,14 +25,14 @@ from typing import Dict, List
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-from models import signatures  # noqa: E402
+from models.foundation import signatures  # noqa: E402
 
 
 def _requests(mobile_dir: str, count: int, seed: int = 0):
     """(user id, history ids) pairs of known users; histories are random known items."""
-    from serving.tflite_predict import read_vocabulary
+    from models.vocabulary_file import read_vocabulary
 
     users = read_vocabulary(os.path.join(mobile_dir, signatures.USER_VOCAB))[1:]
     items = read_vocabulary(os.path.join(mobile_dir, signatures.ITEM_VOCAB))[1:]
@@ -86,7 +86,7 @@ def bench_server(base_path: str, mobile_dir: str, requests: int, clients: List[i
 
 
 def bench_tflite(mobile_dir: str, calls: int = 2000) -> Dict:
-    from serving.tflite_runner import TFLiteRanker
+    from models.foundation.tflite_runner import TFLiteRanker
 
     ranker = TFLiteRanker(os.path.join(mobile_dir, signatures.TFLITE_FILE), num_threads=1)
     history = list(range(1, ranker.history_length + 1))

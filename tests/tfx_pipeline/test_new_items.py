@@ -4,7 +4,7 @@ import pytest
 
 from components.ingest.csv_rows import InputFileError
 from components.ingest.quality import DataQualityError
-from serving import new_items
+from tfx_pipeline import new_items
 
 TYPES = {"title": "bytes", "year": "int", "rating": "float", "genres": "bytes_list"}
 CATALOG = ["", "i1", "i2"]

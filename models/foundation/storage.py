@@ -26,7 +26,7 @@ from typing import Dict, Iterator, List
 
 import numpy as np
 
-from tfx_pipeline import env  # noqa: F401  (the gs:// filesystem is chosen before TensorFlow loads)
+from models.foundation import env  # noqa: F401  (the gs:// filesystem is chosen before TensorFlow loads)
 
 
 def _gfile():
