@@ -5,19 +5,23 @@
                                      (cold items: a seeded draw of item ids, all to test)
     items ─> tf.Example ─> Split-catalog/ (the catalog artifact)
     bad rows of every stage, rows read per file ─> data-quality summary ─> ingest_summary.json
+
+Spans (components/ingest/spans.py): the interactions.csv of every span of the window are read
+and flattened; the items.csv and users.csv of every span up to the newest are read, and of an id's
+rows the latest span's is kept. Bad rows name the span's file ("span-3/items.csv").
 """
 
 import dataclasses
 import json
 import os
-from typing import Dict, Iterable, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from components.ingest import examples, quality, reasons, rows, splits
+from components.ingest import examples, quality, reasons, rows, splits, spans
 from components.ingest.csv_rows import BadRow
 
 BAD, COUNT = "bad", "count"
@@ -33,6 +37,10 @@ class IngestSettings:
     item_text_columns: Sequence[str] = ("title",)
     user_text_columns: Sequence[str] = ()
     list_columns: Sequence[str] = ("genres",)
+    # Input in spans (components/ingest/spans.py): interactions of the latest window_spans spans;
+    # newest_span pinned by the local runner (None: the largest present when ExampleGen runs).
+    window_spans: int = 4
+    newest_span: Optional[int] = None
 
 
 def ingest(
@@ -42,18 +50,20 @@ def ingest(
     examples_uri: str,
     catalog_uri: str,
     summary_path: str,
+    window: Optional[spans.SpanWindow] = None,
 ) -> None:
-    """Adds ingestion to pipeline `p`; outputs are written when the pipeline runs."""
-    path = lambda name: os.path.join(input_dir, name)  # noqa: E731
-    users = _read(p, "Users", path(rows.USERS_FILE), _read_entities, rows.USERS_FILE)
-    items = _read(p, "Items", path(rows.ITEMS_FILE), _read_entities, rows.ITEMS_FILE)
-    inter = _read(p, "Interactions", path(rows.INTERACTIONS_FILE), _read_interactions, settings.split.seed)
+    """Adds ingestion to pipeline `p`; outputs are written when the pipeline runs. `window`: the
+    spans to read when input_dir holds spans (None: its three files)."""
+    files = _InputFiles(input_dir, window)
+    users = _read_all(p, "Users", files.entities(rows.USERS_FILE), _read_entities, rows.USERS_FILE)
+    items = _read_all(p, "Items", files.entities(rows.ITEMS_FILE), _read_entities, rows.ITEMS_FILE)
+    inter = _read_all(p, "Interactions", files.interactions(), _read_interactions, settings.split.seed)
 
     user_types = users[None] | "UserTypes" >> beam.CombineGlobally(
-        _ColumnTypes(rows.feature_columns(path(rows.USERS_FILE), rows.USERS_FILE),
+        _ColumnTypes(rows.feature_columns(files.header(rows.USERS_FILE), rows.USERS_FILE),
                      settings.user_text_columns, settings.list_columns))
     item_types = items[None] | "ItemTypes" >> beam.CombineGlobally(
-        _ColumnTypes(rows.feature_columns(path(rows.ITEMS_FILE), rows.ITEMS_FILE),
+        _ColumnTypes(rows.feature_columns(files.header(rows.ITEMS_FILE), rows.ITEMS_FILE),
                      settings.item_text_columns, settings.list_columns))
     # Every user's and item's features are encoded once; interactions reuse the bytes.
     user_features = users[None] | "EncodeUsers" >> beam.Map(_encode_entity, "user_", pvalue.AsSingleton(user_types))
@@ -69,6 +79,13 @@ def ingest(
     cutoffs = None
     if settings.split.method == "time_cutoff":
         cutoffs = pvalue.AsSingleton(_time_cutoffs(joined.ok, settings.split))
+    elif settings.split.method == "newest_span":
+        if window is None:
+            raise ValueError("split method newest_span needs input in spans (span-1/, span-2/, ...)")
+        newest = files.interactions()[-1][1]
+        cutoffs = pvalue.AsSingleton(_time_cutoffs(
+            joined.ok | "NewestSpan" >> beam.Filter(lambda kv: rows.Interaction._make(kv[1]).source == newest),
+            settings.split))
     encoded = (
         joined.ok
         | "ByUser" >> beam.GroupByKey()
@@ -101,20 +118,71 @@ def ingest(
     )
 
 
-def _read(p, label: str, path: str, reader, arg):
+class _InputFiles:
+    """The files one run reads: (path, label) pairs; the label names the file in bad rows and
+    summaries ("" for the flat files: their own names, as before spans)."""
+
+    def __init__(self, input_dir: str, window: Optional[spans.SpanWindow]):
+        self._dir, self._window = input_dir, window
+
+    def _in(self, span_list, name: str) -> List[Tuple[str, str, int]]:
+        if self._window is None:
+            return [(os.path.join(self._dir, name), "", 0)]
+        return [(os.path.join(spans.span_dir(self._dir, s), name), f"{spans.SPAN_PATTERN.replace('{SPAN}', str(s))}/{name}", s)
+                for s in span_list]
+
+    def interactions(self) -> List[Tuple[str, str, int]]:
+        return self._in(self._window.window if self._window else (), rows.INTERACTIONS_FILE)
+
+    def entities(self, name: str) -> List[Tuple[str, str, int]]:
+        return self._in(self._window.catalog if self._window else (), name)
+
+    def header(self, name: str) -> str:
+        """The file whose header names the columns (the newest span's: ExampleGen checked that
+        every span's file has the same columns)."""
+        return self.entities(name)[-1][0]
+
+
+def _read_all(p, label: str, files: List[Tuple[str, str, int]], reader, arg):
+    """{None: records, BAD: bad rows, COUNT: rows per file} of one file, or of several spans'
+    files: interactions flattened; users or items of an id, the latest span's row."""
+    if len(files) == 1 and not files[0][1]:
+        return _read(p, label, files[0][0], reader, arg)
+    reads = [(span, _read(p, f"{label}{span}", path, reader, arg, file_label))
+             for path, file_label, span in files]
+    merged = {tag: [read[tag] for _, read in reads] | f"{label}{tag.title()}" >> beam.Flatten()
+              for tag in (BAD, COUNT)}
+    if reader is _read_interactions:
+        merged[None] = [read[None] for _, read in reads] | f"{label}Rows" >> beam.Flatten()
+        return merged
+    keyed = [read[None] | f"{label}Key{span}" >> beam.Map(lambda entity, s=span: (entity.id, (s, entity)))
+             for span, read in reads]
+    merged[None] = (keyed
+                    | f"{label}AllSpans" >> beam.Flatten()
+                    | f"{label}Latest" >> beam.CombinePerKey(_latest_span)
+                    | f"{label}Entities" >> beam.Map(lambda kv: kv[1][1]))
+    return merged
+
+
+def _latest_span(rows_by_span: Iterable[Tuple[int, rows.Entity]]) -> Tuple[int, rows.Entity]:
+    """Of one id's (span, row) pairs, the latest span's (an id appears once per span)."""
+    return max(rows_by_span, key=lambda pair: pair[0])
+
+
+def _read(p, label: str, path: str, reader, arg, file_label: str = ""):
     return (
         p
         | f"{label}File" >> beam.Create([path])
-        | f"Read{label}" >> beam.FlatMap(reader, arg).with_outputs(BAD, COUNT)
+        | f"Read{label}" >> beam.FlatMap(reader, arg, file_label).with_outputs(BAD, COUNT)
     )
 
 
-def _read_entities(path: str, file_name: str):
-    return _tag(rows.read_entities(path, file_name), file_name)
+def _read_entities(path: str, file_name: str, label: str = ""):
+    return _tag(rows.read_entities(path, file_name, label), label or file_name)
 
 
-def _read_interactions(path: str, seed: int):
-    return _tag(rows.read_interactions(path, seed), rows.INTERACTIONS_FILE)
+def _read_interactions(path: str, seed: int, label: str = ""):
+    return _tag(rows.read_interactions(path, seed, label), label or rows.INTERACTIONS_FILE)
 
 
 def _tag(records: Iterable, file_name: str):
@@ -131,10 +199,10 @@ def _tag(records: Iterable, file_name: str):
 
 def _check_references(row: rows.Interaction, users: Dict, items: Dict):
     if row.user_id not in users:
-        yield pvalue.TaggedOutput(BAD, BadRow(rows.INTERACTIONS_FILE, row.line, reasons.UNKNOWN_USER,
+        yield pvalue.TaggedOutput(BAD, BadRow(row.source, row.line, reasons.UNKNOWN_USER,
                                               f"user_id {row.user_id!r} is not in users.csv"))
     elif row.item_id not in items:
-        yield pvalue.TaggedOutput(BAD, BadRow(rows.INTERACTIONS_FILE, row.line, reasons.UNKNOWN_ITEM,
+        yield pvalue.TaggedOutput(BAD, BadRow(row.source, row.line, reasons.UNKNOWN_ITEM,
                                               f"item_id {row.item_id!r} is not in items.csv"))
     else:
         yield row.user_id, tuple(row)  # a plain tuple crosses the shuffle without pickling
@@ -144,7 +212,7 @@ def _split_and_encode(keyed, spec: splits.SplitSpec, cutoffs, cold, users: Dict,
     """Drops one user's exact repeats, assigns splits, yields (split, serialized tf.Example)."""
     kept, repeats = splits.drop_duplicates(rows.Interaction._make(t) for t in keyed[1])
     for r in repeats:
-        yield pvalue.TaggedOutput(BAD, BadRow(rows.INTERACTIONS_FILE, r.line, reasons.DUPLICATE_ROW,
+        yield pvalue.TaggedOutput(BAD, BadRow(r.source, r.line, reasons.DUPLICATE_ROW,
                                               "exact repeat of an earlier row"))
     if cutoffs is None:
         assigned = splits.split_user(kept, spec, cold)

@@ -13,7 +13,7 @@ import apache_beam as beam
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
-from components.ingest import beam_ingest, quality, rows, splits
+from components.ingest import beam_ingest, quality, rows, spans, splits
 from components.ingest.csv_rows import InputFileError
 from models import artifacts, settings_codec
 from models.foundation import storage
@@ -37,10 +37,11 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     """
     del input_fingerprint
     settings = settings_codec.from_json(beam_ingest.IngestSettings, settings_json)
-    check_headers(input_dir)
+    window = span_window(input_dir, settings)
+    check_headers(input_dir, window)
     summary_path = os.path.join(examples.uri, artifacts.INGEST_SUMMARY_FILE)
     with beam_pipeline as p:
-        beam_ingest.ingest(p, input_dir, settings, examples.uri, catalog.uri, summary_path)
+        beam_ingest.ingest(p, input_dir, settings, examples.uri, catalog.uri, summary_path, window)
 
     summary = storage.read_json(summary_path)
     quality.check(summary["data_quality"], settings.max_bad_share)
@@ -49,18 +50,47 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     examples.set_string_custom_property("data_quality", json.dumps(summary["data_quality"], sort_keys=True))
     examples.set_string_custom_property("split_counts", json.dumps(summary["split_counts"], sort_keys=True))
     examples.set_string_custom_property("split_method", settings.split.method)
+    if window is not None:  # TFX's span property of Examples, and the window it was trained on
+        examples.span = window.newest
+        examples.set_string_custom_property("spans", json.dumps(list(window.window)))
 
 
-def check_headers(input_dir: str) -> None:
-    """Stops before any work when a file is missing, empty or lacks a required column."""
-    for name, required in rows.REQUIRED_COLUMNS.items():
-        try:
-            rows.read_header(os.path.join(input_dir, name), required)
-        except InputFileError as error:
-            where = f", line {error.line}" if error.line else ""
-            raise quality.DataQualityError(
-                f"{os.path.join(input_dir, name)}{where}: {error.reason}"
-            ) from None
+def span_window(input_dir: str, settings: beam_ingest.IngestSettings):
+    """The spans to read (components/ingest/spans.py), or None when input_dir holds the flat files."""
+    try:
+        if not spans.is_spanned(input_dir, rows.REQUIRED_COLUMNS):
+            return None
+        return spans.resolve(input_dir, settings.window_spans, settings.newest_span)
+    except spans.SpanError as error:
+        raise quality.DataQualityError(str(error)) from None
+
+
+def check_headers(input_dir: str, window=None) -> None:
+    """Stops before any work when a file is missing, empty or lacks a required column; with spans,
+    also when a span's users.csv or items.csv has other columns than the newest span's."""
+    if window is None:
+        for name, required in rows.REQUIRED_COLUMNS.items():
+            _header(os.path.join(input_dir, name), required)
+        return
+    for span in window.window:
+        _header(os.path.join(spans.span_dir(input_dir, span), rows.INTERACTIONS_FILE),
+                rows.REQUIRED_COLUMNS[rows.INTERACTIONS_FILE])
+    for name in (rows.USERS_FILE, rows.ITEMS_FILE):
+        paths = [os.path.join(spans.span_dir(input_dir, span), name) for span in window.catalog]
+        columns = [sorted(_header(path, rows.REQUIRED_COLUMNS[name])) for path in paths]
+        for path, own in zip(paths, columns):
+            if own != columns[-1]:
+                raise quality.DataQualityError(
+                    f"{path}: columns {', '.join(own)} differ from the newest span's {paths[-1]}: "
+                    f"{', '.join(columns[-1])}")
+
+
+def _header(path: str, required) -> list:
+    try:
+        return rows.read_header(path, required)
+    except InputFileError as error:
+        where = f", line {error.line}" if error.line else ""
+        raise quality.DataQualityError(f"{path}{where}: {error.reason}") from None
 
 
 def _describe(artifact, split_names) -> None:

@@ -81,15 +81,16 @@ def read_header(path: str, required: Sequence[str]) -> List[str]:
     return names
 
 
-def read_records(path: str, num_columns: int) -> Iterator[Record | BadRow]:
-    """Yields every record after the header, in file order.
+def read_records(path: str, num_columns: int, label: str = "") -> Iterator[Record | BadRow]:
+    """Yields every record after the header, in file order. Bad rows name the file by `label`
+    (default: its display name; a span's files: "span-3/items.csv").
 
     Handles a UTF-8 byte order mark, CRLF line ends and quoted commas, quotes and newlines.
     Blank lines carry no data and are skipped. A record with the wrong number of fields that
     spans several lines (an unclosed quote swallows the lines after it) counts as that many bad
     rows, so that the lines it swallowed are not lost silently.
     """
-    name = display_name(path)
+    name = label or display_name(path)
     with _open_text(path) as f:
         reader = csv.reader(f, strict=False)
         next(reader, None)  # the header, checked by read_header

@@ -45,6 +45,9 @@ class Interaction(NamedTuple):
     # Uniform [0, 1) draw for the random split: the i-th number of RandomState(seed).rand(),
     # i being the record's position in the file, as the Microsoft Recommenders benchmark draws it.
     order_key: float
+    # The file the row came from, as bad rows name it ("interactions.csv"; of a span,
+    # "span-3/interactions.csv": components/ingest/spans.py).
+    source: str = INTERACTIONS_FILE
 
     def duplicate_key(self) -> Tuple:
         return (self.item_id, self.timestamp, self.rating)
@@ -59,26 +62,28 @@ class Entity:
     line: int
 
 
-def read_interactions(path: str, seed: int) -> Iterator[Interaction | BadRow]:
-    """Yields every record of interactions.csv as an Interaction or a BadRow, in file order."""
+def read_interactions(path: str, seed: int, label: str = "") -> Iterator[Interaction | BadRow]:
+    """Yields every record of interactions.csv as an Interaction or a BadRow, in file order. With a
+    `label` ("span-3/interactions.csv"), bad rows and Interaction.source name the file by it."""
     columns = read_header(path, REQUIRED_COLUMNS[INTERACTIONS_FILE])
     user, item, stamp = (columns.index(c) for c in REQUIRED_COLUMNS[INTERACTIONS_FILE])
     rating = columns.index("rating") if "rating" in columns else None
     keys = _order_keys(seed)
-    for record in read_records(path, len(columns)):
+    for record in read_records(path, len(columns), label):
         order_key = next(keys)
         if isinstance(record, BadRow):
             yield record
             continue
-        yield _parse_interaction(record, user, item, stamp, rating, order_key)
+        yield _parse_interaction(record, user, item, stamp, rating, order_key, label or INTERACTIONS_FILE)
 
 
-def read_entities(path: str, file_name: str) -> Iterator[Entity | BadRow]:
-    """Yields every record of users.csv or items.csv; a repeated id is a bad row (first wins)."""
+def read_entities(path: str, file_name: str, label: str = "") -> Iterator[Entity | BadRow]:
+    """Yields every record of users.csv or items.csv; a repeated id is a bad row (first wins).
+    With a `label` ("span-3/items.csv"), bad rows name the file by it."""
     columns = read_header(path, REQUIRED_COLUMNS[file_name])
     id_index = columns.index(ID_COLUMN[file_name])
     seen = set()
-    for record in read_records(path, len(columns)):
+    for record in read_records(path, len(columns), label):
         if isinstance(record, BadRow):
             yield record
             continue
@@ -86,11 +91,11 @@ def read_entities(path: str, file_name: str) -> Iterator[Entity | BadRow]:
         entity_id = raw_id.strip()
         control = control_character(columns[id_index], raw_id)
         if control:
-            yield BadRow(file_name, record.line, reasons.CONTROL_CHARACTER, control)
+            yield BadRow(label or file_name, record.line, reasons.CONTROL_CHARACTER, control)
         elif not entity_id:
-            yield BadRow(file_name, record.line, reasons.MISSING_ID, f"empty {columns[id_index]}")
+            yield BadRow(label or file_name, record.line, reasons.MISSING_ID, f"empty {columns[id_index]}")
         elif entity_id in seen:
-            yield BadRow(file_name, record.line, reasons.DUPLICATE_ID, f"{columns[id_index]} {entity_id!r} repeated")
+            yield BadRow(label or file_name, record.line, reasons.DUPLICATE_ID, f"{columns[id_index]} {entity_id!r} repeated")
         else:
             seen.add(entity_id)
             features = {
@@ -107,24 +112,25 @@ def feature_columns(path: str, file_name: str) -> List[str]:
 
 
 def _parse_interaction(
-    record: Record, user: int, item: int, stamp: int, rating: Optional[int], order_key: float
+    record: Record, user: int, item: int, stamp: int, rating: Optional[int], order_key: float,
+    label: str = INTERACTIONS_FILE,
 ) -> Interaction | BadRow:
     fields = record.fields
     control = control_character("user_id", fields[user]) or control_character("item_id", fields[item])
     if control:
-        return BadRow(INTERACTIONS_FILE, record.line, reasons.CONTROL_CHARACTER, control)
+        return BadRow(label, record.line, reasons.CONTROL_CHARACTER, control)
     user_id, item_id = fields[user].strip(), fields[item].strip()
     if not user_id or not item_id:
-        return BadRow(INTERACTIONS_FILE, record.line, reasons.MISSING_ID, "empty user_id" if not user_id else "empty item_id")
+        return BadRow(label, record.line, reasons.MISSING_ID, "empty user_id" if not user_id else "empty item_id")
     raw_stamp = fields[stamp].strip()
     if not _INTEGER.fullmatch(raw_stamp):
-        return BadRow(INTERACTIONS_FILE, record.line, reasons.BAD_TIMESTAMP, f"timestamp {raw_stamp!r} is not an integer")
+        return BadRow(label, record.line, reasons.BAD_TIMESTAMP, f"timestamp {raw_stamp!r} is not an integer")
     value = None
     if rating is not None:
         value = _finite_float(fields[rating])
         if value is None:
-            return BadRow(INTERACTIONS_FILE, record.line, reasons.BAD_RATING, f"rating {fields[rating]!r} is not a number")
-    return Interaction(user_id, item_id, int(raw_stamp), value, record.line, order_key)
+            return BadRow(label, record.line, reasons.BAD_RATING, f"rating {fields[rating]!r} is not a number")
+    return Interaction(user_id, item_id, int(raw_stamp), value, record.line, order_key, label)
 
 
 def control_character(column: str, value: str) -> str:

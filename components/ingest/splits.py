@@ -8,6 +8,9 @@ Three methods:
   temporal     per user, the latest share of the user's interactions goes to test.
   time_cutoff  globally, every interaction at or after a timestamp goes to test (the timestamp is
                the (1 - test_share) quantile of all timestamps unless given).
+  newest_span  input in spans (components/ingest/spans.py): time_cutoff with the quantiles taken of
+               the newest span's timestamps only, so that test (and the blessing) is the newest
+               span's latest test_share and eval the eval_share before it; older spans are train.
 In every method the eval split is carved out of train: per user, the eval_share of the user's
 train interactions that the method would have sent to test next (the latest ones, or for the
 random method the last ones in random order); for time_cutoff, a second, earlier cutoff.
@@ -26,7 +29,7 @@ from components.ingest.rows import Interaction
 
 TRAIN, EVAL, TEST = "train", "eval", "test"
 SPLITS = (TRAIN, EVAL, TEST)
-METHODS = ("stratified", "temporal", "time_cutoff")
+METHODS = ("stratified", "temporal", "time_cutoff", "newest_span")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +38,7 @@ class SplitSpec:
     test_share: float = 0.25
     eval_share: float = 0.1
     seed: int = 42
-    # time_cutoff only: explicit cutoffs in Unix seconds (None: derived from the shares).
+    # time_cutoff and newest_span: explicit cutoffs in Unix seconds (None: derived from the shares).
     test_from: Optional[int] = None
     eval_from: Optional[int] = None
     # Share of the catalog's items held out of train and eval (their interactions all go to test).
@@ -49,7 +52,7 @@ class SplitSpec:
                 raise ValueError(f"split {name} must be in [0, 1), got {getattr(self, name)}")
 
     def cutoff_quantiles(self) -> Tuple[float, float]:
-        """The quantiles of all timestamps at which time_cutoff's eval and test splits start."""
+        """The quantiles of the timestamps (all, or the newest span's) at which eval and test start."""
         train_share = 1.0 - self.test_share
         return train_share * (1.0 - self.eval_share), train_share
 
@@ -71,9 +74,9 @@ def split_user(
     if held_out:
         interactions = [r for r in interactions if r.item_id not in cold]
     if spec.method == "stratified":
-        ordered = sorted(interactions, key=lambda r: (r.order_key, r.line))
+        ordered = sorted(interactions, key=lambda r: (r.order_key, r.line, r.source))
     elif spec.method == "temporal":
-        ordered = sorted(interactions, key=lambda r: (r.timestamp, r.line))
+        ordered = sorted(interactions, key=lambda r: (r.timestamp, r.line, r.source))
     else:
         raise ValueError(f"split_user does not do {spec.method!r}: use split_by_time")
     n_train, n_eval = _user_counts(len(ordered), spec)
@@ -93,7 +96,7 @@ def drop_duplicates(
 ) -> Tuple[List[Interaction], List[Interaction]]:
     """Separates exact repeats of an earlier row of the same user. Returns (kept, repeats)."""
     kept, repeats, seen = [], [], set()
-    for row in sorted(interactions, key=lambda r: r.line):
+    for row in sorted(interactions, key=lambda r: (r.line, r.source)):  # source: spans' files
         key = row.duplicate_key()
         (repeats if key in seen else kept).append(row)
         seen.add(key)
