@@ -27,6 +27,10 @@ from components.ingest.csv_rows import BadRow
 BAD, COUNT = "bad", "count"
 COLD_ITEMS = "cold_items"  # the summary's key: the held-out item ids (splits.pick_cold_items)
 CATALOG_SPLIT = "catalog"
+# The spans artifact's splits: every valid interaction of the newest span and of the one before,
+# encoded as the examples are (the drift check's statistics compare them: components/drift/).
+NEWEST_SPLIT, PREVIOUS_SPLIT = "newest", "previous"
+SPAN_SPLITS = (NEWEST_SPLIT, PREVIOUS_SPLIT)
 _TFRECORD = "data_tfrecord"
 
 
@@ -51,9 +55,11 @@ def ingest(
     catalog_uri: str,
     summary_path: str,
     window: Optional[spans.SpanWindow] = None,
+    spans_uri: Optional[str] = None,
 ) -> None:
     """Adds ingestion to pipeline `p`; outputs are written when the pipeline runs. `window`: the
-    spans to read when input_dir holds spans (None: its three files)."""
+    spans to read when input_dir holds spans (None: its three files); then `spans_uri` receives the
+    newest and the previous span's interactions (splits NEWEST_SPLIT, PREVIOUS_SPLIT)."""
     files = _InputFiles(input_dir, window)
     users = _read_all(p, "Users", files.entities(rows.USERS_FILE), _read_entities, rows.USERS_FILE)
     items = _read_all(p, "Items", files.entities(rows.ITEMS_FILE), _read_entities, rows.ITEMS_FILE)
@@ -82,7 +88,7 @@ def ingest(
     elif settings.split.method == "newest_span":
         if window is None:
             raise ValueError("split method newest_span needs input in spans (span-1/, span-2/, ...)")
-        newest = files.interactions()[-1][1]
+        newest = files.label(window.newest, rows.INTERACTIONS_FILE)
         cutoffs = pvalue.AsSingleton(_time_cutoffs(
             joined.ok | "NewestSpan" >> beam.Filter(lambda kv: rows.Interaction._make(kv[1]).source == newest),
             settings.split))
@@ -100,6 +106,8 @@ def ingest(
         | "EncodeCatalog" >> beam.MapTuple(examples.catalog_example)
         | "WriteCatalog" >> _write(catalog_uri, CATALOG_SPLIT)
     )
+    if window is not None and spans_uri is not None:
+        _write_span_pair(p, files, window, joined.ok, settings.split.seed, users_by_id, items_by_id, spans_uri)
 
     summary = (
         [users[BAD], users[COUNT], items[BAD], items[COUNT], inter[BAD], inter[COUNT], joined[BAD], encoded[BAD]]
@@ -118,6 +126,36 @@ def ingest(
     )
 
 
+def _write_span_pair(p, files, window: spans.SpanWindow, joined_rows, seed: int, users, items, uri: str) -> None:
+    """The newest and the previous span's valid interactions as tf.Examples (the window's rows; the
+    previous span's read apart when the window holds the newest alone). Repeats are kept: these
+    feed statistics only. Without a previous span, its split is written empty."""
+    def of_span(label):
+        return lambda kv: rows.Interaction._make(kv[1]).source == label
+
+    newest_label = files.label(window.newest, rows.INTERACTIONS_FILE)
+    pairs = {NEWEST_SPLIT: joined_rows | "NewestRows" >> beam.Filter(of_span(newest_label))}
+    if window.previous is None:
+        pairs[PREVIOUS_SPLIT] = p | "NoPreviousSpan" >> beam.Create([])
+    elif window.previous in window.window:
+        pairs[PREVIOUS_SPLIT] = joined_rows | "PreviousRows" >> beam.Filter(
+            of_span(files.label(window.previous, rows.INTERACTIONS_FILE)))
+    else:
+        path, label, _ = files.of_span(window.previous, rows.INTERACTIONS_FILE)
+        previous = _read(p, "PreviousSpan", path, _read_interactions, seed, label)
+        pairs[PREVIOUS_SPLIT] = (previous[None] | "JoinPrevious" >> beam.ParDo(
+            _check_references, users, items).with_outputs(BAD, main="ok")).ok
+    for split, keyed in pairs.items():
+        _ = (keyed
+             | f"Encode {split}" >> beam.Map(_encode_interaction, users, items)
+             | f"Write {split}" >> _write(uri, split))
+
+
+def _encode_interaction(keyed, users: Dict, items: Dict) -> bytes:
+    row = rows.Interaction._make(keyed[1])
+    return examples.interaction_example(row, users[row.user_id], items[row.item_id])
+
+
 class _InputFiles:
     """The files one run reads: (path, label) pairs; the label names the file in bad rows and
     summaries ("" for the flat files: their own names, as before spans)."""
@@ -128,8 +166,14 @@ class _InputFiles:
     def _in(self, span_list, name: str) -> List[Tuple[str, str, int]]:
         if self._window is None:
             return [(os.path.join(self._dir, name), "", 0)]
-        return [(os.path.join(spans.span_dir(self._dir, s), name), f"{spans.SPAN_PATTERN.replace('{SPAN}', str(s))}/{name}", s)
-                for s in span_list]
+        return [self.of_span(s, name) for s in span_list]
+
+    def of_span(self, span: int, name: str) -> Tuple[str, str, int]:
+        return os.path.join(spans.span_dir(self._dir, span), name), self.label(span, name), span
+
+    @staticmethod
+    def label(span: int, name: str) -> str:
+        return f"{spans.span_name(span)}/{name}"
 
     def interactions(self) -> List[Tuple[str, str, int]]:
         return self._in(self._window.window if self._window else (), rows.INTERACTIONS_FILE)

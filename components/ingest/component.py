@@ -1,8 +1,10 @@
 """InteractionsExampleGen: the pipeline's ExampleGen for interactions, users and items.
 
-Outputs two Examples artifacts: `examples` (splits train, eval, test: one tf.Example per
-interaction with the user's and the item's features joined on) and `catalog` (split catalog: one
-tf.Example per item). The data-quality summary is written beside the examples
+Outputs three Examples artifacts: `examples` (splits train, eval, test: one tf.Example per
+interaction with the user's and the item's features joined on), `catalog` (split catalog: one
+tf.Example per item) and `span_pair` (input in spans only, components/ingest/spans.py: splits newest
+and previous, the two latest spans' interactions encoded as `examples`, which the drift check
+compares; without spans it holds no split). The data-quality summary is written beside the examples
 (ingest_summary.json) and recorded in ML Metadata as custom properties of `examples`.
 """
 
@@ -28,6 +30,7 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     settings_json: tfx.dsl.components.Parameter[str],  # IngestSettings (models/settings_codec.py)
     examples: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
     catalog: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
+    span_pair: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Reads, validates, joins and splits the input directory (docs/data.md, "Input format").
@@ -41,7 +44,7 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     check_headers(input_dir, window)
     summary_path = os.path.join(examples.uri, artifacts.INGEST_SUMMARY_FILE)
     with beam_pipeline as p:
-        beam_ingest.ingest(p, input_dir, settings, examples.uri, catalog.uri, summary_path, window)
+        beam_ingest.ingest(p, input_dir, settings, examples.uri, catalog.uri, summary_path, window, span_pair.uri)
 
     summary = storage.read_json(summary_path)
     quality.check(summary["data_quality"], settings.max_bad_share)
@@ -50,9 +53,12 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
     examples.set_string_custom_property("data_quality", json.dumps(summary["data_quality"], sort_keys=True))
     examples.set_string_custom_property("split_counts", json.dumps(summary["split_counts"], sort_keys=True))
     examples.set_string_custom_property("split_method", settings.split.method)
+    _describe(span_pair, beam_ingest.SPAN_SPLITS if window is not None else [])
     if window is not None:  # TFX's span property of Examples, and the window it was trained on
-        examples.span = window.newest
+        for artifact in (examples, catalog, span_pair):
+            artifact.span = window.newest
         examples.set_string_custom_property("spans", json.dumps(list(window.window)))
+        span_pair.set_int_custom_property("previous_span", window.previous or 0)
 
 
 def span_window(input_dir: str, settings: beam_ingest.IngestSettings):

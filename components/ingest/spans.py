@@ -34,14 +34,19 @@ class SpanWindow:
     newest: int
     window: Tuple[int, ...]   # interactions.csv of these
     catalog: Tuple[int, ...]  # items.csv and users.csv of these (every span up to the newest)
+    previous: Optional[int] = None  # the span before the newest (the drift check's baseline)
 
     def describe(self) -> str:
         first, last = self.window[0], self.window[-1]
         return f"span {last}" if first == last else f"spans {first}-{last}"
 
 
+def span_name(span: int) -> str:
+    return SPAN_PATTERN.replace("{SPAN}", str(span))
+
+
 def span_dir(data_dir: str, span: int) -> str:
-    return storage.join(data_dir, SPAN_PATTERN.replace("{SPAN}", str(span)))
+    return storage.join(data_dir, span_name(span))
 
 
 def find_spans(data_dir: str) -> List[int]:
@@ -74,7 +79,8 @@ def resolve(data_dir: str, window_spans: int, newest: Optional[int] = None) -> S
         raise SpanError(f"{span_dir(data_dir, newest)}: span {newest} is not there "
                         f"(spans present: {', '.join(map(str, present))})")
     catalog = tuple(span for span in present if span <= newest)
-    return SpanWindow(newest=newest, window=catalog[-window_spans:], catalog=catalog)
+    return SpanWindow(newest=newest, window=catalog[-window_spans:], catalog=catalog,
+                      previous=catalog[-2] if len(catalog) > 1 else None)
 
 
 def is_spanned(data_dir: str, flat_files) -> bool:

@@ -49,8 +49,8 @@ def test_the_window_is_the_latest_spans_and_the_catalog_every_span_up_to_the_new
         os.makedirs(os.path.join(root, f"span-{number}"))
     os.makedirs(os.path.join(root, "span-x"))  # not a span
     assert spans.find_spans(root) == [1, 2, 4, 7]
-    assert spans.resolve(root, 2) == spans.SpanWindow(newest=7, window=(4, 7), catalog=(1, 2, 4, 7))
-    assert spans.resolve(root, 10, newest=4) == spans.SpanWindow(newest=4, window=(1, 2, 4), catalog=(1, 2, 4))
+    assert spans.resolve(root, 2) == spans.SpanWindow(newest=7, window=(4, 7), catalog=(1, 2, 4, 7), previous=4)
+    assert spans.resolve(root, 10, newest=4) == spans.SpanWindow(newest=4, window=(1, 2, 4), catalog=(1, 2, 4), previous=2)
     with pytest.raises(spans.SpanError, match="span 5 is not there"):
         spans.resolve(root, 2, newest=5)
     os.makedirs(os.path.join(root, "span-07"))
@@ -92,9 +92,13 @@ def test_a_window_of_two_spans_is_ingested_with_updates_and_the_newest_span_as_t
     settings = beam_ingest.IngestSettings(split=SplitSpec("newest_span", test_share=0.25, eval_share=0.25))
     out, summary_path = str(tmp_path / "out"), str(tmp_path / "summary.json")
     with beam.Pipeline() as p:
-        beam_ingest.ingest(p, three_spans, settings, f"{out}/ex", f"{out}/cat", summary_path, window)
+        beam_ingest.ingest(p, three_spans, settings, f"{out}/ex", f"{out}/cat", summary_path, window, f"{out}/pair")
     with open(summary_path) as f:
         summary = json.load(f)
+    # The drift check's pair: span 3's 9 valid rows and its exact repeat (statistics keep it), span 2's 2.
+    assert sorted(_value(e, "timestamp")[0] for e in _examples(f"{out}/pair", "previous")) == [20 * DAY, 21 * DAY]
+    newest = _examples(f"{out}/pair", "newest")
+    assert len(newest) == 10 and all(_value(e, "timestamp")[0] >= 30 * DAY for e in newest)
 
     quality_by_file = summary["data_quality"]
     # Span 1's interactions are outside the window: not read. Every span's items and users are.
@@ -128,3 +132,19 @@ def test_a_window_of_two_spans_is_ingested_with_updates_and_the_newest_span_as_t
     assert ("u1", "i1", 32 * DAY) in split_of["test"]
     assert all(_value(e, "item_title") == ["Three Reissued"]
                for s in ("train", "eval", "test") for e in _examples(f"{out}/ex", s) if _value(e, "item_id") == ["i3"])
+
+
+@pytest.mark.slow  # a Beam pipeline (about 5 s)
+def test_a_window_of_one_span_still_compares_with_the_previous_span(three_spans, tmp_path):
+    window = spans.resolve(three_spans, 1)
+    assert window.window == (3,) and window.previous == 2
+    settings = beam_ingest.IngestSettings(split=SplitSpec("newest_span", test_share=0.25, eval_share=0.0))
+    out = str(tmp_path / "out")
+    with beam.Pipeline() as p:
+        beam_ingest.ingest(p, three_spans, settings, f"{out}/ex", f"{out}/cat", f"{out}/summary.json", window,
+                           f"{out}/pair")
+    trained = [e for split in ("train", "eval", "test") for e in _examples(f"{out}/ex", split)]
+    assert len(trained) == 9 and all(_value(e, "timestamp")[0] >= 30 * DAY for e in trained)
+    assert sorted(_value(e, "timestamp")[0] for e in _examples(f"{out}/pair", "previous")) == [20 * DAY, 21 * DAY]
+    with open(f"{out}/summary.json") as f:
+        assert "span-2/interactions.csv" not in json.load(f)["data_quality"]  # read for the pair only
