@@ -16,6 +16,8 @@ import numpy as np
 
 from components.ingest import reasons
 
+USER_COLUMNS = ("user_id", "age", "gender", "occupation")
+ITEM_COLUMNS = ("item_id", "title", "year", "genres")
 _CHUNK_ROWS = 100_000
 _T0 = 1_577_836_800  # 2020-01-01T00:00:00Z
 _SPAN = 2 * 365 * 86_400
@@ -108,6 +110,10 @@ class _World:
         self.rng = rng
 
     def write_users(self, path: Path) -> None:
+        _write_csv(path, USER_COLUMNS, self.user_rows())
+
+    def user_rows(self) -> list[tuple]:
+        """users.csv's rows, user i (0-based) at index i; features follow the user's cluster."""
         rng, c = np.random.default_rng([self.seed, 2]), len(self.genres)
         mean_age = rng.uniform(18, 55, c)[self.user_cluster]
         age = np.clip(np.rint(mean_age + rng.normal(0, 8, self.n_users)), 13, 80).astype(int)
@@ -115,11 +121,15 @@ class _World:
         favourite = rng.integers(len(_OCCUPATIONS), size=c)[self.user_cluster]
         job = np.where(rng.random(self.n_users) < 0.5, favourite,
                        rng.integers(len(_OCCUPATIONS), size=self.n_users))
-        rows = zip((self.user_fmt % (u + 1) for u in range(self.n_users)), age.tolist(),
-                   np.where(female, "F", "M").tolist(), (_OCCUPATIONS[j] for j in job))
-        _write_csv(path, ("user_id", "age", "gender", "occupation"), rows)
+        return list(zip((self.user_fmt % (u + 1) for u in range(self.n_users)), age.tolist(),
+                        np.where(female, "F", "M").tolist(), (_OCCUPATIONS[j] for j in job)))
 
     def write_items(self, path: Path) -> None:
+        _write_csv(path, ITEM_COLUMNS, self.item_rows())
+
+    def item_rows(self) -> list[tuple]:
+        """items.csv's rows, item i (0-based) at index i; title words, year and genres follow
+        the item's cluster."""
         rng, c = np.random.default_rng([self.seed, 3]), len(self.genres)
         words = _pseudo_words(rng, 8 * c).reshape(c, 8)  # each cluster's own title words
         year_mean = rng.uniform(1960, 2015, c)[self.item_cluster]
@@ -141,7 +151,7 @@ class _World:
             if draws[i, 3] < 0.35 and second[i] != k:
                 genres.append(self.genres[second[i]])
             rows.append((self.item_fmt % (i + 1), title, int(year[i]), "|".join(genres)))
-        _write_csv(path, ("item_id", "title", "year", "genres"), rows)
+        return rows
 
     def write_interactions(self, path: Path, n_bad: int) -> None:
         n = self.n_rows
