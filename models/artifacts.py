@@ -33,12 +33,15 @@ COMPRESSION_FILE = "compression.json"  # fine-tuning logs, sparsity, int8 zero s
 
 # --- inside the other components' artifacts ---------------------------------------------------
 INGEST_SUMMARY_FILE = "ingest_summary.json"  # ExampleGen's examples: counts, column types, dropped rows
+DRIFT_FILE = "drift.json"  # DriftCheck's drift report: every distance, its bound, the decision
 SCORING_STATS_FILE = "scoring_stats.json"  # TeacherScorer's scored examples: negatives, rows per split
 EVALUATION_FILE = "models.json"  # ModelEvaluator's evaluation: every model's metrics
 CURVES_FILE = "curves.json"  # ModelEvaluator's evaluation: the training curves of the report
 
 # --- component ids (tfx_pipeline/pipeline.py gives them; ML Metadata and the runners find them) -
 EXAMPLE_GEN = "InteractionsExampleGen"
+SPAN_STATISTICS_GEN = "SpanStatisticsGen"  # input in spans: statistics of the newest and previous span
+DRIFT_CHECK = "DriftCheck"  # input in spans: drift between them, and the decision (components/drift/)
 TEACHER_TRAINER = "TeacherTrainer"
 TEACHER_SCORER = "TeacherScorer"
 STUDENT_TRAINER = "StudentTrainer"

@@ -16,11 +16,10 @@ from tfx.types import artifact, artifact_utils, standard_artifacts
 
 from components.drift import comparison
 from components.ingest.beam_ingest import NEWEST_SPLIT, PREVIOUS_SPLIT
-from models import settings_codec
+from models import artifacts, settings_codec
 from models.foundation import storage
 from models.foundation.progress import report_progress
 
-DRIFT_FILE = "drift.json"
 _STATS_FILE = "FeatureStats.pb"  # StatisticsGen's binary statistics in each Split-<name>/
 _SCHEMA_FILE = "schema.pbtxt"  # SchemaGen's and ImportSchemaGen's
 
@@ -52,7 +51,7 @@ def DriftCheck(  # noqa: N802 (TFX names components like classes)
                                       _schema(schema), settings)
     decided = comparison.decide(measured, settings)
     report = {"newest_span": newest, "previous_span": previous or None, **(measured or {}), **decided}
-    storage.write_json(os.path.join(drift.uri, DRIFT_FILE), report)
+    storage.write_json(os.path.join(drift.uri, artifacts.DRIFT_FILE), report)
     drift.set_string_custom_property("decision", decided["decision"])
     drift.set_string_custom_property("reason", decided["reason"])
     drift.set_int_custom_property("newest_span", newest)
@@ -71,4 +70,4 @@ def _schema(schema) -> schema_pb2.Schema:
 
 def read_report(drift_artifact_uri: str) -> dict:
     """drift.json of a DriftReport artifact (the report's `drift`)."""
-    return json.loads(storage.read_text(os.path.join(drift_artifact_uri, DRIFT_FILE)))
+    return json.loads(storage.read_text(os.path.join(drift_artifact_uri, artifacts.DRIFT_FILE)))

@@ -34,7 +34,7 @@ def test_l_infinity_is_the_largest_frequency_change_and_a_shift_is_over_its_thre
     measured = _measure(previous, newest)
     item = next(d for d in measured["distances"] if d["feature"] == "item_id")
     assert item["measure"] == "L_INFTY" and item["value"] == pytest.approx(_linf(previous.item_id, newest.item_id), abs=1e-4)
-    assert item["over"] and item["threshold"] == 0.1
+    assert item["over"] and item["threshold"] == DriftSettings().categorical["item_id"]
     assert measured["skipped"] == ["item_genres"]  # not in this data
     assert measured["examples"] == {"newest": 800, "previous": 1000, "ratio": 0.8, "min_ratio": 0.5,
                                     "max_ratio": 2.0, "over": False}
@@ -67,7 +67,8 @@ def test_the_count_of_examples_and_the_first_span():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"categorical_threshold": 0}, "categorical_threshold must be in"),
+    ({"categorical": {"item_genres": 0}}, "categorical bound of item_genres must be in"),
+    ({"numeric": [0.1]}, "numeric must map feature names to bounds"),
     ({"min_ratio": 1.5}, "min_ratio and max_ratio"),
     ({"on_drift": "panic"}, "on_drift must be one of warm, scratch"),
 ])
