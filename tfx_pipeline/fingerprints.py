@@ -16,7 +16,7 @@ import os
 from types import ModuleType
 from typing import BinaryIO, Callable, Dict, Iterable, List, Optional, Sequence, Union
 
-from components.ingest import rows
+from components.ingest import rows, spans
 from models.foundation import storage
 
 INPUT_FILES = (rows.INTERACTIONS_FILE, rows.USERS_FILE, rows.ITEMS_FILE)
@@ -27,11 +27,17 @@ PROJECT_PACKAGES = ("tfx_pipeline", "components", "models", "serving")
 SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def data_digest(data_dir: str) -> str:
-    """A digest of the input files' bytes (a missing file is left to ExampleGen to report)."""
+def data_digest(data_dir: str, window: Optional[spans.SpanWindow] = None) -> str:
+    """A digest of the input files' bytes (a missing file is left to ExampleGen to report); with
+    spans, of the files the window reads, each named with its span (span-3/items.csv)."""
     # The data directory may be a bucket (gs://): its files are read through storage.
-    return _digest((os.path.join(data_dir, name) for name in INPUT_FILES), storage.isfile,
-                   lambda path: storage.open_file(path, "rb"))
+    if window is None:
+        names = INPUT_FILES
+    else:
+        names = [f"{window.name(s)}/{rows.INTERACTIONS_FILE}" for s in window.window] + \
+                [f"{window.name(s)}/{name}" for s in window.catalog for name in (rows.USERS_FILE, rows.ITEMS_FILE)]
+    return _digest((os.path.join(data_dir, name) for name in names), storage.isfile,
+                   lambda path: storage.open_file(path, "rb"), root=data_dir)
 
 
 def closure_digest(*entry_modules: Union[str, ModuleType], root: Optional[str] = None,
@@ -121,10 +127,16 @@ def _absolute(module: Optional[str], level: int, package: str) -> str:
     return f"{base}.{module}" if module else base
 
 
-def _digest(paths: Iterable[str], isfile: Callable[[str], bool], open_binary: Callable[[str], BinaryIO]) -> str:
+def _digest(paths: Iterable[str], isfile: Callable[[str], bool], open_binary: Callable[[str], BinaryIO],
+            root: Optional[str] = None) -> str:
+    """Each file's name (its path under `root` where it lies deeper than root, else its basename)
+    and bytes."""
     digest = hashlib.sha256()
     for path in paths:
-        digest.update(os.path.basename(path).encode() + b"\0")
+        name = os.path.basename(path)
+        if root is not None and os.path.dirname(os.path.relpath(path, root)):
+            name = os.path.relpath(path, root)
+        digest.update(name.encode() + b"\0")
         if isfile(path):
             with open_binary(path) as f:
                 for block in iter(lambda: f.read(1 << 20), b""):

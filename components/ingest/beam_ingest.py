@@ -22,6 +22,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components.ingest import examples, quality, reasons, rows, splits, spans
+from components.ingest.spans import SpanSettings
 from components.ingest.csv_rows import BadRow
 
 BAD, COUNT = "bad", "count"
@@ -41,9 +42,9 @@ class IngestSettings:
     item_text_columns: Sequence[str] = ("title",)
     user_text_columns: Sequence[str] = ()
     list_columns: Sequence[str] = ("genres",)
-    # Input in spans (components/ingest/spans.py): interactions of the latest window_spans spans;
-    # newest_span pinned by the local runner (None: the largest present when ExampleGen runs).
-    window_spans: int = 4
+    # Input in spans (components/ingest/spans.py): the window and the directories' pattern; the
+    # newest span pinned by the local runner (None: the largest present when ExampleGen runs).
+    spans: SpanSettings = SpanSettings()
     newest_span: Optional[int] = None
 
 
@@ -169,11 +170,10 @@ class _InputFiles:
         return [self.of_span(s, name) for s in span_list]
 
     def of_span(self, span: int, name: str) -> Tuple[str, str, int]:
-        return os.path.join(spans.span_dir(self._dir, span), name), self.label(span, name), span
+        return os.path.join(self._dir, self._window.name(span), name), self.label(span, name), span
 
-    @staticmethod
-    def label(span: int, name: str) -> str:
-        return f"{spans.span_name(span)}/{name}"
+    def label(self, span: int, name: str) -> str:
+        return f"{self._window.name(span)}/{name}"
 
     def interactions(self) -> List[Tuple[str, str, int]]:
         return self._in(self._window.window if self._window else (), rows.INTERACTIONS_FILE)

@@ -64,9 +64,9 @@ def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
 def span_window(input_dir: str, settings: beam_ingest.IngestSettings):
     """The spans to read (components/ingest/spans.py), or None when input_dir holds the flat files."""
     try:
-        if not spans.is_spanned(input_dir, rows.REQUIRED_COLUMNS):
+        if not spans.is_spanned(input_dir, rows.REQUIRED_COLUMNS, settings.spans):
             return None
-        return spans.resolve(input_dir, settings.window_spans, settings.newest_span)
+        return spans.resolve(input_dir, settings.spans, settings.newest_span)
     except spans.SpanError as error:
         raise quality.DataQualityError(str(error)) from None
 
@@ -79,10 +79,10 @@ def check_headers(input_dir: str, window=None) -> None:
             _header(os.path.join(input_dir, name), required)
         return
     for span in window.window:
-        _header(os.path.join(spans.span_dir(input_dir, span), rows.INTERACTIONS_FILE),
+        _header(os.path.join(input_dir, window.name(span), rows.INTERACTIONS_FILE),
                 rows.REQUIRED_COLUMNS[rows.INTERACTIONS_FILE])
     for name in (rows.USERS_FILE, rows.ITEMS_FILE):
-        paths = [os.path.join(spans.span_dir(input_dir, span), name) for span in window.catalog]
+        paths = [os.path.join(input_dir, window.name(span), name) for span in window.catalog]
         columns = [sorted(_header(path, rows.REQUIRED_COLUMNS[name])) for path in paths]
         for path, own in zip(paths, columns):
             if own != columns[-1]:

@@ -49,13 +49,25 @@ def test_the_window_is_the_latest_spans_and_the_catalog_every_span_up_to_the_new
         os.makedirs(os.path.join(root, f"span-{number}"))
     os.makedirs(os.path.join(root, "span-x"))  # not a span
     assert spans.find_spans(root) == [1, 2, 4, 7]
-    assert spans.resolve(root, 2) == spans.SpanWindow(newest=7, window=(4, 7), catalog=(1, 2, 4, 7), previous=4)
-    assert spans.resolve(root, 10, newest=4) == spans.SpanWindow(newest=4, window=(1, 2, 4), catalog=(1, 2, 4), previous=2)
+    assert spans.resolve(root, spans.SpanSettings(window=2)) == spans.SpanWindow(newest=7, window=(4, 7), catalog=(1, 2, 4, 7), previous=4)
+    assert spans.resolve(root, spans.SpanSettings(window=10), newest=4) == spans.SpanWindow(newest=4, window=(1, 2, 4), catalog=(1, 2, 4), previous=2)
     with pytest.raises(spans.SpanError, match="span 5 is not there"):
-        spans.resolve(root, 2, newest=5)
+        spans.resolve(root, spans.SpanSettings(window=2), newest=5)
     os.makedirs(os.path.join(root, "span-07"))
     with pytest.raises(spans.SpanError, match="span-07 and span-7 are both span 7"):
         spans.find_spans(root)
+
+
+def test_another_pattern_names_the_span_directories(tmp_path):
+    for name in ("week-3.csvs", "week-10.csvs", "week-x.csvs", "span-1"):
+        os.makedirs(tmp_path / name)
+    settings = spans.SpanSettings(window=1, pattern="week-{SPAN}.csvs")
+    assert spans.find_spans(str(tmp_path), settings) == [3, 10]
+    window = spans.resolve(str(tmp_path), settings)
+    assert (window.window, window.previous, window.name(10)) == ((10,), 3, "week-10.csvs")
+    for bad in ("week", "a/{SPAN}", "{SPAN}-{SPAN}"):
+        with pytest.raises(ValueError, match="spans pattern must be a directory name"):
+            spans.SpanSettings(pattern=bad)
 
 
 def test_flat_files_beside_span_directories_are_refused(tmp_path):
@@ -69,7 +81,7 @@ def test_flat_files_beside_span_directories_are_refused(tmp_path):
 
 def test_a_span_with_other_columns_stops_before_any_work(three_spans):
     _write(os.path.join(three_spans, "span-2"), "items.csv", ["item_id,title", "i3,Three"])
-    window = spans.resolve(three_spans, 3)
+    window = spans.resolve(three_spans, spans.SpanSettings(window=3))
     with pytest.raises(quality.DataQualityError, match="span-2/items.csv: columns item_id, title differ"):
         component.check_headers(three_spans, window)
 
@@ -88,7 +100,7 @@ def _value(example, name):
 
 @pytest.mark.slow  # a Beam pipeline (about 5 s)
 def test_a_window_of_two_spans_is_ingested_with_updates_and_the_newest_span_as_test(three_spans, tmp_path):
-    window = spans.resolve(three_spans, 2)
+    window = spans.resolve(three_spans, spans.SpanSettings(window=2))
     settings = beam_ingest.IngestSettings(split=SplitSpec("newest_span", test_share=0.25, eval_share=0.25))
     out, summary_path = str(tmp_path / "out"), str(tmp_path / "summary.json")
     with beam.Pipeline() as p:
@@ -136,7 +148,7 @@ def test_a_window_of_two_spans_is_ingested_with_updates_and_the_newest_span_as_t
 
 @pytest.mark.slow  # a Beam pipeline (about 5 s)
 def test_a_window_of_one_span_still_compares_with_the_previous_span(three_spans, tmp_path):
-    window = spans.resolve(three_spans, 1)
+    window = spans.resolve(three_spans, spans.SpanSettings(window=1))
     assert window.window == (3,) and window.previous == 2
     settings = beam_ingest.IngestSettings(split=SplitSpec("newest_span", test_share=0.25, eval_share=0.0))
     out = str(tmp_path / "out")
