@@ -21,6 +21,30 @@ def test_data_digest_follows_the_bytes_of_the_input_files(tiny_dir):
     assert data_digest(tiny_dir) != before
 
 
+def test_with_spans_the_digest_covers_the_files_the_window_reads(tmp_path):
+    from components.ingest import spans
+
+    for span in (1, 2, 3):
+        for name in ("interactions.csv", "items.csv", "users.csv"):
+            (tmp_path / f"span-{span}").mkdir(exist_ok=True)
+            (tmp_path / f"span-{span}" / name).write_text(f"{name} of span {span}\n")
+    settings = spans.SpanSettings(window=2)
+    window = spans.resolve(str(tmp_path), settings)
+    before = data_digest(str(tmp_path), window)
+    # span 1's interactions are outside the window; its items are in the catalog
+    (tmp_path / "span-1" / "interactions.csv").write_text("changed\n")
+    assert data_digest(str(tmp_path), window) == before
+    (tmp_path / "span-1" / "items.csv").write_text("changed\n")
+    changed = data_digest(str(tmp_path), window)
+    assert changed != before
+    # a new span moves the window: another digest, and the same files pinned to span 3 keep theirs
+    (tmp_path / "span-4").mkdir()
+    for name in ("interactions.csv", "items.csv", "users.csv"):
+        (tmp_path / "span-4" / name).write_text("new\n")
+    assert data_digest(str(tmp_path), spans.resolve(str(tmp_path), settings)) != changed
+    assert data_digest(str(tmp_path), spans.resolve(str(tmp_path), settings, newest=3)) == changed
+
+
 def test_the_trainers_closures_hold_the_modules_they_reach_through_others():
     # The modules the hand-kept lists missed (issue 24): the student reaches scored_rows and distribute
     # only through components/student/distill.py and models/student_training.py, imported in run_fn.
