@@ -36,8 +36,8 @@ def test_l_infinity_is_the_largest_frequency_change_and_a_shift_is_over_its_thre
     assert item["measure"] == "L_INFTY" and item["value"] == pytest.approx(_linf(previous.item_id, newest.item_id), abs=1e-4)
     assert item["over"] and item["threshold"] == DriftSettings().categorical["item_id"]
     assert measured["skipped"] == ["item_genres"]  # not in this data
-    assert measured["examples"] == {"newest": 800, "previous": 1000, "ratio": 0.8, "min_ratio": 0.5,
-                                    "max_ratio": 2.0, "over": False}
+    assert measured["examples"] == {"newest": 800, "previous": 1000, "ratio": 0.8, "min_ratio": 0.25,
+                                    "max_ratio": 4.0, "over": False}
     decision = decide(measured, DriftSettings())
     assert decision["decision"] == "scratch" and "item_id L-infinity" in decision["reason"]
     assert decide(measured, DriftSettings(on_drift="warm"))["decision"] == "warm"
@@ -62,7 +62,7 @@ def test_the_count_of_examples_and_the_first_span():
     p = [.25, .25, .25, .25]
     grown = _measure(_frame(rng, 200, p, 3.0), _frame(rng, 1000, p, 3.0))
     assert grown["examples"]["ratio"] == 5.0 and grown["examples"]["over"]
-    assert "examples newest/previous 5 outside [0.5, 2]" in decide(grown, DriftSettings())["reason"]
+    assert "examples newest/previous 5 outside [0.25, 4]" in decide(grown, DriftSettings())["reason"]
     assert decide(None, DriftSettings())["decision"] == "scratch"
 
 
