@@ -11,44 +11,71 @@
              the item's text, centred and L2-normalised, so that the pretrained text reaches every
              layer.
 
-Two ways to train the encoder (`objective`):
+Two ways to train the encoder (`objective`, models/teacher_objectives.py):
   "match_wide" (default): the encoder reads the user's whole (latest `sequence`) item set and is
       trained to reproduce the wide part's scores over the whole catalog, standardised per user
       (mean squared error; self-distillation of the item-item model into a BERT, as in Born-Again
       networks). The two then rank together:
           score(u, i) = z(wide(u))[i] + deep_weight * z(deep(u))[i]     (z: per-user standardised)
-      deep_weight picked on the validation split. Measured on MovieLens-100K (docs/teacher.md,
-      "Toward a teacher that beats EASE"): the encoder alone slightly beats EASE, and the two
-      together beat EASE by 3 %: an encoder that learned item-item structure through text-aware
-      embeddings and attention generalises differently from the closed form it learned from.
+      deep_weight (match_wide.deep_weight) picked on the validation split unless set. Measured on
+      MovieLens-100K (docs/teacher.md, "Toward a teacher that beats EASE"): the encoder alone
+      slightly beats EASE, and the two together beat EASE by 3 %: an encoder that learned
+      item-item structure through text-aware embeddings and attention generalises differently from
+      the closed form it learned from.
   "cloze": BERT4Rec's masked-item training (models/teacher_training.py), position 0 predicting
       held-out items on top of the wide part's scores;
           score(u, i) = wide_scale * wide(u)[i] + gate * deep(u)[i]
       (kept for comparison: on MovieLens-100K it did not beat EASE, docs/teacher.md).
 
-The wide part's l2 and half-life are picked on the validation split first (closed form, seconds).
+The wide part's l2 and half-life are picked on the validation split first (closed form, seconds)
+unless set (`l2: null`, `half_life: picked`, the defaults).
 Every teacher is trained twice over, as the EASE baseline and the students are: phase one on the
 training split (early stopping on validation; `score_train`, the student's soft labels, so that the
 student's validation split stays unseen), then the refit: B on train + eval and (`refit`) the
 encoder trained on train + eval too (`score`, for ranking test users).
+
+The code: TeacherConfig (here) holds the settings common to both objectives, `objective` (the name
+of the one that trains) and each objective's own settings as a frozen dataclass, `match_wide:
+MatchWide` and `cloze: Cloze` (models/teacher_objectives.py; the one not named is unused, and its
+settings are kept as given: a config may switch objective by its name alone). The objective
+objects own what differs between the two (the ranking, which scalar weights train, a training
+batch and its loss, the deep weight's pick); `config.chosen_objective` is the named one.
+No magic values: `match_wide.deep_weight` None is "picked", `half_life` a number of items or
+HalfLife.PICKED / HalfLife.NONE (YAML `picked` / `none`), `l2` None is "picked". The model is
+models/teacher_model.py's SequenceTeacher, built here (build_teacher); the array arithmetic the
+three share is models/teacher_parts.py's.
 """
 
 import contextlib
 import dataclasses
+import enum
 import logging
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import numpy as np
 
 from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 from models import distribute
+from models.teacher_objectives import Cloze, MatchWide
+from models.teacher_parts import normalize_text, recency_weights, weighted_rows
 
-HALF_LIFE_GRID = (None, 100.0, 30.0, 10.0)
-DEEP_WEIGHT_GRID = (0.25, 0.5, 0.75, 1.0)
-DEFAULT_DEEP_WEIGHT = 0.75  # without a validation split to pick on (what MovieLens-100K picks)
+
+class HalfLife(enum.Enum):
+    """The wide part's recency half-life when it is not a number of items (YAML: its value)."""
+    PICKED = "picked"  # picked on the validation split from HALF_LIFE_GRID (no decay without one)
+    NONE = "none"  # no decay: every item of the history weighs 1
+
+
+HALF_LIFE_GRID = (None, 100.0, 30.0, 10.0)  # the picked half-life's candidates (None: no decay)
 OBJECTIVES = ("match_wide", "cloze")
 REFITS = ("warm", "scratch", "none")
+# Settings that moved (issue 24): a config that still sets one gets this line (tfx_pipeline/config.py).
+MOVED_SETTINGS = {
+    "deep_weight": "teacher deep_weight is now teacher.match_wide.deep_weight (null: picked on eval)",
+    **{name: f"teacher {name} is now teacher.cloze.{name}"
+       for name in ("mask_share", "future_share", "cloze_weight", "wide_scale", "gate")},
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,22 +87,17 @@ class TeacherConfig:
     dropout: float = 0.2
     sequence: int = 100  # items the BERT encoder reads (most recent first)
     history: int = 1024  # items the wide part reads
-    objective: str = "match_wide"  # or "cloze" (see the module's docstring)
-    deep_weight: float = -1.0  # match_wide: the encoder's weight in the ranking; -1: picked on eval
+    objective: str = "match_wide"  # or "cloze" (see the module's docstring); its settings below
+    match_wide: MatchWide = dataclasses.field(default_factory=MatchWide)
+    cloze: Cloze = dataclasses.field(default_factory=Cloze)
     # the encoder of `score` (test ranking): "scratch" trained again on train + eval for phase one's
     # best number of epochs, "warm" phase one's trained on for refit_epochs more on train + eval,
-    # "none" phase one's as it is
+    # "none" phase one's as it is (cloze: always phase one's)
     refit: str = "warm"
     refit_epochs: int = 10
-    # cloze only: the share of masked items, of cut-off recent items, the cloze loss's weight, the
-    # wide part's scale and the encoder's initial gate
-    mask_share: float = 0.25
-    future_share: float = 0.2
-    cloze_weight: float = 0.5
-    wide_scale: float = 40.0
-    gate: float = 0.1
     l2: Optional[float] = None  # EASE l2; None: picked on the validation split
-    half_life: Optional[float] = -1.0  # recency half-life in items; None: no decay; -1: picked on eval
+    # recency half-life in items, HalfLife.PICKED (on the validation split) or HalfLife.NONE (no decay)
+    half_life: Union[HalfLife, float] = HalfLife.PICKED
     use_text: bool = True  # ablations: without the pretrained text ...
     use_bert: bool = True  # ... without the BERT encoder (the wide part alone)
     batch_size: int = 64
@@ -109,22 +131,20 @@ class TeacherConfig:
                 raise ValueError(f"teacher {name} must be a positive integer, got {value!r}")
         if self.dim % self.heads:
             raise ValueError(f"teacher dim ({self.dim}) must be a multiple of heads ({self.heads})")
-        for name in ("dropout", "mask_share", "future_share"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"teacher {name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"teacher dropout must be in [0, 1), got {self.dropout!r}")
         if isinstance(self.min_epochs, bool) or not isinstance(self.min_epochs, int) or self.min_epochs < 0:
             raise ValueError(f"teacher min_epochs must be a non-negative integer, got {self.min_epochs!r}")
-        for name in ("learning_rate", "wide_scale"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"teacher {name} must be positive, got {getattr(self, name)!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"teacher learning_rate must be positive, got {self.learning_rate!r}")
         if self.l2 is not None and not self.l2 > 0:
             raise ValueError(f"teacher l2 must be positive (or null: picked on eval), got {self.l2!r}")
-        if self.half_life is not None and self.half_life != -1.0 and not self.half_life > 0:
-            raise ValueError(f"teacher half_life must be positive, null (no decay) or -1 (picked), got {self.half_life!r}")
+        object.__setattr__(self, "half_life", _half_life(self.half_life))
         if self.objective not in OBJECTIVES:
             raise ValueError(f"teacher objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        if self.deep_weight != -1.0 and not self.deep_weight >= 0:
-            raise ValueError(f"teacher deep_weight must be >= 0 or -1 (picked on eval), got {self.deep_weight!r}")
+        for name, kind in (("match_wide", MatchWide), ("cloze", Cloze)):
+            if not isinstance(getattr(self, name), kind):
+                raise ValueError(f"teacher {name} must be a mapping of its settings, got {getattr(self, name)!r}")
         if self.refit not in REFITS:
             raise ValueError(f"teacher refit must be one of {', '.join(REFITS)}, got {self.refit!r}")
         if self.sequence > self.history:
@@ -135,41 +155,34 @@ class TeacherConfig:
         if not isinstance(self.mixed_precision, bool):
             raise ValueError(f"teacher mixed_precision must be true or false, got {self.mixed_precision!r}")
 
+    @property
+    def chosen_objective(self) -> Union[MatchWide, Cloze]:
+        """The objective that trains: self.match_wide or self.cloze, as `objective` names."""
+        return self.match_wide if self.objective == "match_wide" else self.cloze
 
-def recency_weights(length: int, half_life: Optional[float]) -> np.ndarray:
-    """[length] weight of the item at each recency rank (0 = most recent)."""
-    if half_life is None:
-        return np.ones(length, np.float32)
-    return (0.5 ** (np.arange(length) / half_life)).astype(np.float32)
-
-
-def weighted_rows(history: np.ndarray, num_items: int, half_life: Optional[float]) -> np.ndarray:
-    """history [B, H] item indices (recency-first, 0 pads) -> [B, num_items] weighted multi-hot."""
-    rows = np.zeros([len(history), num_items], np.float32)
-    weights = np.broadcast_to(recency_weights(history.shape[1], half_life), history.shape)
-    np.put_along_axis(rows, history, np.where(history > 0, weights, 0.0), axis=1)
-    rows[:, 0] = 0.0
-    return rows
+    def unpicked_half_life(self) -> Optional[float]:
+        """The half-life in items when nothing is picked (no validation split): the configured
+        number, or None (no decay) for HalfLife.NONE and HalfLife.PICKED."""
+        return None if isinstance(self.half_life, HalfLife) else self.half_life
 
 
-def normalize_text(embeddings: np.ndarray) -> np.ndarray:
-    """[n, d] sentence embeddings, row 0 the OOV/padding row -> centred, unit-norm; row 0 zero."""
-    rows = embeddings[1:].astype(np.float64)
-    centred = rows - rows.mean(axis=0) if len(rows) else rows
-    unit = centred / np.maximum(np.linalg.norm(centred, axis=1, keepdims=True), 1e-6)
-    return np.concatenate([np.zeros([1, embeddings.shape[1]]), unit]).astype(np.float32)
-
-
-def standardize(logits):
-    """[B, num_items] -> each row minus its mean, over its standard deviation, over items 1.. (index 0
-    is OOV: left out of both, and 0 after). A row without spread (no history) becomes all 0."""
-    import tensorflow as tf
-
-    real = logits[:, 1:]
-    mean = tf.reduce_mean(real, axis=1, keepdims=True)
-    spread = tf.math.reduce_std(real, axis=1, keepdims=True)
-    standard = (real - mean) / tf.maximum(spread, 1e-9)
-    return tf.concat([tf.zeros_like(logits[:, :1]), standard], axis=1)
+def _half_life(value) -> Union[HalfLife, float]:
+    """TeacherConfig.half_life as given (a HalfLife, its name as YAML writes it, or a positive
+    number of items) -> HalfLife or the number; the old spellings (-1, null) name the new ones."""
+    if isinstance(value, HalfLife):
+        return value
+    if isinstance(value, str):
+        try:
+            return HalfLife(value)
+        except ValueError:
+            pass
+    if value is None:
+        raise ValueError("teacher half_life null (no decay) is now half_life: none")
+    if value == -1 and not isinstance(value, bool):
+        raise ValueError("teacher half_life -1 (picked on eval) is now half_life: picked")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"teacher half_life must be a positive number of items, picked or none, got {value!r}")
+    return value
 
 
 @contextlib.contextmanager
@@ -204,141 +217,41 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))  # starts no TensorFlow runtime (models/distribute.py)
 
 
-def to_float32(model) -> None:
-    """Makes every layer of a teacher built under "mixed_float16" compute in float32 (its variables
-    are float32 already): what the export does, so that the SavedModel is the same float32 graph
-    however the teacher was trained. A no-op on a float32 teacher."""
-    if model.compute_dtype == "float32":
-        return
-    for layer in [model, *model._flatten_layers(include_self=False)]:
-        layer.dtype_policy = "float32"
-
-
 def build_teacher(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[float],
                   config: TeacherConfig, known_items: Optional[np.ndarray] = None):
     """item_text_emb: [num_items, text_dim] (row 0: OOV); wide: B [num_items, num_items], the EASE
-    weights of the split this model is trained on (phase one: train; the refit: train + eval).
+    weights of the split this model is trained on (phase one: train; the refit: train + eval);
+    half_life: the wide part's, resolved (a number of items, None: no decay).
     known_items: [num_items] bool, the items with interactions in that split (None: all). The
     others (cold items, items seen only later) have no id vector, v_i = W . text(i) alone, and
     take no part in match_wide's loss: their wide scores are all zero, and matching that constant
     would teach their free id vectors to cancel what their text says.
 
-    The variables are created under the strategy of config.distribute (the model's
+    A SequenceTeacher (models/teacher_model.py), every layer built, seeded with config.seed. The
+    variables are created under the strategy of config.distribute (the model's
     `distribute_strategy`, which models/teacher_training.py trains under) and the layers with
     `precision_policy(config)`.
     """
     with distribute.strategy_for(config.distribute).scope(), precision_policy(config):
-        return _build(item_text_emb, wide, half_life, config, known_items)
+        import keras
 
+        from models.teacher_model import SequenceTeacher
 
-def _build(item_text_emb: np.ndarray, wide: np.ndarray, half_life: Optional[float], config: TeacherConfig,
-           known_items: Optional[np.ndarray]):
-    import keras
-    import keras_hub
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(config.seed)
-    num_items = len(item_text_emb)
-    text = normalize_text(item_text_emb)
-    text = np.concatenate([text, np.zeros([1, text.shape[1]], np.float32)])  # the [MASK] token: no text
-    # 1: the item's id vector is used; padding (0) and the [MASK] token (num_items) keep theirs
-    known = np.ones(num_items + 1, np.float32)
-    if known_items is not None:
-        known[:num_items] = np.asarray(known_items, bool)
-        known[0] = 1.0
-
-    class SequenceTeacher(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.num_items, self.mask_token = num_items, num_items
-            # layers
-            self.item_id = keras.layers.Embedding(num_items + 1, config.dim, name="item_id")
-            self.text_proj = keras.layers.Dense(config.dim, use_bias=False, name="text_projection")
-            self.position = keras_hub.layers.PositionEmbedding(config.sequence + 1, name="recency_rank")
-            self.norm = keras.layers.LayerNormalization(epsilon=1e-12)
-            self.drop = keras.layers.Dropout(config.dropout)
-            self.encoders = [keras_hub.layers.TransformerEncoder(
-                config.intermediate, config.heads, dropout=config.dropout, activation="gelu",
-                layer_norm_epsilon=1e-12, name=f"transformer_{n}") for n in range(config.layers)]
-            # weights: output bias, the wide part's scale, the encoder's gate (cloze) or weight (match_wide)
-            self.out_bias = self.add_weight(shape=(num_items,), initializer="zeros", name="out_bias")
-            self.wide_scale = self.add_weight(shape=(), initializer=keras.initializers.Constant(config.wide_scale),
-                                              name="wide_scale", trainable=config.objective == "cloze")
-            self.gate = self.add_weight(shape=(), initializer=keras.initializers.Constant(config.gate), name="gate",
-                                        trainable=config.use_bert and config.objective == "cloze")
-            self.deep_weight = keras.Variable(max(config.deep_weight, 0.0) if config.use_bert else 0.0,
-                                              trainable=False, name="deep_weight", dtype="float32")
-            # constants: the pretrained text table and the wide part's B
-            self.text = keras.Variable(text, trainable=False, name="item_text")
-            self.known = keras.Variable(known, trainable=False, name="known_items")
-            self.wide = keras.Variable(wide.astype(np.float32), trainable=False, name="wide")
-            self.weights_by_rank = keras.Variable(recency_weights(config.history, half_life), trainable=False,
-                                                  name="recency_weights")
-
-        def item_vectors(self, items):
-            vectors = self.item_id(items) * tf.cast(tf.gather(self.known, items), self.item_id.compute_dtype)[..., None]
-            if config.use_text:
-                vectors = vectors + self.text_proj(tf.gather(self.text, items))
-            return vectors
-
-        def encode(self, sequence, training=False):
-            """sequence [B, S + 1] (position 0 the [MASK] query) -> [B, S + 1, dim]."""
-            x = self.item_vectors(sequence)
-            x = self.drop(self.norm(x + self.position(x)), training=training)
-            for encoder in self.encoders:
-                x = encoder(x, padding_mask=sequence > 0, training=training)
-            return x
-
-        def deep_logits(self, hidden):
-            """hidden [N, dim] -> [N, num_items] float32 (the output layer is float32 under mixed
-            precision too: the softmax and the scores need its range); index 0 never ranks."""
-            items = self.item_vectors(tf.range(num_items))
-            return tf.matmul(tf.cast(hidden, tf.float32), tf.cast(items, tf.float32), transpose_b=True) + self.out_bias
-
-        def wide_logits(self, rows):
-            return self.wide_scale * tf.matmul(rows, self.wide)
-
-        def deep_query(self, history):
-            """history [B, H] -> the encoder's output at the [MASK] query over the latest `sequence` items."""
-            query = tf.fill([tf.shape(history)[0], 1], tf.constant(self.mask_token, tf.int64))
-            return self.encode(tf.concat([query, history[:, :config.sequence]], axis=1))[:, 0]
-
-        def history_rows(self, history):
-            """history [B, H] -> recency-weighted multi-hot [B, num_items] (a scatter, no [B, H, I])."""
-            history = tf.cast(history, tf.int64)
-            weights = tf.where(history > 0, tf.broadcast_to(self.weights_by_rank[:tf.shape(history)[1]],
-                                                            tf.shape(history)), 0.0)
-            batch = tf.broadcast_to(tf.range(tf.shape(history, out_type=tf.int64)[0])[:, None], tf.shape(history))
-            index = tf.stack([tf.reshape(batch, [-1]), tf.reshape(history, [-1])], axis=1)
-            rows = tf.scatter_nd(index, tf.reshape(weights, [-1]), [tf.shape(history)[0], num_items])
-            return rows * (1.0 - tf.one_hot(0, num_items))
-
-        def rank_parts(self, history):
-            """history [B, H] (recency-first) -> (wide, deep) logits [B, num_items] (deep: 0 without BERT)."""
-            history = tf.cast(history, tf.int64)
-            wide = self.wide_logits(self.history_rows(history))
-            if not config.use_bert:
-                return wide, tf.zeros_like(wide)
-            return wide, self.deep_logits(self.deep_query(history))
-
-        def combine(self, wide, deep, deep_weight):
-            """The ranking of the two parts (the module's docstring); index 0 is -1e9."""
-            if config.objective == "match_wide":
-                logits = standardize(wide) + deep_weight * standardize(deep)
-            else:
-                logits = wide + self.gate * deep
-            return logits - 1e9 * tf.one_hot(0, num_items)
-
-        def rank(self, history):
-            """history [B, H] (recency-first) -> [B, num_items] logits; index 0 is -1e9."""
-            return self.combine(*self.rank_parts(history), self.deep_weight)
-
-    model = SequenceTeacher()
-    # Build every layer (the encoder too when it is ablated: export tracks built layers only).
-    model.encode(tf.zeros([1, 2], tf.int64))
-    model.rank(tf.zeros([1, config.history], tf.int64))
-    model.built = True
-    return model
+        keras.utils.set_random_seed(config.seed)
+        num_items = len(item_text_emb)
+        text = normalize_text(item_text_emb)
+        text = np.concatenate([text, np.zeros([1, text.shape[1]], np.float32)])  # the [MASK] token: no text
+        # 1: the item's id vector is used; padding (0) and the [MASK] token (num_items) keep theirs
+        known = np.ones(num_items + 1, np.float32)
+        if known_items is not None:
+            known[:num_items] = np.asarray(known_items, bool)
+            known[0] = 1.0
+        model = SequenceTeacher(text, known, wide, recency_weights(config.history, half_life), dim=config.dim,
+                                layers=config.layers, heads=config.heads, intermediate=config.intermediate,
+                                dropout=config.dropout, sequence=config.sequence, use_text=config.use_text,
+                                use_bert=config.use_bert, objective=config.chosen_objective)
+        model.build_layers()
+        return model
 
 
 def pick_wide(train_users, train_items, latest_train: np.ndarray, num_users: int, num_items: int, evaluator,
@@ -351,7 +264,7 @@ def pick_wide(train_users, train_items, latest_train: np.ndarray, num_users: int
     else:
         l2, l2_grid = config.l2, {}
     weights = ease.EaseModel(num_items, l2).fit(train_users, train_items, num_users).weights
-    grid = HALF_LIFE_GRID if config.half_life == -1.0 else (config.half_life,)
+    grid = HALF_LIFE_GRID if config.half_life is HalfLife.PICKED else (config.unpicked_half_life(),)
     found = {}
     users = np.asarray(evaluator.users, np.int64)  # rows of the evaluated users only: [R, num_items]
     position = np.zeros(num_users, np.int64)

@@ -1,15 +1,17 @@
 """Training and export of the teacher (models/teacher.py), outside TFX's plumbing.
 
-One training example is one user: the user's training items, most recent first.
+One training example is one user: the user's training items, most recent first. What differs
+between the objectives (the batches, the loss, the order of the users, the deep weight's pick) is
+theirs (models/teacher_objectives.py); this module runs the loop, the validation and the export.
   objective "match_wide": the [MASK] query in front of the user's latest items; the target is the
       wide part's score of every catalog item from the user's whole history, standardised per user;
       the loss their mean squared difference to the encoder's scores.
   objective "cloze": each epoch draws for every user a fresh corruption, as BERT's masked-LM
-      pretraining does: the k most recent items are cut off (k uniform in [0, future_share x n]),
-      mask_share of the remaining sequence is replaced by [MASK]. Position 0 predicts the cut and
+      pretraining does: the k most recent items are cut off (k uniform in [0, cloze.future_share x n]),
+      cloze.mask_share of the remaining sequence is replaced by [MASK]. Position 0 predicts the cut and
       masked items (a multinomial likelihood over the catalog, as Mult-VAE's) on top of the wide
       part's scores of what remains; each masked position predicts its own item (cloze, BERT4Rec),
-      weighted by cloze_weight.
+      weighted by cloze.cloze_weight.
 Early stopping on ndcg@10 of the validation split (ranked with the training items removed), best
 epoch kept; then the refit on train + eval (`refit`).
 
@@ -39,50 +41,15 @@ from models import teacher as teacher_lib
 from models.foundation.progress import report_progress
 
 
-def corrupted_batch(latest: np.ndarray, users: np.ndarray, config: teacher_lib.TeacherConfig, num_items: int,
-                    rng: np.random.Generator, half_life: Optional[float]):
-    """latest [num_users, H] -> (sequence [b, S'+1], targets [b, I], cloze [b, S'+1], wide rows [b, I])."""
-    full = latest[users]
-    lengths = (full > 0).sum(axis=1)
-    cut = rng.integers(0, np.floor(config.future_share * lengths).astype(np.int64) + 1)
-    targets = np.zeros([len(users), num_items], np.float32)
-    remaining = np.zeros_like(full)
-    for row, k in enumerate(cut):
-        targets[row, full[row, :k]] = 1.0
-        remaining[row, :full.shape[1] - k] = full[row, k:]
-    sequence = remaining[:, :config.sequence]
-    width = max(int((sequence > 0).sum(axis=1).max(initial=0)), 1)
-    sequence = sequence[:, :width]
-    masked = (rng.random(sequence.shape) < config.mask_share) & (sequence > 0)
-    np.put_along_axis(targets, np.where(masked, sequence, 0), 1.0, axis=1)
-    targets[:, 0] = 0.0
-    rows = teacher_lib.weighted_rows(remaining, num_items, half_life)
-    rows *= 1.0 - targets  # held-out items are not part of the input
-    query = np.full([len(users), 1], num_items, np.int64)  # the [MASK] token's index
-    inputs = np.concatenate([query, np.where(masked, num_items, sequence)], axis=1)
-    cloze = np.concatenate([np.zeros([len(users), 1], np.int64), np.where(masked, sequence, 0)], axis=1)
-    return inputs, targets, cloze, rows
-
-
-def match_wide_batch(latest: np.ndarray, users: np.ndarray, config: teacher_lib.TeacherConfig, num_items: int,
-                     half_life: Optional[float]):
-    """latest [num_users, H] -> (sequence [b, S'+1]: [MASK] then the latest items, rows [b, I]: the
-    wide part's input, the recency-weighted whole history). No corruption: the encoder reads the
-    user's items and learns to score the catalog as the wide part does from them."""
-    full = latest[users]
-    sequence = full[:, :config.sequence]
-    width = max(int((sequence > 0).sum(axis=1).max(initial=0)), 1)
-    query = np.full([len(users), 1], num_items, np.int64)
-    return np.concatenate([query, sequence[:, :width]], axis=1), teacher_lib.weighted_rows(full, num_items, half_life)
-
-
 def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[float]):
-    """One epoch's training function (histories, rng) -> mean batch loss, for config.objective, under
-    the model's strategy (`model.distribute_strategy`), with an Adam optimizer of its own (loss-scaled
-    when the model computes in float16)."""
+    """One epoch's training function (histories, rng) -> mean batch loss, for config's objective
+    (its batches and its loss, models/teacher_objectives.py), under the model's strategy
+    (`model.distribute_strategy`), with an Adam optimizer of its own (loss-scaled when the model
+    computes in float16)."""
     import keras
     import tensorflow as tf
 
+    objective = config.chosen_objective
     strategy = model.distribute_strategy
     with strategy.scope():
         optimizer = keras.optimizers.Adam(config.learning_rate)
@@ -91,55 +58,28 @@ def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[fl
     variables = model.trainable_variables
     replicas = strategy.num_replicas_in_sync
 
-    def apply(tape, scaled_loss):
-        """scaled_loss: optimizer.scale_loss(loss), taken on the tape (the identity without loss
-        scaling). The optimizer sums the replicas' gradients (all-reduce) and applies them."""
-        optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
-
-    def cloze_replica(inputs, targets, cloze, rows, users, masked):
-        """users: the global batch's users with held-out items (at least 1), masked: its masked positions."""
+    def step(loss):
+        """Minimises loss() (the replica's share of the global batch's loss) and returns its value:
+        the tape records loss() and optimizer.scale_loss (the identity without loss scaling); the
+        optimizer sums the replicas' gradients (all-reduce) and applies them."""
         with tf.GradientTape() as tape:
-            hidden = model.encode(inputs, training=True)
-            logits = model.wide_logits(rows) + model.gate * model.deep_logits(hidden[:, 0])
-            logits -= 1e9 * tf.one_hot(0, model.num_items)
-            counts = tf.reduce_sum(targets, axis=1)
-            per_user = -tf.reduce_sum(targets * tf.nn.log_softmax(logits), axis=1) / tf.maximum(counts, 1.0)
-            loss = tf.reduce_sum(per_user) / users
-            where = tf.where(cloze > 0)
-            cloze_logits = model.deep_logits(tf.gather_nd(hidden, where))
-            cloze_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.gather_nd(cloze, where), cloze_logits)
-            loss += config.cloze_weight * (tf.reduce_sum(cloze_loss) / masked) if config.cloze_weight else 0.0
-            scaled = optimizer.scale_loss(loss)
-        apply(tape, scaled)
-        return loss
+            value = loss()
+            scaled = optimizer.scale_loss(value)
+        optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+        return value
 
-    def match_replica(inputs, rows, cells):
-        """cells: the global batch's number of scores (users x (num_items - 1))."""
-        target = tf.stop_gradient(teacher_lib.standardize(model.wide_logits(rows)))[:, 1:]
-        known = model.known[1:model.num_items]  # unknown items' all-zero wide scores are no target
-        with tf.GradientTape() as tape:
-            deep = model.deep_logits(model.encode(inputs, training=True)[:, 0])[:, 1:]
-            loss = tf.reduce_sum(tf.square(deep - target) * known) / cells
-            scaled = optimizer.scale_loss(loss)
-        apply(tape, scaled)
-        return loss
+    def replica(*args):
+        return objective.train_replica(model, step, *args)
 
-    # Without a strategy (the default one) the replica functions run as they are: strategy.run and
+    # Without a strategy (the default one) the replica function runs as it is: strategy.run and
     # per-replica values cost 40 ms a step here (MovieLens-100K's 60 epochs: 174 s instead of 138 s).
     direct = strategy is tf.distribute.get_strategy() and not tf.distribute.has_strategy()
 
     @tf.function(reduce_retracing=True)
-    def cloze_step(inputs, targets, cloze, rows, users, masked):
+    def train_step(*args):
         if direct:
-            return cloze_replica(inputs, targets, cloze, rows, users, masked)
-        losses = strategy.run(cloze_replica, args=(inputs, targets, cloze, rows, users, masked))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
-
-    @tf.function(reduce_retracing=True)
-    def match_step(inputs, rows, cells):
-        if direct:
-            return match_replica(inputs, rows, cells)
-        losses = strategy.run(match_replica, args=(inputs, rows, cells))
+            return replica(*args)
+        losses = strategy.run(replica, args=args)
         return strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
 
     def shards(*arrays):
@@ -159,36 +99,27 @@ def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[fl
         users = np.flatnonzero(latest[:, 0] > 0)
         if len(users) > config.max_epoch_users:  # a share of the users (the draw only then: same rng otherwise)
             users = np.sort(rng.choice(users, size=config.max_epoch_users, replace=False))
-        if config.objective == "match_wide":  # random batches (length-sorted ones: 0.4834 vs 0.49, docs/teacher.md)
-            order = rng.permutation(users)
-        else:  # users of similar history length share a batch (less padding); batches in random order
-            order = users[np.argsort((latest[users] > 0).sum(axis=1) + rng.random(len(users)) * 8)]
+        order = objective.order(users, latest, rng)
         batches = [order[s:s + config.batch_size] for s in range(0, len(order), config.batch_size)]
         total = 0.0
         for index in rng.permutation(len(batches)):
-            if config.objective == "match_wide":
-                inputs, rows = match_wide_batch(latest, batches[index], config, model.num_items, half_life)
-                cells = np.float32(len(inputs) * (model.num_items - 1))
-                total += float(match_step(*shards(inputs, rows), tf.constant(cells)))
-            else:
-                batch = corrupted_batch(latest, batches[index], config, model.num_items, rng, half_life)
-                targets, cloze = batch[1], batch[2]
-                users = np.float32(max(int((targets.sum(axis=1) > 0).sum()), 1))
-                masked = np.float32(max(int((cloze > 0).sum()), 1))
-                total += float(cloze_step(*shards(*batch), tf.constant(users), tf.constant(masked)))
+            arrays, scalars = objective.batch(latest, batches[index], config.sequence, model.num_items, rng,
+                                              half_life)
+            total += float(train_step(*shards(*arrays), *(tf.constant(s) for s in scalars)))
         return round(total / max(len(batches), 1), 4)
 
     return epoch
 
 
 def validator(model, latest: np.ndarray, evaluator, config: teacher_lib.TeacherConfig):
-    """A function () -> (validation ndcg@10, the deep weight it was reached with): with match_wide and
-    deep_weight -1, the best of DEEP_WEIGHT_GRID; otherwise the model's own. (0, 0) without eval.
+    """A function () -> (validation ndcg@10, the deep weight it was reached with): the best of the
+    objective's candidates (match_wide with deep_weight None: DEEP_WEIGHT_GRID; otherwise the
+    model's own). Without eval, (0, the objective's unvalidated deep weight; 0 without BERT).
     The wide part does not train: its scores are computed once, the encoder's at every call."""
     import tensorflow as tf
 
     if evaluator is None:  # nothing to pick on: the configured weight, or the one MovieLens picked
-        weight = config.deep_weight if config.deep_weight != -1.0 else teacher_lib.DEFAULT_DEEP_WEIGHT
+        weight = config.chosen_objective.unvalidated_deep_weight()
         return lambda: (0.0, weight if config.use_bert else 0.0)
     # Scores of the evaluated users only ([R, num_items], R <= config.validation_users), not of all.
     users, position = evaluated_rows(evaluator, len(latest))
@@ -219,8 +150,7 @@ def best_weight(model, wide: np.ndarray, deep: np.ndarray, evaluator, config, po
     """wide, deep: [R, num_items] scores of the evaluator's users; position: user -> row."""
     import tensorflow as tf
 
-    weights = (teacher_lib.DEEP_WEIGHT_GRID if config.objective == "match_wide" and config.use_bert
-               and config.deep_weight == -1.0 else (float(np.asarray(model.deep_weight)),))
+    weights = config.chosen_objective.weight_candidates(model)
     found = []
     for weight in weights:
         ranked = np.asarray(model.combine(tf.constant(wide), tf.constant(deep), weight))
@@ -256,7 +186,7 @@ def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherC
         curve.append(score)
         weights.append(weight)
         log(f"teacher epoch {n + 1}: loss {losses[-1]:.4f}, validation ndcg@10 {curve[-1]:.4f}"
-            + (f" (deep weight {weight})" if config.objective == "match_wide" else "")
+            + (f" (deep weight {weight})" if config.chosen_objective.ranks_with_deep_weight else "")
             + f", {time.monotonic() - started:.0f} s")
         if writer is not None:
             with writer.as_default():
@@ -270,7 +200,7 @@ def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherC
             if waited >= config.patience:
                 break
     model.set_weights(best_weights)
-    if config.objective == "match_wide":
+    if config.chosen_objective.ranks_with_deep_weight:
         model.deep_weight.assign(weights[best])
     return {"loss": losses, "val_ndcg@10": curve, "epochs": len(losses), "best_epoch": best,
             "deep_weight": float(weights[best]), "seconds": round(time.monotonic() - started, 1)}
@@ -281,11 +211,12 @@ def refit(model, phase_one, latest_known: np.ndarray, config: teacher_lib.Teache
     """The refit: `model` (built on B of train + eval) gets phase one's deep weight and its encoder:
     with match_wide, config.refit "scratch" trains it again from its initial weights on the train +
     eval histories for `epochs` (phase one's best; no validation left to stop on), "warm" goes on
-    from phase one's weights for config.refit_epochs; "none" (and cloze) keeps phase one's.
+    from phase one's weights for config.refit_epochs; "none" (and cloze: its `refit_trains` is
+    false) keeps phase one's.
     Returns {"epochs", "loss", "seconds"}."""
     started = time.monotonic()
     model.deep_weight.assign(float(np.asarray(phase_one.deep_weight)))
-    retrain = config.use_bert and config.objective == "match_wide" and config.refit != "none"
+    retrain = config.use_bert and config.chosen_objective.refit_trains and config.refit != "none"
     if not retrain or config.refit == "warm":
         for mine, trained in zip(model.trainable_variables, phase_one.trainable_variables):
             mine.assign(trained)
@@ -309,14 +240,14 @@ def export(model, final, path: str, history: int) -> None:
     score_train(user, history): `model`, phase one, trained on the training split (soft labels).
     item_embeddings() -> float32 [num_items, dim]: phase one's (hints).
     index 0 of the items is OOV and scores -1e9.
-    A teacher trained in mixed precision is switched to float32 first (teacher.to_float32): the
-    SavedModel is the same float32 graph however it was trained.
+    A teacher trained in mixed precision is switched to float32 first (SequenceTeacher.
+    compute_in_float32): the SavedModel is the same float32 graph however it was trained.
     """
     import keras
     import tensorflow as tf
 
-    teacher_lib.to_float32(model)
-    teacher_lib.to_float32(final)
+    model.compute_in_float32()
+    final.compute_in_float32()
 
     def score(user, history_items):
         del user

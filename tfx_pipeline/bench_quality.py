@@ -23,7 +23,8 @@ of test ndcg@10, mean and standard deviation over the seeds, and writes every fi
 after each model (a long bench leaves what it finished). --models retrains only the models named
 and keeps the others' figures already in --out (a new teacher does not change the no-KD students,
 which never read its labels: they need not be trained again). --teacher overrides the run's
-teacher settings (YAML/JSON mapping) for every teacher the bench trains.
+teacher settings (a JSON mapping; a nested section, e.g. {"cloze": {"gate": 1}}, merged into the
+run's) for every teacher the bench trains.
 """
 
 import argparse
@@ -166,7 +167,10 @@ def main(argv=None) -> None:
     for run in args.run:
         key = os.path.basename(os.path.normpath(run))
         bench = Bench(run, os.path.join(os.path.dirname(args.out) or ".", "quality-" + key))
-        bench.teacher_summary["config"].update(json.loads(args.teacher))
+        config = bench.teacher_summary["config"]
+        for name, value in json.loads(args.teacher).items():  # a nested section ({"cloze": {...}}) is merged
+            nested = isinstance(value, dict) and isinstance(config.get(name), dict)
+            config[name] = {**config[name], **value} if nested else value
         figures = results.setdefault(key, {"split": bench.split, "models": {}, "grid": {}})
         save = lambda: _write(args.out, results)  # noqa: E731
         for seed in seeds:

@@ -15,6 +15,7 @@ Example file (every key optional; unknown keys are an error):
 """
 
 import dataclasses
+import enum
 import errno
 import io
 import math
@@ -30,7 +31,7 @@ from components.ingest.splits import SplitSpec
 from components.teacher.training import TeacherTrainerSettings
 from models.compression import CompressionConfig
 from models.student import StudentConfig
-from models.teacher import TeacherConfig
+from models.teacher import MOVED_SETTINGS, TeacherConfig
 from models.foundation import storage
 
 BUILTIN_DATASETS = ("movielens-100k",)
@@ -161,25 +162,53 @@ class PipelineConfig:
 
 # The nested sections and their dataclasses (defaults and range checks are theirs).
 _SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "compression": CompressionConfig}
+# Settings a section no longer has, and where each is now (one line each).
+_MOVED = {"teacher": MOVED_SETTINGS}
 
 
 def _section(name: str, settings_class, value):
-    """value (an instance of settings_class, or a mapping of some of its keys) as settings_class;
-    ConfigError names the section and the setting."""
+    """value (an instance of settings_class, or a mapping of some of its keys, nested sections' as
+    mappings too) as settings_class; ConfigError names the section and the setting."""
     if isinstance(value, settings_class):
         return value
     if not isinstance(value, Mapping):
         raise ConfigError(f"{name} must be a mapping, got {value!r}")
-    unknown = set(value) - {f.name for f in dataclasses.fields(settings_class)}
-    if unknown:
-        raise ConfigError(f"unknown {name} setting(s): {', '.join(sorted(unknown))}")
-    _check_types(name, settings_class, value)
+    _check_settings(name, "", settings_class, value)
     try:
-        return settings_class(**value)
+        return _construct(settings_class, value)
     except ValueError as error:  # the teacher's messages name the setting ("teacher dim ...")
         raise ConfigError(str(error) if str(error).startswith(f"{name} ") else f"{name}: {error}") from None
     except TypeError as error:
         raise ConfigError(f"{name}: {error}") from None
+
+
+def _check_settings(section: str, prefix: str, settings_class, overrides: Mapping[str, Any]) -> None:
+    """The keys and types of a section's overrides, a nested section's (prefix "cloze.") in turn:
+    an unknown key is an error, a moved one (e.g. teacher deep_weight) says where it is now."""
+    fields = {f.name: f.type for f in dataclasses.fields(settings_class)}
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        moved = _MOVED.get(section, {}) if not prefix else {}
+        lines = [moved[k] for k in unknown if k in moved]
+        others = [k for k in unknown if k not in moved]
+        if others:
+            lines.append(f"unknown {section}{'.' + prefix[:-1] if prefix else ''} setting(s): {', '.join(others)}")
+        raise ConfigError("; ".join(lines))
+    nested = {name: kind for name, kind in fields.items() if dataclasses.is_dataclass(kind)}
+    _check_types(section, settings_class, {k: v for k, v in overrides.items() if k not in nested}, prefix)
+    for name, value in overrides.items():
+        if name in nested and not isinstance(value, nested[name]):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{section} {prefix}{name} must be a mapping, got {value!r}")
+            _check_settings(section, f"{prefix}{name}.", nested[name], value)
+
+
+def _construct(settings_class, values: Mapping[str, Any]):
+    """settings_class(**values), nested sections' mappings as their dataclasses first."""
+    kinds = {f.name: f.type for f in dataclasses.fields(settings_class)}
+    return settings_class(**{name: _construct(kinds[name], value)
+                             if dataclasses.is_dataclass(kinds[name]) and isinstance(value, Mapping) else value
+                             for name, value in values.items()})
 
 
 def _is_number(value) -> bool:
@@ -205,17 +234,24 @@ def _integer(name: str, value, minimum: Optional[int] = None, maximum: Optional[
         raise ConfigError(f"{name} must be {kind}, got {value!r}")
 
 
-def _check_types(section: str, settings_class, overrides: Mapping[str, Any]) -> None:
-    """Each override has its field's type (bool, int, finite number, text; None where Optional):
-    the classes check ranges, and a string or NaN where a number belongs would pass or fail there
-    without naming the setting."""
+def _check_types(section: str, settings_class, overrides: Mapping[str, Any], prefix: str = "") -> None:
+    """Each override has its field's type (bool, int, finite number, text; None where Optional; an
+    Enum's value or a number where the field is either): the classes check ranges (and an Enum
+    field's spelling), and a string or NaN where a number belongs would pass or fail there without
+    naming the setting."""
     types = {f.name: f.type for f in dataclasses.fields(settings_class)}
     for name, value in overrides.items():
-        kind, label = types.get(name), f"{section} {name}"
-        if typing.get_origin(kind) is typing.Union:  # Optional[X]
-            if value is None:
-                continue
-            kind = next(k for k in typing.get_args(kind) if k is not type(None))
+        kind, label = types.get(name), f"{section} {prefix}{name}"
+        options = typing.get_args(kind) if typing.get_origin(kind) is typing.Union else (kind,)
+        if value is None and type(None) in options:
+            continue
+        enums = [k for k in options if isinstance(k, type) and issubclass(k, enum.Enum)]
+        if enums:  # e.g. half_life: a number or picked / none (the class says what an old spelling became)
+            if value is not None and not isinstance(value, str) and not _is_number(value):
+                choices = ", ".join(m.value for k in enums for m in k)
+                raise ConfigError(f"{label} must be a number or one of {choices}, got {value!r}")
+            continue
+        kind = next(k for k in options if k is not type(None))
         if kind is bool and not isinstance(value, bool):
             raise ConfigError(f"{label} must be true or false, got {value!r}")
         if kind is int:

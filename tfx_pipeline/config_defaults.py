@@ -1,14 +1,16 @@
 """`recdistill config --defaults`: the whole default configuration as commented YAML.
 
-Every field of PipelineConfig and of its sections' dataclasses is written with its default and a
-one-line comment (the meanings of docs/configuration.md's tables, kept here so that an installed
-command needs no docs/; tests/tfx_pipeline/test_cli_config.py checks that both name the same
-settings). The output, given as `--config`, changes nothing: config_from_dict(yaml.safe_load(text))
-== PipelineConfig(). `split` is the one section whose defaults depend on the data (default_split):
+Every field of PipelineConfig and of its sections' dataclasses (the teacher's match_wide and cloze
+nested in it) is written with its default and a one-line comment (the meanings of
+docs/configuration.md's tables, kept here so that an installed command needs no docs/;
+tests/tfx_pipeline/test_cli_config.py checks that both name the same settings). The output,
+given as `--config`, changes nothing: config_from_dict(yaml.safe_load(text)) == PipelineConfig().
+`split` is the one section whose defaults depend on the data (default_split):
 it is written empty, its keys as comments with own data's values.
 """
 
 import dataclasses
+import enum
 from typing import Any, Dict, List
 
 import yaml
@@ -90,20 +92,18 @@ TEACHER = {
     "history": "items the wide part reads",
     "objective":
         "match_wide: the encoder learns to reproduce the wide part's scores; cloze: BERT4Rec's masked-item "
-        "training (kept for comparison)",
-    "deep_weight": "match_wide: the encoder's weight in the ranking; -1: picked on the eval split",
+        "training (kept for comparison); each has its own settings, the two keys below",
+    "match_wide": "match_wide's settings (read when objective is match_wide)",
+    "cloze": "cloze's settings (read when objective is cloze)",
     "refit":
         "the encoder that ranks test users: warm (phase one's, trained refit_epochs more on train + eval), "
         "scratch (trained again on train + eval for phase one's best number of epochs), none (phase one's as "
         "it is)",
     "refit_epochs": "epochs of the warm refit",
-    "mask_share": "cloze only: the share of masked items",
-    "future_share": "cloze only: the share of cut-off recent items",
-    "cloze_weight": "cloze only: the cloze loss's weight",
-    "wide_scale": "cloze only: the wide part's scale",
-    "gate": "cloze only: the encoder's initial gate",
     "l2": "EASE's l2 weight; null: picked on the validation split",
-    "half_life": "recency half-life of the wide part's history, in items; null: no decay; -1: picked on eval",
+    "half_life":
+        "recency half-life of the wide part's history: a number of items, picked (on the eval split; without "
+        "one: none) or none (no decay)",
     "use_text": "the pretrained MiniLM text in the item vectors (false: the ablation without it)",
     "use_bert": "the BERT encoder (false: the wide part alone)",
     "batch_size": "users per batch (the global batch under tf.distribute)",
@@ -118,6 +118,18 @@ TEACHER = {
         "tf.distribute strategy: default (one device), mirrored (the GPUs of one machine), "
         "multi_worker_mirrored (TF_CONFIG's workers); docs/scale.md",
     "mixed_precision": "Keras 3 mixed_float16 on a GPU (ignored, and logged, without one); scores stay float32",
+}
+MATCH_WIDE = {
+    "deep_weight":
+        "the encoder's weight in the ranking (z(wide) + w z(deep)), at least 0; null: picked on the eval split "
+        "from 0.25, 0.5, 0.75, 1 (without one: 0.75)",
+}
+CLOZE = {
+    "mask_share": "the share of masked items, in [0, 1)",
+    "future_share": "the share of cut-off recent items, in [0, 1)",
+    "cloze_weight": "the cloze loss's weight",
+    "wide_scale": "the wide part's initial scale (trained)",
+    "gate": "the encoder's initial gate (trained)",
 }
 STUDENT = {
     "dim": "width of every embedding of both towers",
@@ -159,8 +171,9 @@ COMPRESSION = {
         "weight, times the student's beta, of the soft term against the uncompressed student's scores over "
         "the whole catalog",
 }
-SECTIONS: Dict[str, Dict[str, str]] = {"": PIPELINE, "split": SPLIT, "teacher": TEACHER, "student": STUDENT,
-                                       "compression": COMPRESSION}
+SECTIONS: Dict[str, Dict[str, str]] = {"": PIPELINE, "split": SPLIT, "teacher": TEACHER,
+                                       "teacher.match_wide": MATCH_WIDE, "teacher.cloze": CLOZE,
+                                       "student": STUDENT, "compression": COMPRESSION}
 
 
 def render_defaults() -> str:
@@ -173,13 +186,24 @@ def render_defaults() -> str:
         if field.name == "split":
             lines.extend(_split_lines())
         elif dataclasses.is_dataclass(value):
-            lines.append(f"{field.name}:")
-            for inner in dataclasses.fields(value):
-                lines.append(f"  # {SECTIONS[field.name][inner.name]}")
-                lines.append(f"  {inner.name}: {_yaml(getattr(value, inner.name))}")
+            lines.extend(_section_lines(field.name, value, field.name))
         else:
             lines.append(f"{field.name}: {_yaml(value)}")
     return "\n".join(lines) + "\n"
+
+
+def _section_lines(key: str, settings, section: str, indent: str = "") -> List[str]:
+    """`key:` and every setting of a section's dataclass below it, nested sections (teacher's
+    match_wide and cloze) as nested mappings; SECTIONS[section] has their comments."""
+    lines = [f"{indent}{key}:"]
+    for inner in dataclasses.fields(settings):
+        value = getattr(settings, inner.name)
+        lines.append(f"{indent}  # {SECTIONS[section][inner.name]}")
+        if dataclasses.is_dataclass(value):
+            lines.extend(_section_lines(inner.name, value, f"{section}.{inner.name}", indent + "  "))
+        else:
+            lines.append(f"{indent}  {inner.name}: {_yaml(value)}")
+    return lines
 
 
 def _split_lines() -> List[str]:
@@ -195,6 +219,7 @@ def _split_lines() -> List[str]:
 
 
 def _yaml(value: Any) -> str:
-    """One value in YAML's flow style (tuples as lists; strings quoted only where YAML needs it)."""
-    value = list(value) if isinstance(value, tuple) else value
+    """One value in YAML's flow style (tuples as lists, Enum members as their values; strings quoted
+    only where YAML needs it)."""
+    value = list(value) if isinstance(value, tuple) else value.value if isinstance(value, enum.Enum) else value
     return yaml.safe_dump([value], default_flow_style=True, width=1_000).strip()[1:-1]

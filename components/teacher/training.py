@@ -116,7 +116,7 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     evaluator = split_evaluator(dataset, ["train"], "eval").sample(config.validation_users, config.seed) \
         if len(valid.user) else None
     if evaluator is None:  # nothing to pick on: EASE's usual l2, no recency decay
-        l2, half_life, picked = config.l2 or 500.0, (None if config.half_life == -1.0 else config.half_life), {}
+        l2, half_life, picked = config.l2 or 500.0, config.unpicked_half_life(), {}
     else:
         l2, half_life, picked = teacher.pick_wide(train.user, train.item, latest, dataset.num_users,
                                                   dataset.num_items, evaluator, config)
@@ -145,7 +145,7 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     head = teacher_training.head_params(model)
     summary = {
         "encoder": settings.encoder,
-        "config": dataclasses.asdict(config),
+        "config": settings_codec.to_dict(config),  # JSON values (half_life: "picked", a number or "none")
         "wide": {"l2": l2, "half_life": half_life, **picked,
                  "text_columns": {"train": text_info, "final": text_final}},
         "params": encoder.params + head,

@@ -31,3 +31,19 @@ def test_unknown_keys_and_bad_values_are_errors():
         settings_codec.from_dict(StudentConfig, {"width": 3})
     with pytest.raises(ValueError, match="dim must be at least 1"):
         settings_codec.from_dict(StudentConfig, {"dim": 0})
+
+
+def test_enum_fields_are_their_values_and_nested_settings_round_trip():
+    from models.teacher import HalfLife, TeacherConfig
+    from models.teacher_objectives import Cloze, MatchWide
+
+    for half_life in (HalfLife.PICKED, HalfLife.NONE, 30.0):
+        settings = TeacherConfig(objective="cloze", half_life=half_life, cloze=Cloze(mask_share=0.3),
+                                 match_wide=MatchWide(deep_weight=0.5))
+        values = settings_codec.to_dict(settings)
+        assert values["half_life"] == (half_life.value if isinstance(half_life, HalfLife) else half_life)
+        assert values["cloze"]["mask_share"] == 0.3 and values["match_wide"] == {"deep_weight": 0.5}
+        assert settings_codec.from_json(TeacherConfig, settings_codec.to_json(settings)) == settings
+    assert settings_codec.from_dict(TeacherConfig, {"half_life": "none"}).half_life is HalfLife.NONE
+    with pytest.raises(TypeError, match="unknown setting.*deep_weight"):  # a flat key of before issue 24
+        settings_codec.from_dict(TeacherConfig, {"deep_weight": 0.5})

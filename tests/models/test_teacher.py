@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from models import ease, interaction_data, teacher, teacher_training, text_encoder
+from models import (ease, interaction_data, teacher, teacher_objectives, teacher_parts, teacher_training,
+                    text_encoder)
 from models.retrieval_metrics import split_evaluator
+from models.teacher_objectives import Cloze, MatchWide
 
 TINY = dict(dim=8, layers=2, heads=2, intermediate=16, sequence=4, history=6, batch_size=16, learning_rate=1e-2,
-            wide_scale=5.0)
+            cloze=Cloze(wide_scale=5.0))
 
 
 def test_mean_pool_by_hand():
@@ -29,39 +31,67 @@ def test_tiny_encoder_shapes_and_padding_invariance():
 
 def test_normalized_text_is_centred_unit_norm():
     raw = np.array([[9.0, 9.0], [1.0, 3.0], [3.0, 3.0], [5.0, 6.0]])
-    out = teacher.normalize_text(raw)
+    out = teacher_parts.normalize_text(raw)
     centred = raw[1:] - raw[1:].mean(axis=0)
     assert np.allclose(out[0], 0) and np.allclose(out[1:], centred / np.linalg.norm(centred, axis=1, keepdims=True))
 
 
 def test_weighted_rows_by_hand():
     history = np.array([[3, 1, 0], [2, 0, 0]])
-    rows = teacher.weighted_rows(history, 5, half_life=1.0)
+    rows = teacher_parts.weighted_rows(history, 5, half_life=1.0)
     assert rows.tolist() == [[0, 0.5, 0, 1, 0], [0, 0, 1, 0, 0]]
-    assert teacher.weighted_rows(history, 5, None).tolist() == [[0, 1, 0, 1, 0], [0, 0, 1, 0, 0]]
+    assert teacher_parts.weighted_rows(history, 5, None).tolist() == [[0, 1, 0, 1, 0], [0, 0, 1, 0, 0]]
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"dim": 0}, "dim must be a positive integer"), ({"dim": 9, "heads": 2}, "multiple of heads"),
-    ({"mask_share": 1.0}, "mask_share must be in"), ({"l2": -1.0}, "l2 must be positive"),
-    ({"sequence": 20, "history": 10}, "must not exceed history"), ({"half_life": 0.0}, "half_life"),
-    ({"objective": "mlm"}, "objective must be one of"), ({"deep_weight": -0.5}, "deep_weight"),
-    ({"refit": "yes"}, "refit must be one of"), ({"refit_epochs": 0}, "refit_epochs"),
-    ({"min_epochs": -1}, "min_epochs"), ({"max_epoch_users": 0}, "max_epoch_users"),
-    ({"validation_users": 0}, "validation_users"),
-    ({"distribute": "tpu"}, "teacher distribute must be one of default, mirrored, multi_worker_mirrored, got 'tpu'"),
-    ({"mixed_precision": "yes"}, "teacher mixed_precision must be true or false, got 'yes'")])
-def test_bad_settings_are_one_line_errors(bad, message):
+@pytest.mark.parametrize("settings, bad, message", [
+    (teacher.TeacherConfig, {"dim": 0}, "dim must be a positive integer"),
+    (teacher.TeacherConfig, {"dim": 9, "heads": 2}, "multiple of heads"),
+    (teacher.TeacherConfig, {"l2": -1.0}, "l2 must be positive"),
+    (teacher.TeacherConfig, {"sequence": 20, "history": 10}, "must not exceed history"),
+    (teacher.TeacherConfig, {"half_life": 0.0}, r"^teacher half_life must be a positive number of items, picked or"),
+    (teacher.TeacherConfig, {"half_life": "soon"}, "half_life must be a positive number of items, picked or none"),
+    (teacher.TeacherConfig, {"half_life": -1.0}, r"^teacher half_life -1 \(picked on eval\) is now half_life: picked$"),
+    (teacher.TeacherConfig, {"half_life": None}, r"^teacher half_life null \(no decay\) is now half_life: none$"),
+    (teacher.TeacherConfig, {"objective": "mlm"}, "objective must be one of"),
+    (teacher.TeacherConfig, {"cloze": {"mask_share": 0.5}}, "teacher cloze must be a mapping of its settings"),
+    (teacher.TeacherConfig, {"refit": "yes"}, "refit must be one of"),
+    (teacher.TeacherConfig, {"refit_epochs": 0}, "refit_epochs"),
+    (teacher.TeacherConfig, {"min_epochs": -1}, "min_epochs"),
+    (teacher.TeacherConfig, {"max_epoch_users": 0}, "max_epoch_users"),
+    (teacher.TeacherConfig, {"validation_users": 0}, "validation_users"),
+    (teacher.TeacherConfig, {"distribute": "tpu"},
+     "teacher distribute must be one of default, mirrored, multi_worker_mirrored, got 'tpu'"),
+    (teacher.TeacherConfig, {"mixed_precision": "yes"}, "teacher mixed_precision must be true or false, got 'yes'"),
+    (MatchWide, {"deep_weight": -0.5}, r"^teacher match_wide\.deep_weight must be a number >= 0 or null"),
+    (Cloze, {"mask_share": 1.0}, r"^teacher cloze\.mask_share must be in \[0, 1\), got 1\.0$"),
+    (Cloze, {"future_share": -0.1}, r"^teacher cloze\.future_share must be in \[0, 1\)"),
+    (Cloze, {"wide_scale": 0.0}, r"^teacher cloze\.wide_scale must be positive")])
+def test_bad_settings_are_one_line_errors(settings, bad, message):
     with pytest.raises(ValueError, match=message):
-        teacher.TeacherConfig(**bad)
+        settings(**bad)
+
+
+def test_half_life_is_a_number_or_picked_or_none():
+    assert teacher.TeacherConfig().half_life is teacher.HalfLife.PICKED
+    assert teacher.TeacherConfig(half_life="none").half_life is teacher.HalfLife.NONE  # as YAML writes it
+    assert teacher.TeacherConfig(half_life=30).half_life == 30
+    assert [teacher.TeacherConfig(half_life=h).unpicked_half_life() for h in ("picked", "none", 30.0)] == \
+        [None, None, 30.0]
+
+
+def test_the_objective_named_is_the_one_chosen():
+    config = teacher.TeacherConfig(objective="cloze", cloze=Cloze(gate=0.5), match_wide=MatchWide(deep_weight=1.0))
+    assert config.chosen_objective == Cloze(gate=0.5)
+    assert teacher.TeacherConfig(match_wide=MatchWide(deep_weight=1.0)).chosen_objective == MatchWide(1.0)
 
 
 def test_corrupted_batch_holds_out_what_it_predicts():
-    config = teacher.TeacherConfig(**TINY, mask_share=0.5, future_share=0.5)
+    objective = Cloze(mask_share=0.5, future_share=0.5)
     latest = np.array([[0] * 6, [5, 4, 3, 2, 1, 0]])
     rng = np.random.default_rng(0)
     for _ in range(20):
-        inputs, targets, cloze, rows = teacher_training.corrupted_batch(latest, np.array([1]), config, 7, rng, None)
+        (inputs, targets, cloze, rows), (users, masked) = objective.batch(latest, np.array([1]), 4, 7, rng, None)
+        assert users == 1 and masked == max(int((cloze > 0).sum()), 1)
         assert inputs[0, 0] == 7  # position 0 is the [MASK] query
         held_out = set(np.flatnonzero(targets[0]).tolist())
         in_sequence = set(inputs[0, 1:].tolist()) - {0, 7}  # the encoder reads 4 of the 5 at most
@@ -95,14 +125,14 @@ def test_an_epoch_draws_max_epoch_users_users_afresh_each_epoch(toy):
     known[unknown] = False
 
     drawn = []
-    original = teacher_training.match_wide_batch
+    original = MatchWide.batch
 
-    def record(latest, users, *args):
+    def record(self, latest, users, *args):
         if drawn:
             drawn[-1].extend(users.tolist())
-        return original(latest, users, *args)
+        return original(self, latest, users, *args)
 
-    with mock.patch.object(teacher_training, "match_wide_batch", record):
+    with mock.patch.object(MatchWide, "batch", record):
         model, _, latest, config, encoder = _fit(toy, 1, validate=False, known_items=known, max_epoch_users=10)
         epoch = teacher_training.train_steps(model, config, None)
         rng = np.random.default_rng(0)
@@ -137,7 +167,7 @@ def _z(rows):
 def test_standardize_against_numpy():
     rows = np.random.default_rng(0).normal(size=[4, 9]).astype(np.float32)
     rows[2] = 3.0  # no spread: all 0, not NaN
-    got = np.asarray(teacher.standardize(tf.constant(rows)))
+    got = np.asarray(teacher_parts.standardize(tf.constant(rows)))
     with np.errstate(invalid="ignore"):
         expected = _z(rows.astype(np.float64))
     expected[2] = 0.0
@@ -150,16 +180,45 @@ def test_the_wide_part_alone_is_ease(toy, objective):
     assert history["epochs"] == 0
     train = toy.splits["train"]
     users = np.arange(1, toy.num_users)
-    expected = 5.0 * ease.EaseModel(toy.num_items, 10.0).fit(train.user, train.item, toy.num_users).score(users)
+    scale = 5.0 if objective == "cloze" else MatchWide.WIDE_SCALE
+    expected = scale * ease.EaseModel(toy.num_items, 10.0).fit(train.user, train.item, toy.num_users).score(users)
     if objective == "match_wide":  # ranks by the standardised scores
         expected = _z(expected.astype(np.float64))
     got = np.asarray(model.rank(latest[users]))
     assert np.allclose(got[:, 1:], expected[:, 1:], atol=1e-4) and np.all(got[:, 0] < -1e8)
 
 
+@pytest.mark.parametrize("objective", [MatchWide(deep_weight=0.5), Cloze(wide_scale=3.0, gate=0.25)])
+def test_each_objective_ranks_as_numpy_says(objective):
+    """An untrained tiny teacher: its wide part against numpy (recency weights by hand), and each
+    objective's ranking of the two parts; only cloze trains the two scalar weights."""
+    rng = np.random.default_rng(1)
+    num_items, half_life = 9, 2.0
+    wide = rng.normal(size=[num_items, num_items]).astype(np.float32)
+    name = "match_wide" if isinstance(objective, MatchWide) else "cloze"
+    config = teacher.TeacherConfig(**{**TINY, "objective": name, name: objective})
+    model = teacher.build_teacher(rng.normal(size=[num_items, 5]).astype(np.float32), wide, half_life, config)
+    latest = np.array([[3, 1, 4, 0, 0, 0], [8, 2, 7, 5, 6, 1]], np.int64)
+    rows = np.zeros([len(latest), num_items])
+    for b, r in zip(*np.nonzero(latest)):
+        rows[b, latest[b, r]] = 0.5 ** (r / half_life)
+    scale = objective.wide_scale if name == "cloze" else MatchWide.WIDE_SCALE
+    wide_scores = scale * rows @ wide.astype(np.float64)
+    got_wide, got_deep = (np.asarray(part, np.float64) for part in model.rank_parts(latest))
+    assert np.allclose(got_wide, wide_scores, rtol=1e-5, atol=1e-4)
+    if name == "match_wide":
+        expected = _z(wide_scores) + 0.5 * _z(got_deep)
+    else:
+        expected = wide_scores + 0.25 * got_deep
+    got = np.asarray(model.rank(latest))
+    assert np.allclose(got[:, 1:], expected[:, 1:], atol=1e-4) and np.all(got[:, 0] < -1e8)
+    trained = {v.name for v in model.trainable_variables} & {"wide_scale", "gate"}
+    assert trained == ({"wide_scale", "gate"} if name == "cloze" else set())
+
+
 @pytest.mark.slow  # 15 epochs (~7 s)
 def test_cloze_teacher_learns_the_clusters(toy):
-    model, history, latest, _, _ = _fit(toy, 15, objective="cloze", wide_scale=0.01, gate=1.0)
+    model, history, latest, _, _ = _fit(toy, 15, objective="cloze", cloze=Cloze(wide_scale=0.01, gate=1.0))
     assert history["loss"][-1] < 0.9 * history["loss"][0]
     assert max(history["val_ndcg@10"]) > history["val_ndcg@10"][0]  # better than untrained, on eval
     users = np.arange(1, toy.num_users)
@@ -186,13 +245,13 @@ def test_match_wide_encoder_learns_the_wide_scores(toy):
     assert history["loss"][-1] < 0.5 * history["loss"][0]
     assert correlation(model, latest) > 0.8 > abs(correlation(untrained, latest)) + 0.3
     # Without a validation split the deep weight is the configured default.
-    assert history["deep_weight"] == teacher.DEFAULT_DEEP_WEIGHT == float(np.asarray(model.deep_weight))
+    assert history["deep_weight"] == teacher_objectives.DEFAULT_DEEP_WEIGHT == float(np.asarray(model.deep_weight))
 
 
 @pytest.mark.slow  # 4 validated epochs (~8 s)
 def test_match_wide_picks_the_deep_weight_on_validation(toy):
     model, history, latest, _, _ = _fit(toy, 4, min_epochs=0)
-    assert history["deep_weight"] in teacher.DEEP_WEIGHT_GRID
+    assert history["deep_weight"] in teacher_objectives.DEEP_WEIGHT_GRID
     assert history["best_epoch"] == int(np.argmax(history["val_ndcg@10"]))
     users = np.arange(1, toy.num_users)
     wide, deep = (np.asarray(part).astype(np.float64) for part in model.rank_parts(latest[users]))
@@ -281,7 +340,7 @@ def test_one_replica_strategies_and_mixed_precision_without_gpu_train_as_default
 def test_mixed_precision_on_a_gpu_computes_in_float16_and_scores_in_float32(toy):
     """What a GPU gets (its detection mocked: float16 runs on this CPU too, slowly): the encoder in
     float16 under a loss-scaled optimizer, the scores float32, the global policy restored after the
-    build, and a float32 model after teacher.to_float32 (what the export does)."""
+    build, and a float32 model after compute_in_float32 (what the export does)."""
     import keras
     from unittest import mock
 
@@ -295,13 +354,13 @@ def test_mixed_precision_on_a_gpu_computes_in_float16_and_scores_in_float32(toy)
     scores = model.rank(history_rows)
     assert scores.dtype == tf.float32 and np.all(np.isfinite(np.asarray(scores)))
     assert len(history["loss"]) == 2 and np.all(np.isfinite(history["loss"]))
-    teacher.to_float32(model)
+    model.compute_in_float32()
     assert model.deep_query(history_rows).dtype == tf.float32
     assert np.allclose(np.asarray(model.rank(history_rows))[:, 1:], np.asarray(scores)[:, 1:], atol=0.05)
 
 
 TWO_WORKERS = {"encoder": "tiny", "teacher": {**TINY, "layers": 1, "epochs": 2, "patience": 2, "min_epochs": 0,
-                                              "refit_epochs": 1, "l2": 10.0, "half_life": None,
+                                              "refit_epochs": 1, "l2": 10.0, "half_life": "none",
                                               "distribute": "multi_worker_mirrored"}}
 
 

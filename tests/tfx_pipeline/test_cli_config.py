@@ -34,14 +34,24 @@ def test_the_defaults_given_as_config_change_nothing(capsys, tmp_path):
 
 def test_every_setting_of_the_tree_is_written_with_a_comment(capsys):
     lines = _defaults(capsys).splitlines()
+
+    def written(settings, start: int, indent: str):
+        """Every field of settings below lines[start], at this indent, after a comment line."""
+        for inner in dataclasses.fields(settings):
+            at = next(i for i, line in enumerate(lines[start:], start) if re.match(rf"{indent}{inner.name}:", line))
+            assert lines[at - 1].startswith(f"{indent}# "), inner.name
+            value = getattr(settings, inner.name)
+            if dataclasses.is_dataclass(value):  # the teacher's match_wide and cloze: a nested mapping
+                assert lines[at] == f"{indent}{inner.name}:", inner.name
+                written(value, at, indent + "  ")
+
     config = PipelineConfig()
     for field in dataclasses.fields(PipelineConfig):
         at = next(i for i, line in enumerate(lines) if re.match(rf"{field.name}:", line))
         assert lines[at - 1].startswith("# "), field.name
         section = getattr(config, field.name)
         if dataclasses.is_dataclass(section):
-            for inner in dataclasses.fields(section):
-                assert any(re.match(rf"  {inner.name}: ", line) for line in lines[at:]), (field.name, inner.name)
+            written(section, at, "  ")
     for inner in dataclasses.fields(SplitSpec):  # the split's defaults depend on the data: commented out
         assert any(line.startswith(f"  # {inner.name}: ") for line in lines), inner.name
 
@@ -49,6 +59,7 @@ def test_every_setting_of_the_tree_is_written_with_a_comment(capsys):
 def test_the_comments_name_the_settings_docs_configuration_lists():
     config = PipelineConfig()
     classes = {"": PipelineConfig, "split": SplitSpec, "teacher": type(config.teacher),
+               "teacher.match_wide": type(config.teacher.match_wide), "teacher.cloze": type(config.teacher.cloze),
                "student": StudentConfig, "compression": CompressionConfig}
     with open(f"{config_defaults.__file__.rsplit('/', 2)[0]}/docs/configuration.md", encoding="utf-8") as f:
         documented = set(re.findall(r"^\| `(\w+)`", f.read(), flags=re.M))

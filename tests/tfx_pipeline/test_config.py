@@ -55,8 +55,22 @@ def test_json_works_too(tmp_path):
     ("ease_max_items: 2.5\n", "ease_max_items must be a positive integer"),
     ("teacher: {layers: 0}\n", "teacher layers must be a positive integer"),
     ("teacher: {dim: 10, heads: 3}\n", "must be a multiple of heads"),
-    ("teacher: {mask_share: 1.0}\n", "teacher mask_share must be in"),
-    ("teacher: {half_life: 0}\n", "teacher half_life must be positive"),
+    ("teacher: {cloze: {mask_share: 1.0}}\n", r"c\.yaml: teacher cloze\.mask_share must be in \[0, 1\), got 1\.0$"),
+    ("teacher: {cloze: {mask_share: lots}}\n", r"c\.yaml: teacher cloze\.mask_share must be a finite number, got"),
+    ("teacher: {cloze: {masks: 2}}\n", r"c\.yaml: unknown teacher\.cloze setting\(s\): masks$"),
+    ("teacher: {cloze: 3}\n", r"c\.yaml: teacher cloze must be a mapping, got 3$"),
+    ("teacher: {match_wide: {deep_weight: -1}}\n", r"c\.yaml: teacher match_wide\.deep_weight must be a number >= 0"),
+    ("teacher: {match_wide: {deep_weight: high}}\n", "teacher match_wide.deep_weight must be a finite number"),
+    # settings that moved (issue 24): one line saying where each is now
+    ("teacher: {deep_weight: 0.5}\n",
+     r"c\.yaml: teacher deep_weight is now teacher\.match_wide\.deep_weight \(null: picked on eval\)$"),
+    ("teacher: {mask_share: 0.3}\n", r"c\.yaml: teacher mask_share is now teacher\.cloze\.mask_share$"),
+    ("teacher: {gate: 1, depth: 2}\n", r"teacher gate is now teacher\.cloze\.gate; unknown teacher setting\(s\): depth"),
+    ("teacher: {half_life: -1}\n", r"c\.yaml: teacher half_life -1 \(picked on eval\) is now half_life: picked$"),
+    ("teacher: {half_life: null}\n", r"c\.yaml: teacher half_life null \(no decay\) is now half_life: none$"),
+    ("teacher: {half_life: 0}\n", "teacher half_life must be a positive number of items, picked or none, got 0"),
+    ("teacher: {half_life: soon}\n", "teacher half_life must be a positive number of items, picked or none, got 'so"),
+    ("teacher: {half_life: true}\n", "teacher half_life must be a number or one of picked, none, got True"),
     ("teacher: {sequence: 60, history: 50}\n", "must not exceed history"),
     ("teacher: {depth: 2}\n", "unknown teacher setting"),
     ("student: {soft_loss: l1}\n", "soft_loss must be mse or kl"),
@@ -109,6 +123,40 @@ def test_optional_and_integer_overrides_of_float_settings_are_accepted(tmp_path)
     config = load_config(str(path))
     assert (config.teacher.l2, config.teacher.half_life, config.student.alpha) == (None, 30, 2)
     assert config.split_spec("/data").seed == 7
+
+
+def test_half_life_is_written_picked_or_none_in_yaml(tmp_path):
+    from models import settings_codec
+    from models.teacher import HalfLife
+
+    path = tmp_path / "c.yaml"
+    for text, expected in (("picked", HalfLife.PICKED), ("none", HalfLife.NONE), ("12.5", 12.5)):
+        path.write_text(f"teacher: {{half_life: {text}}}\n")
+        config = load_config(str(path))
+        assert config.teacher.half_life == expected
+        assert settings_codec.to_dict(config.teacher)["half_life"] == (expected.value if text != "12.5" else 12.5)
+    assert PipelineConfig().teacher.half_life is HalfLife.PICKED
+
+
+def test_the_nested_teacher_config_round_trips_yaml_to_json(tmp_path):
+    """YAML -> PipelineConfig -> the JSON TeacherTrainer receives -> the same TeacherConfig."""
+    from components.teacher.training import TeacherTrainerSettings
+    from models import settings_codec
+    from models.teacher import HalfLife
+    from models.teacher_objectives import Cloze, MatchWide
+
+    path = tmp_path / "c.yaml"
+    path.write_text("teacher:\n  objective: cloze\n  cloze: {mask_share: 0.3, gate: 0.5}\n"
+                    "  match_wide: {deep_weight: 0.75}\n  half_life: none\n  epochs: 5\n")
+    config = load_config(str(path))
+    assert config.teacher.cloze == Cloze(mask_share=0.3, gate=0.5)
+    assert config.teacher.chosen_objective is config.teacher.cloze
+    assert config.teacher.match_wide == MatchWide(deep_weight=0.75) and config.teacher.half_life is HalfLife.NONE
+    text = settings_codec.to_json(config.teacher_settings())
+    assert '"half_life": "none"' in text and '"cloze": {"cloze_weight": 0.5, "future_share": 0.2, "gate": 0.5' in text
+    assert settings_codec.from_json(TeacherTrainerSettings, text).teacher == config.teacher
+    # a nested section given in part keeps the rest of its defaults
+    assert PipelineConfig(teacher={"cloze": {"gate": 1}}).teacher.cloze == Cloze(gate=1)
 
 
 def test_sections_are_their_dataclasses_with_the_keys_given_and_the_rest_default():
