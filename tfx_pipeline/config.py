@@ -26,7 +26,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
+from components.drift.comparison import DriftSettings
 from components.ingest.beam_ingest import IngestSettings
+from components.ingest.spans import SpanSettings
 from components.ingest.splits import SplitSpec
 from components.teacher.training import TeacherTrainerSettings
 from models.compression import CompressionConfig
@@ -92,6 +94,10 @@ class PipelineConfig:
     # time_cutoff splits only); EASE's dense item-item inverse is skipped above ease_max_items.
     trending_days: int = 30
     ease_max_items: int = 20000
+    # Input in spans (span-1/, span-2/, ... under --data; docs/spans.md): the training window and
+    # the directories' pattern, and the drift check between the newest span and the one before.
+    spans: SpanSettings = dataclasses.field(default_factory=SpanSettings)
+    drift: DriftSettings = dataclasses.field(default_factory=DriftSettings)
 
     def __post_init__(self):
         """Every setting's type and range, checked before anything runs: ConfigError names the setting."""
@@ -132,11 +138,11 @@ class PipelineConfig:
         if self.beam_args:
             _check_beam_args(self.beam_pipeline_args())
 
-    def split_spec(self, dataset: str) -> SplitSpec:
-        """The dataset's default split with this config's overrides applied."""
+    def split_spec(self, dataset: str, spanned: bool = False) -> SplitSpec:
+        """The dataset's default split with this config's overrides applied (spanned: input in spans)."""
         overrides = {**dict(self.split), **({"cold_items": float(self.cold_items)} if self.cold_items else {})}
         try:
-            return dataclasses.replace(default_split(dataset), **overrides)
+            return dataclasses.replace(default_split(dataset, spanned), **overrides)
         except (TypeError, ValueError) as error:
             raise ConfigError(f"split: {error}") from None
 
@@ -161,7 +167,8 @@ class PipelineConfig:
 
 
 # The nested sections and their dataclasses (defaults and range checks are theirs).
-_SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "compression": CompressionConfig}
+_SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "compression": CompressionConfig,
+             "spans": SpanSettings, "drift": DriftSettings}
 # Settings a section no longer has, and where each is now (one line each).
 _MOVED = {"teacher": MOVED_SETTINGS}
 
@@ -300,9 +307,12 @@ def check_columns(config: PipelineConfig, data_dir: str, source: str = "config")
     Run before the pipeline starts: a misspelt column would otherwise be a silently missing feature.
     A file that is missing or unreadable is left to ExampleGen, which says what is wrong with it.
     list_columns is checked only when set (its default, genres, is MovieLens's: other data may lack it)."""
-    from components.ingest import rows
+    from components.ingest import rows, spans
     from components.ingest.csv_rows import InputFileError
 
+    present = spans.find_spans(data_dir, config.spans) if storage.isdir(data_dir) else []
+    if present:  # data in spans: the newest span's files (ExampleGen checks that every span has its columns)
+        data_dir = spans.span_dir(data_dir, present[-1], config.spans.pattern)
     columns = {}
     for file_name in (rows.USERS_FILE, rows.ITEMS_FILE):
         path = os.path.join(data_dir, file_name)
@@ -322,10 +332,13 @@ def check_columns(config: PipelineConfig, data_dir: str, source: str = "config")
                                   f"{' or '.join(files)} (their feature columns: {known})")
 
 
-def default_split(dataset: str) -> SplitSpec:
-    """movielens-100k: the benchmark's per-user random 75/25, seed 42; own data: per-user time."""
+def default_split(dataset: str, spanned: bool = False) -> SplitSpec:
+    """movielens-100k: the benchmark's per-user random 75/25, seed 42; own data: per-user time;
+    data in spans: the newest span's latest 20% (docs/spans.md)."""
     if dataset in BUILTIN_DATASETS:
         return SplitSpec(method="stratified", test_share=0.25, eval_share=0.1, seed=42)
+    if spanned:
+        return SplitSpec(method="newest_span", test_share=0.2, eval_share=0.1, seed=42)
     return SplitSpec(method="temporal", test_share=0.2, eval_share=0.1, seed=42)
 
 

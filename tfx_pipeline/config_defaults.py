@@ -69,12 +69,14 @@ PIPELINE = {
         "the trending baseline ranks by interactions in the last this many days of training (temporal and "
         "time_cutoff splits only)",
     "ease_max_items": "the ease baseline (a dense item-item inverse) is skipped above this many catalog items",
+    "spans": "input in spans (span-1/, span-2/, ... under --data; docs/spans.md): the keys below",
+    "drift": "the drift check between the newest span and the one before (input in spans): the keys below",
 }
 SPLIT = {
     "method":
-        "stratified (per user, a random share is test), temporal (per user, the latest share is test) or "
-        "time_cutoff (globally, everything at or after a timestamp is test); docs/data.md, \"Running on your own "
-        "data\"",
+        "stratified (per user, a random share is test), temporal (per user, the latest share is test), "
+        "time_cutoff (globally, everything at or after a timestamp is test) or newest_span (the newest span's "
+        "latest share is test: the default of data in spans); docs/data.md, \"Running on your own data\"",
     "test_share": "the share of interactions in test, in [0, 1)",
     "eval_share": "the share of each user's train interactions carved out as the validation split, in [0, 1)",
     "seed": "the random draws' seed (0 to 2^32 - 1)",
@@ -171,9 +173,23 @@ COMPRESSION = {
         "weight, times the student's beta, of the soft term against the uncompressed student's scores over "
         "the whole catalog",
 }
+SPANS = {
+    "window": "interactions of the latest this many spans are trained on (the newest included)",
+    "pattern": "a span directory's name under --data; {SPAN} stands for its number (TFX's placeholder)",
+}
+DRIFT = {
+    "categorical":
+        "bounds of the L-infinity distance of value frequencies, newest span against the previous one, per "
+        "categorical feature",
+    "numeric": "bounds of the Jensen-Shannon divergence of their histograms, per numeric feature",
+    "min_ratio": "drift when the newest span has fewer than this share of the previous span's examples",
+    "max_ratio": "drift when it has more than this many times them",
+    "on_drift": "what a run does on drift: scratch (train from scratch) or warm (start from the last blessed run)",
+}
 SECTIONS: Dict[str, Dict[str, str]] = {"": PIPELINE, "split": SPLIT, "teacher": TEACHER,
                                        "teacher.match_wide": MATCH_WIDE, "teacher.cloze": CLOZE,
-                                       "student": STUDENT, "compression": COMPRESSION}
+                                       "student": STUDENT, "compression": COMPRESSION,
+                                       "spans": SPANS, "drift": DRIFT}
 
 
 def render_defaults() -> str:

@@ -16,6 +16,7 @@ from typing import Dict, Optional
 
 from tfx import v1 as tfx
 
+from components.ingest import spans
 from components.ingest.splits import SPLITS
 from models import artifacts
 
@@ -73,6 +74,14 @@ def resolve_data(data: str, paths: RunPaths) -> str:
     return storage.absolute(data)
 
 
+def span_window(data_dir: str, config: PipelineConfig) -> Optional[spans.SpanWindow]:
+    """The spans a run of data_dir reads (docs/spans.md), or None for the flat files. Pinned here,
+    so that the newest span is part of ExampleGen's cache key."""
+    if not storage.isdir(data_dir) or not spans.is_spanned(data_dir, fingerprints.INPUT_FILES, config.spans):
+        return None
+    return spans.resolve(data_dir, config.spans)
+
+
 def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optional[str] = None,
               pipeline_root: Optional[str] = None, push_root: Optional[str] = None) -> Dict:
     """Runs the pipeline (up to `until`), writes report/ and returns the report dict.
@@ -82,8 +91,10 @@ def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optiona
     os.makedirs(os.path.dirname(paths.log), exist_ok=True)
     started = time.monotonic()
     data_dir = resolve_data(data, paths)
-    pipeline = create_pipeline(config, data, data_dir, fingerprints.data_digest(data_dir), paths.pipeline_root,
-                               paths.metadata, until, push_root=paths.push_root)
+    window = span_window(data_dir, config)
+    pipeline = create_pipeline(config, data, data_dir, fingerprints.data_digest(data_dir, window), paths.pipeline_root,
+                               paths.metadata, until, push_root=paths.push_root, spanned=window is not None,
+                               newest_span=window.newest if window else None)
     with RunLogging(paths.log) as progress:
         try:
             tfx.orchestration.LocalDagRunner().run(pipeline)
@@ -91,17 +102,19 @@ def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optiona
             raise ComponentFailed(progress.running, error, paths.log) from error
     wall = {"total": round(time.monotonic() - started, 2), **progress.wall_seconds}
     result = collect_report(config, data, paths, wall, [c.id for c in pipeline.components],
-                            resources=progress.resources, peak_rss_mib=progress.peak_rss_mib)
+                            resources=progress.resources, peak_rss_mib=progress.peak_rss_mib,
+                            spanned=window is not None)
     report.write_report(paths.output_dir, result)
     return result
 
 
 def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: Dict, components,
-                   resources: Optional[Dict] = None, peak_rss_mib: Optional[float] = None) -> Dict:
+                   resources: Optional[Dict] = None, peak_rss_mib: Optional[float] = None,
+                   spanned: bool = False) -> Dict:
     """The report of the run in `paths` from ML Metadata; wall, resources, peak_rss_mib: what progress measured."""
     metadata = mlmd_outputs.RunMetadata(paths.metadata)
     examples = metadata.latest_output(config.pipeline_name, artifacts.EXAMPLE_GEN, "examples")
-    split = dataclasses.asdict(config.split_spec(dataset))
+    split = dataclasses.asdict(config.split_spec(dataset, spanned))
     counts = mlmd_outputs.custom_json(examples, "split_counts") if examples else None
     split["counts"] = {name: counts[name] for name in SPLITS if name in counts} if counts else None
     quality = mlmd_outputs.custom_json(examples, "data_quality") if examples else None
@@ -119,5 +132,8 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     compressor = artifacts.STUDENT_COMPRESSOR
     compressed = metadata.latest_output(config.pipeline_name, compressor, "model") if compressor in components else None
     compression = mlmd_outputs.read_json_file(compressed.uri, artifacts.COMPRESSION_FILE) if compressed else None
+    drift_node = artifacts.DRIFT_CHECK
+    drift = metadata.latest_output(config.pipeline_name, drift_node, "drift") if drift_node in components else None
     return report.build_report(dataset, split, wall, quality, components, models, curves, blessing, pushed, compression,
-                               baselines, resources=resources, peak_rss_mib=peak_rss_mib, cold_items=cold_items)
+                               baselines, resources=resources, peak_rss_mib=peak_rss_mib, cold_items=cold_items,
+                               drift=mlmd_outputs.read_json_file(drift.uri, artifacts.DRIFT_FILE) if drift else None)

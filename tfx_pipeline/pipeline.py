@@ -9,6 +9,7 @@ import components.compression.trainer_module
 import components.student.trainer_module
 from models import artifacts, settings_codec
 from components import transform_module
+from components.drift.component import DriftCheck
 from components.evaluation.component import ModelEvaluator
 from components.push.component import ModelPusher
 from components.ingest.beam_ingest import IngestSettings
@@ -38,16 +39,23 @@ def create_pipeline(
     until: Optional[str] = None,
     push_root: Optional[str] = None,
     run_token: Optional[str] = None,
+    spanned: bool = False,
+    newest_span: Optional[int] = None,
 ) -> tfx.dsl.Pipeline:
     """The DAG for one dataset; with `until`, only the components up to that one.
     push_root: where serving/ and mobile/ are pushed (default: pipeline_root's parent).
     run_token: new in every run (default: a random one), so that the pushers always run: a push
-    is idempotent, and a cached one would not notice a destination that was deleted or changed."""
+    is idempotent, and a cached one would not notice a destination that was deleted or changed.
+    spanned: data_dir holds spans (docs/spans.md): the drift check runs, the split is newest_span by
+    default; newest_span: the span the local runner found (None: ExampleGen takes the newest it finds)."""
     push_root = push_root or storage.dirname(storage.absolute(pipeline_root))
     run_token = run_token or uuid.uuid4().hex
-    components = _components(config, dataset, data_dir, data_fingerprint, push_root, run_token)
+    components = _components(config, dataset, data_dir, data_fingerprint, push_root, run_token, spanned, newest_span)
     if until is not None:
         components = components[: component_index(components, until) + 1]
+        for component in components:  # order-only edges to what `until` cut (ValidationGate -> Transform)
+            for cut in [node for node in component.downstream_nodes if node not in components]:
+                cut.remove_upstream_node(component)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
@@ -59,13 +67,16 @@ def create_pipeline(
 
 
 def _components(config: PipelineConfig, dataset: str, data_dir: str, data_fingerprint: str, push_root: str,
-                run_token: str) -> List:
+                run_token: str, spanned: bool = False, newest_span: Optional[int] = None) -> List:
+    split = config.split_spec(dataset, spanned)
     settings = IngestSettings(
-        split=config.split_spec(dataset),
+        split=split,
         max_bad_share=config.max_bad_share,
         item_text_columns=config.item_text_columns,
         user_text_columns=config.user_text_columns,
         list_columns=config.list_columns,
+        spans=config.spans,
+        newest_span=newest_span,
     )
     example_gen = InteractionsExampleGen(
         input_dir=data_dir,
@@ -93,6 +104,14 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     )
     # Transform reads the examples directly; the gate only orders it after a clean validation.
     transform.add_upstream_node(validation_gate)
+    drift = []
+    if spanned:  # the newest span against the one before (components/drift/)
+        span_statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["span_pair"]
+                                                       ).with_id(artifacts.SPAN_STATISTICS_GEN)
+        drift = [span_statistics, DriftCheck(
+            statistics=span_statistics.outputs["statistics"], schema=schema_gen.outputs["schema"],
+            span_pair=example_gen.outputs["span_pair"], settings_json=settings_codec.to_json(config.drift),
+            code_digest=code_digest(DriftCheck)).with_id(artifacts.DRIFT_CHECK)]
     teacher_code = code_digest(TeacherTrainer)  # the scorer is defined in the same module
     teacher_trainer = TeacherTrainer(
         examples=example_gen.outputs["examples"],
@@ -139,7 +158,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         compressed=student_compressor.outputs["model"], baseline=latest_blessed.outputs["model"],
         baseline_blessing=latest_blessed.outputs["model_blessing"],
         tolerance=config.bless_tolerance, margin=config.bless_margin,
-        split_method=config.split_spec(dataset).method, trending_days=config.trending_days,
+        split_method=split.method, trending_days=config.trending_days,
         ease_max_items=config.ease_max_items,
         code_digest=code_digest(ModelEvaluator)).with_id(artifacts.MODEL_EVALUATOR)
     # The pushers take no code digest: their run_token differs in every run, so they are never cached.
@@ -149,7 +168,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
                     kind=kind, destination=storage.join(push_root, *artifacts.PUSH_BASES[kind]), run_token=run_token,
                     ).with_id(artifacts.PUSHERS[kind])
         for kind in ("serving", "mobile")]
-    return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, transform,
+    return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, *drift, transform,
             teacher_trainer, teacher_scorer, student_trainer, student_compressor, latest_blessed, model_evaluator,
             *pushers]
 

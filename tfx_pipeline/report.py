@@ -32,14 +32,17 @@ def build_report(
     resources: Optional[Dict[str, Dict[str, Optional[float]]]] = None,
     peak_rss_mib: Optional[float] = None,
     cold_items: Optional[Dict[str, Any]] = None,
+    drift: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """A report of what ran; models that did not run are null, as keys that do not apply are.
     baselines: what the evaluator picked or skipped for ease and trending, and why.
     resources: {component: {"cpu_seconds", "peak_rss_mib"}} (progress.ComponentProgress.resources);
     peak_rss_mib: the largest resident set of the whole run, MiB.
-    cold_items: the cold-item evaluation (components/evaluation/cold.py), None without one."""
+    cold_items: the cold-item evaluation (components/evaluation/cold.py), None without one.
+    drift: the drift check's drift.json (input in spans only: the key is absent otherwise)."""
     entries = {key: (models or {}).get(key) for key in MODEL_KEYS}
     pushed = pushed or {}
+    spanned = {"drift": drift} if drift is not None else {}
     return {
         "dataset": dataset,
         "split": split,
@@ -57,6 +60,7 @@ def build_report(
         "compression": _compression_summary(compression),
         "components": components,
         "training_curves": curves,
+        **spanned,
     }
 
 
@@ -125,6 +129,7 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         f"{split.get('eval_share', '-')}, seed {split.get('seed', '-')}); "
         + ", ".join(f"{name} {n:,}" for name, n in counts.items())
     )
+    lines += _drift_lines(report.get("drift"))
     lines.append("")
     quality_rows = [
         [file, f"{entry['rows']:,}", f"{sum(entry['bad'].values()):,}",
@@ -147,6 +152,15 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         lines += _compression_lines(report)
     lines += _cold_lines(report.get("cold_items"), markdown)
     return "\n".join(lines) + "\n"
+
+
+def _drift_lines(drift: Optional[Dict[str, Any]]) -> List[str]:
+    """One line: the spans compared, the decision and why (docs/spans.md)."""
+    if not drift:
+        return []
+    versus = f"span {drift['newest_span']} against span {drift['previous_span']}" if drift.get("previous_span") \
+        else f"span {drift['newest_span']}"
+    return [f"drift: {versus}: {drift['decision']} ({drift['reason']})"]
 
 
 def _cold_lines(cold_items: Optional[Dict[str, Any]], markdown: bool) -> List[str]:

@@ -17,7 +17,7 @@ from models.trending import TrendingModel
 
 # Splits where "the last days of training" come just before the test period; on a random split
 # the test interactions are spread over the whole history, so "recent" means nothing there.
-TIME_ORDERED = ("temporal", "time_cutoff")
+TIME_ORDERED = ("temporal", "time_cutoff", "newest_span")
 NON_PERSONALIZED = ("popularity", "trending")  # the blessing must beat these (blessing.py)
 
 

@@ -7,7 +7,9 @@ import re
 
 import yaml
 
+from components.drift.comparison import DriftSettings
 from components.ingest.beam_ingest import IngestSettings
+from components.ingest.spans import SpanSettings
 from components.ingest.splits import SplitSpec
 from components.teacher.training import TeacherTrainerSettings
 from models import settings_codec
@@ -60,7 +62,8 @@ def test_the_comments_name_the_settings_docs_configuration_lists():
     config = PipelineConfig()
     classes = {"": PipelineConfig, "split": SplitSpec, "teacher": type(config.teacher),
                "teacher.match_wide": type(config.teacher.match_wide), "teacher.cloze": type(config.teacher.cloze),
-               "student": StudentConfig, "compression": CompressionConfig}
+               "student": StudentConfig, "compression": CompressionConfig, "spans": SpanSettings,
+               "drift": DriftSettings}
     with open(f"{config_defaults.__file__.rsplit('/', 2)[0]}/docs/configuration.md", encoding="utf-8") as f:
         documented = set(re.findall(r"^\| `(\w+)`", f.read(), flags=re.M))
     for section, settings_class in classes.items():

@@ -52,6 +52,36 @@ def test_example_gen_gets_the_benchmark_split_for_movielens(tmp_path):
     assert '"method": "stratified"' in settings and '"seed": 42' in settings and '"test_share": 0.25' in settings
 
 
+def test_data_in_spans_adds_the_drift_check_and_pins_the_newest_span(tmp_path):
+    import json
+
+    from components.drift.comparison import DriftSettings
+
+    config = PipelineConfig(spans={"window": 3}, drift={"categorical": {"item_genres": 0.04}})
+    pipeline = create_pipeline(config, "/data/weekly", str(tmp_path), "digest", str(tmp_path / "root"),
+                               str(tmp_path / "m.sqlite"), spanned=True, newest_span=7)
+    upstream = _upstream(pipeline)
+    assert upstream["SpanStatisticsGen"] == ["InteractionsExampleGen"]
+    assert upstream["DriftCheck"] == ["InteractionsExampleGen", "SchemaGen", "SpanStatisticsGen"]
+    ids = [c.id for c in pipeline.components]
+    assert ids.index("DriftCheck") < ids.index("Transform")
+    by_id = {c.id: c for c in pipeline.components}
+    ingest = json.loads(by_id["InteractionsExampleGen"].exec_properties["settings_json"])
+    assert ingest["newest_span"] == 7 and ingest["spans"] == {"window": 3, "pattern": "span-{SPAN}"}
+    assert ingest["split"]["method"] == "newest_span"
+    drift = json.loads(by_id["DriftCheck"].exec_properties["settings_json"])
+    assert drift == {**json.loads(json.dumps(DriftSettings().__dict__)), "categorical": {"item_genres": 0.04}}
+    # flat data: neither
+    assert not {"SpanStatisticsGen", "DriftCheck"} & {c.id for c in _pipeline(tmp_path).components}
+
+
+def test_until_cuts_order_only_edges_too(tmp_path):
+    # ValidationGate orders Transform without a channel: cut after the gate, the edge goes too.
+    assert [c.id for c in _pipeline(tmp_path, until="ValidationGate").components][-1] == "ValidationGate"
+    gate = _pipeline(tmp_path, until="ValidationGate").components[-1]
+    assert not gate.downstream_nodes
+
+
 def test_until_keeps_the_components_up_to_the_named_one(tmp_path):
     assert [c.id for c in _pipeline(tmp_path, until="SchemaGen").components] == [
         "InteractionsExampleGen", "StatisticsGen", "SchemaGen"]
