@@ -147,6 +147,8 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--data-root", help="the input directory as the cluster sees it (gs://...)")
     compile_.add_argument("--pipeline-root", help="where artifacts go (gs://...)")
     compile_.add_argument("--push-root", help="where serving/ and mobile/ are pushed (gs://...)")
+    compile_.add_argument("--spans", action="store_true",
+                          help="the data root holds span-1/, span-2/, ...: each run takes the newest span (docs/spans.md)")
     compile_.set_defaults(handler=_compile)
 
     config = one_line_errors(commands.add_parser("config", help="print or check pipeline settings (--config files)"))
@@ -378,7 +380,8 @@ def _compile(args) -> int:
     roots = {k: v for k, v in (("data_root", args.data_root), ("pipeline_root", args.pipeline_root),
                                ("push_root", args.push_root)) if v}
     try:
-        spec = kubeflow.compile_pipeline(args.output, args.image or kubeflow.DEFAULT_IMAGE, load_config(args.config), **roots)
+        spec = kubeflow.compile_pipeline(args.output, args.image or kubeflow.DEFAULT_IMAGE, load_config(args.config),
+                                         spans=args.spans, **roots)
     except (ConfigError, ValueError, ImportError) as error:
         return _fail(str(error), EXIT_BAD_INPUT)
     tasks = (spec.get("pipelineSpec") or spec)["root"]["dag"]["tasks"]

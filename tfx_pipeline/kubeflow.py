@@ -27,6 +27,10 @@ What differs from a local run:
                 data_fingerprint (a date, a generation number) when files change in place.
     Pushers     they are compiled with caching off: a push is idempotent, and a cached one would
                 not notice a destination that was deleted (the local runner's run_token does this).
+    Spans       with `spans` (data_root holds span-1/, span-2/, ...: docs/spans.md), ExampleGen takes
+                the newest span present when the run starts, the window before it and the drift check
+                runs; ExampleGen is compiled with caching off, since its cache key cannot know that a
+                span arrived: schedule a run when a span lands (docs/spans.md, "On Kubeflow").
 
 Beam: `config.beam_pipeline_args()` (the DirectRunner settings followed by `beam_args`) is appended
 to the arguments of every task and reaches every Beam component. The DirectRunner settings are
@@ -54,6 +58,7 @@ import yaml
 from tfx.dsl.io import fileio
 from tfx.v1.orchestration import experimental as tfx_experimental
 
+from models import artifacts
 from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
 
@@ -79,25 +84,27 @@ def compile_pipeline(
     pipeline_root: str = DEFAULT_PIPELINE_ROOT,
     push_root: str = DEFAULT_PUSH_ROOT,
     data_fingerprint: str = UNVERSIONED_DATA,
+    spans: bool = False,
 ) -> Dict:
     """Writes the KFP v2 definition of the whole DAG to output_path (.json, .yaml or .yml; a local
     path or a bucket URI) and returns it as a dict. image: the container image of every task.
     data_root: the input directory (interactions.csv, users.csv, items.csv; docs/data.md,
     "Input format"); the split is the default for own data unless `config.split` overrides it.
-    push_root: serving/ and mobile/ are pushed under it."""
+    push_root: serving/ and mobile/ are pushed under it. spans: data_root holds spans (the newest is
+    found when each run starts)."""
     runner_class, runner_config_class = runner_classes()
     if data_root in BUILTIN_DATASETS:
         raise ValueError(f"{data_root!r} is converted on this machine by `recdistill run`; on Kubeflow, data_root "
                          "is a directory of input files the cluster can read (copy <run output>/input there)")
     pipeline = create_pipeline(config, data_root, data_root, data_fingerprint, pipeline_root, _NO_SQLITE,
-                               push_root=push_root, run_token=_RUN_TOKEN)
+                               push_root=push_root, run_token=_RUN_TOKEN, spanned=spans)
     runner = runner_class(config=runner_config_class(default_image=image))
     job = runner.run(pipeline, write_out=False)
     spec = job["pipelineSpec"]
     # The YAML form has no runtimeConfig: the root travels in the spec (both backends read it).
     spec["defaultPipelineRoot"] = pipeline_root
     for node in pipeline.components:
-        if "run_token" in node.exec_properties:
+        if "run_token" in node.exec_properties or (spans and node.id == artifacts.EXAMPLE_GEN):
             spec["root"]["dag"]["tasks"][node.id]["cachingOptions"] = {"enableCache": False}
     document = spec if output_path.endswith(_YAML_SUFFIXES) else job
     _write(document, output_path)

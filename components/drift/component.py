@@ -27,7 +27,7 @@ _SCHEMA_FILE = "schema.pbtxt"  # SchemaGen's and ImportSchemaGen's
 class DriftReport(artifact.Artifact):
     """The drift check's measures and decision (drift.json)."""
 
-    TYPE_NAME = "RecdistillDriftReport"
+    TYPE_NAME = "recdistill.DriftReport"  # namespace.Name: the form Kubeflow v2 requires of custom types
 
 
 @tfx.dsl.components.component

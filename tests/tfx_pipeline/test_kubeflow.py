@@ -9,7 +9,7 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from tfx_pipeline import kubeflow
+from tfx_pipeline import cli, kubeflow
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.pipeline import COMPRESSION_RUN_FN, PREPROCESSING_FN, STUDENT_RUN_FN, create_pipeline
 
@@ -138,3 +138,20 @@ def test_the_compile_command_writes_the_spec_and_names_its_tasks(tmp_path, capsy
     assert "StudentCompressor" in capsys.readouterr().out
     assert "example/recdistill:1" in output.read_text()
     assert cli.main(["compile", "--output", str(tmp_path / "p.json"), "--data-root", "movielens-100k"]) == 2
+
+
+def test_spans_compile_with_the_drift_check_and_the_span_pattern(tmp_path, capsys):
+    path = tmp_path / "spans.json"
+    config = PipelineConfig(spans={"window": 6, "pattern": "week-{SPAN}"})
+    assert cli.main(["compile", "--output", str(path), "--spans", "--data-root", "gs://bucket/weekly"]) == 0
+    assert "DriftCheck" in capsys.readouterr().out
+    spec = kubeflow.compile_pipeline(str(path), IMAGE, config, spans=True, **ROOTS)["pipelineSpec"]
+    tasks = spec["root"]["dag"]["tasks"]
+    assert {"SpanStatisticsGen", "DriftCheck"} <= set(tasks)
+    # ExampleGen finds the newest span when each run starts: its cache cannot know one arrived
+    assert tasks["InteractionsExampleGen"]["cachingOptions"] == {"enableCache": False}
+    assert tasks["DriftCheck"]["cachingOptions"] == {"enableCache": True}
+    parameter = tasks["InteractionsExampleGen"]["inputs"]["parameters"]["settings_json"]
+    settings = json.loads(parameter["runtimeValue"]["constantValue"]["stringValue"])
+    assert settings["spans"] == {"window": 6, "pattern": "week-{SPAN}"} and settings["newest_span"] is None
+    assert settings["split"]["method"] == "newest_span"
