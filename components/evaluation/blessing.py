@@ -7,9 +7,11 @@ Blessed when its test ndcg@10, in this order of rules,
   2. is at least (1 - tolerance) x the float KD student's (compression lost at most `tolerance`);
   3. is at least (1 - tolerance) x the last blessed model's.
 The first rule that fails decides, and the reason names it.
-The last blessed model is evaluated again on this run's test split when it was trained in the
-same index spaces (same vocabularies), as TFMA compares a baseline: both models on the same data;
-otherwise the ndcg@10 recorded on its blessing is used, and the reason says so.
+The last blessed model is evaluated again on this run's test split, as TFMA compares a baseline:
+both models on the same data. Trained on other data (an earlier span: other vocabularies), it is
+looked up by id, and the items and users it never saw count against it, as they would in service
+(evaluate.tflite_ndcg); with data in spans the test split is the newest span's latest interactions,
+so the gate asks whether the candidate is better than what is served on what users do now.
 """
 
 import os
@@ -24,13 +26,13 @@ from models.vocabulary_file import read_vocabulary
 
 
 def decide(results: Dict, tolerance: float, margin: float, baseline_dir: Optional[str], teacher_dir: str,
-           recorded: Optional[float] = None, same_model: bool = False) -> Dict:
+           same_model: bool = False) -> Dict:
     """{"blessed": bool, "reason": str, "tflite_ndcg@10", "student_kd_ndcg@10", "baseline_ndcg@10",
     "non_personalized_ndcg@10": {name: ndcg@10 of the run's popularity and trending (if any)}}.
 
     results: report.json's models (a missing or null baseline is skipped); margin: rule 1's;
-    baseline_dir: the last blessed model's artifact (None: there is none); recorded: the ndcg@10
-    its blessing recorded; same_model: the candidate is that model (a rerun)."""
+    baseline_dir: the last blessed model's artifact (None: there is none); same_model: the candidate
+    is that model (a rerun)."""
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"the blessing tolerance must be in [0, 1), got {tolerance}")
     if not -1.0 < margin < 10.0:
@@ -61,7 +63,7 @@ def decide(results: Dict, tolerance: float, margin: float, baseline_dir: Optiona
         return {**decision, "blessed": True, "reason": reason + "; it is the last blessed model"}
     if baseline_dir is None:
         return {**decision, "blessed": True, "reason": reason + "; no earlier blessed model"}
-    previous, how = baseline_ndcg(baseline_dir, teacher_dir, recorded)
+    previous, how = baseline_ndcg(baseline_dir, teacher_dir)
     decision["baseline_ndcg@10"] = round(previous, 4)
     if candidate < (1 - tolerance) * previous:
         return {**decision, "blessed": False, "reason": f"tflite ndcg@10 {candidate:.4f} < {1 - tolerance:.2f} x "
@@ -69,15 +71,16 @@ def decide(results: Dict, tolerance: float, margin: float, baseline_dir: Optiona
     return {**decision, "blessed": True, "reason": reason + f"; last blessed model {previous:.4f} ({how})"}
 
 
-def baseline_ndcg(baseline_dir: str, teacher_dir: str, recorded: Optional[float]) -> (float, str):
-    """(ndcg@10 of the last blessed model's TFLite, how it was obtained)."""
+def baseline_ndcg(baseline_dir: str, teacher_dir: str) -> (float, str):
+    """(ndcg@10 of the last blessed model's TFLite on this run's test split, how it was obtained)."""
     mobile = os.path.join(baseline_dir, artifacts.MOBILE_DIR)
     dataset = load_dataset(os.path.join(teacher_dir, artifacts.DATASET_FILE))
-    if read_vocabulary(os.path.join(mobile, signatures.USER_VOCAB)) == list(dataset.user_ids) and \
-            read_vocabulary(os.path.join(mobile, signatures.ITEM_VOCAB)) == list(dataset.item_ids):
-        return evaluate.tflite_ndcg(os.path.join(mobile, signatures.TFLITE_FILE), dataset), "on this test split"
-    if recorded is None:
-        raise ValueError(f"the last blessed model ({baseline_dir}) was trained on other vocabularies and its "
-                         "blessing records no ndcg@10 to compare with")
-    return float(recorded), "recorded at its blessing: other vocabularies"
+    users = read_vocabulary(os.path.join(mobile, signatures.USER_VOCAB))
+    items = read_vocabulary(os.path.join(mobile, signatures.ITEM_VOCAB))
+    model = os.path.join(mobile, signatures.TFLITE_FILE)
+    if users == list(dataset.user_ids) and items == list(dataset.item_ids):
+        return evaluate.tflite_ndcg(model, dataset), "on this test split"
+    unknown = len(set(dataset.item_ids[1:]) - set(items[1:]))
+    return evaluate.tflite_ndcg(model, dataset, (users, items)), \
+        f"on this test split by id: {unknown:,} of its {dataset.num_items - 1:,} items new to it"
 

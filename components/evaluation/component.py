@@ -42,8 +42,10 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     baseline: tfx.dsl.components.InputArtifact[standard_artifacts.Model] = None,
     baseline_blessing: tfx.dsl.components.InputArtifact[standard_artifacts.ModelBlessing] = None,
 ) -> None:
-    """code_digest is not read: it makes TFX's cache miss when the evaluation code changes."""
-    del code_digest
+    """code_digest is not read: it makes TFX's cache miss when the evaluation code changes.
+    baseline_blessing is not read either: the resolver pairs it with `baseline`, which it proves
+    blessed; the baseline is evaluated again on this run's test split (blessing.py)."""
+    del code_digest, baseline_blessing
     settings = BaselineSettings(split_method=split_method, trending_days=trending_days, ease_max_items=ease_max_items)
     results, baselines, cold_items = evaluate.evaluate_all(teacher.uri, student.uri, compressed.uri, settings)
     storage.write_text(os.path.join(evaluation.uri, artifacts.EVALUATION_FILE), json.dumps(results, indent=2))
@@ -53,12 +55,8 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     evaluation.set_string_custom_property("cold_items", json.dumps(cold_items, sort_keys=True))
     evaluation.set_string_custom_property("curves", json.dumps(curves, sort_keys=True))
 
-    recorded = None
-    if baseline_blessing is not None:
-        recorded = (json.loads(baseline_blessing.get_string_custom_property("metrics") or "null") or {}).get("ndcg@10")
     decision = blessing_lib.decide(results, tolerance, margin, baseline.uri if baseline is not None else None,
-                                   teacher.uri, recorded=recorded,
-                                   same_model=baseline is not None and baseline.id == compressed.id)
+                                   teacher.uri, same_model=baseline is not None and baseline.id == compressed.id)
     blessing.set_int_custom_property("blessed", int(decision["blessed"]))
     blessing.set_int_custom_property("current_model_id", compressed.id)
     blessing.set_string_custom_property("current_model", compressed.uri)

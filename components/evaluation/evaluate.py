@@ -9,7 +9,7 @@ and eval (the benchmark's training set) are removed. Each model's entry follows 
 
 import json
 import os
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -94,14 +94,44 @@ def _tflite_scores(path: str, latest) -> Callable:
     return lambda users: np.stack([full.all_scores(int(u), latest[u]) for u in users])
 
 
-def tflite_ndcg(path: str, dataset) -> float:
-    """ndcg@10 of a TFLite model on `dataset`'s test split (a baseline's, for the blessing)."""
+def tflite_ndcg(path: str, dataset, vocabularies: Optional[Tuple[Sequence[str], Sequence[str]]] = None) -> float:
+    """ndcg@10 of a TFLite model on `dataset`'s test split (a baseline's, for the blessing).
+
+    vocabularies: the model's (user ids, item ids), index i at [i], when they are not the dataset's
+    (a model of an earlier span): users and history items are looked up by id (a user it never saw
+    is its index 0, items it never saw leave the history), and an item it never saw gets no score
+    (-inf: ranked last, so a test interaction with it is a miss). That is the comparison the push
+    gate wants: what the old model would have recommended to these users on this data."""
     history = storage.read_json(storage.join(storage.dirname(path), signatures.METADATA))["history"]
     evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
     latest = training.latest_histories(dataset, history)
     with storage.local_copy(path) as local:  # the interpreter reads local files only
-        scores = evaluator.evaluate(_tflite_scores(local, latest), ks=(10,))
+        score_fn = _tflite_scores(local, latest) if vocabularies is None else \
+            _tflite_scores_by_id(local, latest, dataset, *vocabularies)
+        scores = evaluator.evaluate(score_fn, ks=(10,))
     return float(scores["ndcg@10"])
+
+
+def _tflite_scores_by_id(path: str, latest: np.ndarray, dataset, user_ids: Sequence[str],
+                         item_ids: Sequence[str]) -> Callable:
+    """score_fn(users [B]) -> [B, dataset.num_items] of a model indexed by other vocabularies."""
+    full = TFLiteRanker(path, full_scores=True)
+    own_user = {uid: i for i, uid in enumerate(user_ids) if i}
+    own_item = {iid: i for i, iid in enumerate(item_ids) if i}
+    user_map = np.array([own_user.get(uid, 0) for uid in dataset.user_ids], np.int64)
+    item_map = np.array([own_item.get(iid, 0) for iid in dataset.item_ids], np.int64)
+    item_map[0] = 0
+    known = item_map > 0
+
+    def scores(users):
+        rows = np.full([len(users), dataset.num_items], -np.inf, np.float32)
+        for row, user in enumerate(users):
+            history = [int(i) for i in item_map[latest[user]] if i > 0]  # most recent first, unknown ones dropped
+            own = full.all_scores(int(user_map[user]), history)
+            rows[row, known] = own[item_map[known]]
+        return rows
+
+    return scores
 
 
 def evaluate_students(student_dir: str, dataset, evaluator: RetrievalEvaluator) -> Dict[str, Dict]:

@@ -52,7 +52,7 @@ def test_a_zero_margin_only_asks_to_match_the_baselines():
 
 def test_a_worse_model_than_the_last_blessed_is_not_blessed():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(blessing, "baseline_ndcg", lambda baseline, teacher, recorded: (0.45, "on this test split"))
+        patch.setattr(blessing, "baseline_ndcg", lambda baseline, teacher: (0.45, "on this test split"))
         assert not blessing.decide(_results(0.43, 0.43), 0.02, 0.05, "baseline", "teacher")["blessed"]  # < 0.441
         decision = blessing.decide(_results(0.442, 0.43), 0.02, 0.05, "baseline", "teacher")
         assert decision["blessed"] and decision["baseline_ndcg@10"] == 0.45
@@ -70,21 +70,49 @@ def test_a_rerun_of_the_blessed_model_is_blessed_without_comparing_it_to_itself(
     assert decision["blessed"] and "it is the last blessed model" in decision["reason"]
 
 
-def test_a_baseline_on_other_vocabularies_is_compared_by_its_recorded_ndcg(tmp_path):
-    from models.foundation import signatures
-    from models.interaction_data import save_dataset
-    from tests.conftest import toy_dataset
+def test_a_baseline_on_other_vocabularies_is_evaluated_by_id_on_this_test_split(tmp_path):
+    """An earlier span's model: the same model with its index spaces permuted scores the same
+    ndcg@10 by id as in its own order; a test item it never saw is a miss it cannot avoid."""
+    import dataclasses
 
+    import numpy as np
+
+    from components.evaluation import evaluate
+    from models.foundation import signatures
+    from models.interaction_data import Split, save_dataset
+    from tests.conftest import write_tiny_mobile_run
+
+    mobile, toy, _ = write_tiny_mobile_run(tmp_path / "run")
+    model = str(mobile / signatures.TFLITE_FILE)
+    own = evaluate.tflite_ndcg(model, toy)
+    vocabularies = (list(toy.user_ids), list(toy.item_ids))
+    # the same data in other index orders (a later run numbers ids by frequency)
+    rng = np.random.default_rng(3)
+    users, items = np.concatenate([[0], 1 + rng.permutation(toy.num_users - 1)]), \
+        np.concatenate([[0], 1 + rng.permutation(toy.num_items - 1)])
+    new_user, new_item = np.argsort(users), np.argsort(items)  # old index -> new index
+    permuted = dataclasses.replace(
+        toy, user_ids=[toy.user_ids[u] for u in users], item_ids=[toy.item_ids[i] for i in items],
+        user_texts=[toy.user_texts[u] for u in users], item_texts=[toy.item_texts[i] for i in items],
+        splits={name: Split(new_user[s.user], new_item[s.item], s.timestamp) for name, s in toy.splits.items()})
+    assert evaluate.tflite_ndcg(model, permuted, vocabularies) == pytest.approx(own, abs=1e-6)
+    # one more item, new to the model, which every test user interacted with: each loses its hits on it
+    grown = dataclasses.replace(
+        toy, item_ids=[*toy.item_ids, "i-new"], item_texts=[*toy.item_texts, "new"],
+        splits={**toy.splits, "test": Split(
+            np.concatenate([toy.splits["test"].user, np.unique(toy.splits["test"].user)]),
+            np.concatenate([toy.splits["test"].item, np.full(len(np.unique(toy.splits["test"].user)), toy.num_items)]),
+            np.concatenate([toy.splits["test"].timestamp, np.full(len(np.unique(toy.splits["test"].user)), 10**9)]))})
+    assert evaluate.tflite_ndcg(model, grown, vocabularies) < own
+    # through the gate: the baseline's figure and how it was obtained
     teacher = tmp_path / "teacher"
     teacher.mkdir()
-    save_dataset(toy_dataset(), str(teacher / "dataset.npz"))
-    mobile = tmp_path / "baseline" / "mobile"
-    mobile.mkdir(parents=True)
-    (mobile / signatures.USER_VOCAB).write_text("\nsomeone-else\n")
-    (mobile / signatures.ITEM_VOCAB).write_text("\nanother-item\n")
-    assert blessing.baseline_ndcg(str(tmp_path / "baseline"), str(teacher), 0.5) == (
-        0.5, "recorded at its blessing: other vocabularies")
-    decision = blessing.decide(_results(0.45, 0.45), 0.02, 0.05, str(tmp_path / "baseline"), str(teacher), recorded=0.5)
-    assert not decision["blessed"] and "other vocabularies" in decision["reason"]
-    with pytest.raises(ValueError, match="records no ndcg@10"):
-        blessing.baseline_ndcg(str(tmp_path / "baseline"), str(teacher), None)
+    save_dataset(grown, str(teacher / "dataset.npz"))
+    (tmp_path / "baseline").mkdir()
+    (tmp_path / "baseline" / "mobile").symlink_to(mobile)
+    figure, how = blessing.baseline_ndcg(str(tmp_path / "baseline"), str(teacher))
+    assert figure == pytest.approx(evaluate.tflite_ndcg(model, grown, vocabularies))
+    assert how == "on this test split by id: 1 of its 31 items new to it"
+    weakened = blessing.decide(_results(figure * 0.9, figure * 0.9), 0.02, -0.9, str(tmp_path / "baseline"),
+                               str(teacher))
+    assert not weakened["blessed"] and "the last blessed model's" in weakened["reason"] and "by id" in weakened["reason"]
