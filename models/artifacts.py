@@ -18,6 +18,9 @@ DATASET_FILE = "dataset.npz"  # index spaces and splits (models/interaction_data
 ITEM_TEXT_FILE = "item_text.npy"  # [items, 384] the pretrained text embeddings (cold-item runs only)
 TRAINING_FILE = "training.json"  # the teacher's settings and loss curves; the students' too (below)
 LOG_DIR = "logs"  # TensorBoard
+# the final teacher's weights as arrays, for a warm start of the next run's (models/teacher_warm_start.py);
+# StudentTrainer's and StudentCompressor's artifacts carry a copy, with DATASET_FILE (its item ids)
+TEACHER_WEIGHTS_FILE = "teacher_weights.npz"
 FEATURES_FILE = "features.npz"  # the Transform feature tables in the index spaces (models/feature_tables.py)
 
 # --- inside StudentTrainer's Model artifact (components/student/trainer_module.py) -------------

@@ -58,6 +58,7 @@ from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before Ten
 
 from models import distribute
 from models.teacher_objectives import Cloze, MatchWide
+from models.teacher_warm_start import WarmStart
 from models.teacher_parts import normalize_text, recency_weights, weighted_rows
 
 
@@ -122,6 +123,8 @@ class TeacherConfig:
     # Keras 3 "mixed_float16" (float16 compute, float32 variables, loss scaling) on a GPU; ignored
     # (float32, logged) without one. Scores stay float32; the export computes in float32.
     mixed_precision: bool = False
+    # phase one when started from the last blessed run's teacher (data in spans: docs/spans.md)
+    warm_start: WarmStart = dataclasses.field(default_factory=WarmStart)
 
     def __post_init__(self):
         for name in ("dim", "layers", "heads", "intermediate", "sequence", "history", "batch_size", "epochs",
@@ -142,7 +145,7 @@ class TeacherConfig:
         object.__setattr__(self, "half_life", _half_life(self.half_life))
         if self.objective not in OBJECTIVES:
             raise ValueError(f"teacher objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
-        for name, kind in (("match_wide", MatchWide), ("cloze", Cloze)):
+        for name, kind in (("match_wide", MatchWide), ("cloze", Cloze), ("warm_start", WarmStart)):
             if not isinstance(getattr(self, name), kind):
                 raise ValueError(f"teacher {name} must be a mapping of its settings, got {getattr(self, name)!r}")
         if self.refit not in REFITS:

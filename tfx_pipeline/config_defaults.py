@@ -120,6 +120,7 @@ TEACHER = {
         "tf.distribute strategy: default (one device), mirrored (the GPUs of one machine), "
         "multi_worker_mirrored (TF_CONFIG's workers); docs/scale.md",
     "mixed_precision": "Keras 3 mixed_float16 on a GPU (ignored, and logged, without one); scores stay float32",
+    "warm_start": "phase one when the teacher starts from the last blessed run's (data in spans; the keys below)",
 }
 MATCH_WIDE = {
     "deep_weight":
@@ -173,6 +174,11 @@ COMPRESSION = {
         "weight, times the student's beta, of the soft term against the uncompressed student's scores over "
         "the whole catalog",
 }
+WARM_START = {
+    "epochs": "phase one's epochs when the teacher starts from the last blessed run's (data in spans)",
+    "min_epochs": "as min_epochs, for such a phase one",
+    "patience": "as patience, for such a phase one",
+}
 SPANS = {
     "window": "interactions of the latest this many spans are trained on (the newest included)",
     "pattern": "a span directory's name under --data; {SPAN} stands for its number (TFX's placeholder)",
@@ -188,6 +194,7 @@ DRIFT = {
 }
 SECTIONS: Dict[str, Dict[str, str]] = {"": PIPELINE, "split": SPLIT, "teacher": TEACHER,
                                        "teacher.match_wide": MATCH_WIDE, "teacher.cloze": CLOZE,
+                                       "teacher.warm_start": WARM_START,
                                        "student": STUDENT, "compression": COMPRESSION,
                                        "spans": SPANS, "drift": DRIFT}
 

@@ -132,8 +132,13 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
     compressor = artifacts.STUDENT_COMPRESSOR
     compressed = metadata.latest_output(config.pipeline_name, compressor, "model") if compressor in components else None
     compression = mlmd_outputs.read_json_file(compressed.uri, artifacts.COMPRESSION_FILE) if compressed else None
-    drift_node = artifacts.DRIFT_CHECK
+    drift_node, teacher_node = artifacts.DRIFT_CHECK, artifacts.TEACHER_TRAINER
     drift = metadata.latest_output(config.pipeline_name, drift_node, "drift") if drift_node in components else None
+    teacher = metadata.latest_output(config.pipeline_name, teacher_node, "model") \
+        if drift and teacher_node in components else None
+    warm_start = {"teacher": (mlmd_outputs.read_json_file(teacher.uri, artifacts.TRAINING_FILE) or {}).get(
+        "warm_start")} if teacher else None
     return report.build_report(dataset, split, wall, quality, components, models, curves, blessing, pushed, compression,
                                baselines, resources=resources, peak_rss_mib=peak_rss_mib, cold_items=cold_items,
-                               drift=mlmd_outputs.read_json_file(drift.uri, artifacts.DRIFT_FILE) if drift else None)
+                               drift=mlmd_outputs.read_json_file(drift.uri, artifacts.DRIFT_FILE) if drift else None,
+                               warm_start=warm_start)

@@ -112,12 +112,19 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
             statistics=span_statistics.outputs["statistics"], schema=schema_gen.outputs["schema"],
             span_pair=example_gen.outputs["span_pair"], settings_json=settings_codec.to_json(config.drift),
             code_digest=code_digest(DriftCheck)).with_id(artifacts.DRIFT_CHECK)]
+    latest_blessed = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(artifacts.BLESSED_RESOLVER)
+    # Data in spans: the teacher starts from the last blessed run's when the drift check says warm.
+    warm = {"warm_from": latest_blessed.outputs["model"], "drift": drift[-1].outputs["drift"]} if drift else {}
     teacher_code = code_digest(TeacherTrainer)  # the scorer is defined in the same module
     teacher_trainer = TeacherTrainer(
         examples=example_gen.outputs["examples"],
         catalog=example_gen.outputs["catalog"],
         transform_graph=transform.outputs["transform_graph"],
-        settings_json=settings_codec.to_json(config.teacher_settings()), code_digest=teacher_code,
+        settings_json=settings_codec.to_json(config.teacher_settings()), code_digest=teacher_code, **warm,
     ).with_id(artifacts.TEACHER_TRAINER)
     teacher_scorer = TeacherScorer(
         teacher=teacher_trainer.outputs["model"], negatives=config.scoring_negatives,
@@ -148,11 +155,6 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         custom_config={"compression": settings_codec.to_dict(config.compression),
                        "code_digest": code_digest(_COMPRESSION_RUN)},
     ).with_id(artifacts.STUDENT_COMPRESSOR)
-    latest_blessed = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(artifacts.BLESSED_RESOLVER)
     model_evaluator = ModelEvaluator(
         teacher=teacher_trainer.outputs["model"], student=student_trainer.outputs["model"],
         compressed=student_compressor.outputs["model"], baseline=latest_blessed.outputs["model"],
@@ -168,8 +170,10 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
                     kind=kind, destination=storage.join(push_root, *artifacts.PUSH_BASES[kind]), run_token=run_token,
                     ).with_id(artifacts.PUSHERS[kind])
         for kind in ("serving", "mobile")]
+    # With spans the teacher reads the resolver, so it comes before it (--until cuts this list).
+    early, late = ([latest_blessed], []) if drift else ([], [latest_blessed])
     return [example_gen, statistics_gen, schema_gen, example_validator, validation_gate, *drift, transform,
-            teacher_trainer, teacher_scorer, student_trainer, student_compressor, latest_blessed, model_evaluator,
+            *early, teacher_trainer, teacher_scorer, student_trainer, student_compressor, *late, model_evaluator,
             *pushers]
 
 

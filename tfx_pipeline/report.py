@@ -33,16 +33,18 @@ def build_report(
     peak_rss_mib: Optional[float] = None,
     cold_items: Optional[Dict[str, Any]] = None,
     drift: Optional[Dict[str, Any]] = None,
+    warm_start: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """A report of what ran; models that did not run are null, as keys that do not apply are.
     baselines: what the evaluator picked or skipped for ease and trending, and why.
     resources: {component: {"cpu_seconds", "peak_rss_mib"}} (progress.ComponentProgress.resources);
     peak_rss_mib: the largest resident set of the whole run, MiB.
     cold_items: the cold-item evaluation (components/evaluation/cold.py), None without one.
-    drift: the drift check's drift.json (input in spans only: the key is absent otherwise)."""
+    drift: the drift check's drift.json; warm_start: {"teacher": where it started from and why}
+    (input in spans only: both keys are absent otherwise)."""
     entries = {key: (models or {}).get(key) for key in MODEL_KEYS}
     pushed = pushed or {}
-    spanned = {"drift": drift} if drift is not None else {}
+    spanned = {"drift": drift, "warm_start": warm_start} if drift is not None else {}
     return {
         "dataset": dataset,
         "split": split,
@@ -129,7 +131,7 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         f"{split.get('eval_share', '-')}, seed {split.get('seed', '-')}); "
         + ", ".join(f"{name} {n:,}" for name, n in counts.items())
     )
-    lines += _drift_lines(report.get("drift"))
+    lines += _drift_lines(report.get("drift"), report.get("warm_start"))
     lines.append("")
     quality_rows = [
         [file, f"{entry['rows']:,}", f"{sum(entry['bad'].values()):,}",
@@ -154,13 +156,18 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _drift_lines(drift: Optional[Dict[str, Any]]) -> List[str]:
-    """One line: the spans compared, the decision and why (docs/spans.md)."""
+def _drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str, Any]]) -> List[str]:
+    """The spans compared, the decision and why; where the teacher started from (docs/spans.md)."""
     if not drift:
         return []
     versus = f"span {drift['newest_span']} against span {drift['previous_span']}" if drift.get("previous_span") \
         else f"span {drift['newest_span']}"
-    return [f"drift: {versus}: {drift['decision']} ({drift['reason']})"]
+    lines = [f"drift: {versus}: {drift['decision']} ({drift['reason']})"]
+    started = (warm_start or {}).get("teacher")
+    if started:
+        kept = f" ({started['items_kept']:,} items kept, {started['items_new']:,} new)" if started.get("from") else ""
+        lines.append(f"teacher: {started['reason']}{kept}")
+    return lines
 
 
 def _cold_lines(cold_items: Optional[Dict[str, Any]], markdown: bool) -> List[str]:

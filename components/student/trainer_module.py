@@ -36,5 +36,5 @@ def run_fn(fn_args) -> None:
     # The artifact dirs may be gs:// (Kubeflow, Vertex); json.dumps(indent=2) keeps the local bytes.
     storage.write_text(storage.join(model_dir, artifacts.TRAINING_FILE), json.dumps(summary, indent=2))
 
-    for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE):
+    for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE, artifacts.TEACHER_WEIGHTS_FILE):
         storage.copy(storage.join(teacher_dir, name), storage.join(model_dir, name))

@@ -7,6 +7,7 @@ import apache_beam as beam
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 
+from components.drift.component import DriftReport
 from components.teacher import scoring, training
 from models import settings_codec
 
@@ -19,20 +20,31 @@ def TeacherTrainer(  # noqa: N802 (TFX names components like classes)
     settings_json: tfx.dsl.components.Parameter[str],
     code_digest: tfx.dsl.components.Parameter[str],
     model: tfx.dsl.components.OutputArtifact[standard_artifacts.Model],
+    warm_from: tfx.dsl.components.InputArtifact[standard_artifacts.Model] = None,
+    drift: tfx.dsl.components.InputArtifact[DriftReport] = None,
 ) -> None:
     """Exports the teacher SavedModel, its dataset index and training.json into `model`.
 
     settings_json: training.TeacherTrainerSettings (models/settings_codec.py). code_digest is not
-    read: it makes TFX's cache miss when the teacher's code changes."""
+    read: it makes TFX's cache miss when the teacher's code changes. Data in spans: warm_from, the
+    last blessed model (LatestBlessedModelResolver), and drift, the drift check's decision: a
+    warm start when it says warm (training.warm_source)."""
     del code_digest
     import tensorflow_transform as tft
 
     vocab = tft.TFTransformOutput(transform_graph.uri)
     vocabularies = tuple(
         [v.decode("utf-8") for v in vocab.vocabulary_by_name(name)] for name in ("user_id", "item_id"))
+    warm = None
+    if drift is not None:
+        warm = training.warm_source(warm_from.uri if warm_from is not None else None,
+                                    drift.get_string_custom_property("decision"),
+                                    drift.get_string_custom_property("reason"))
     summary = training.train_and_export(
         examples.uri, catalog.uri, transform_graph.uri, vocabularies, model.uri,
-        settings_codec.from_json(training.TeacherTrainerSettings, settings_json))
+        settings_codec.from_json(training.TeacherTrainerSettings, settings_json), warm=warm)
+    if warm is not None:
+        model.set_string_custom_property("warm_start", summary["warm_start"]["reason"])
     for key in ("params", "epochs", "encoder"):
         value = summary[key]
         if isinstance(value, int):

@@ -25,7 +25,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from models import (artifacts, distribute, feature_tables, interaction_data, settings_codec, teacher, teacher_training,
-                    text_columns, text_encoder)
+                    teacher_warm_start, text_columns, text_encoder)
 from models.teacher import TeacherConfig
 from models.foundation import storage
 
@@ -57,8 +57,9 @@ def trainer_settings(settings: SettingsLike) -> TeacherTrainerSettings:
 
 
 def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: str, vocabularies, out_dir: str,
-                     settings: SettingsLike) -> Dict:
+                     settings: SettingsLike, warm: Optional[Dict[str, Any]] = None) -> Dict:
     """vocabularies: (user ids, item ids) in Transform's vocabulary order. Returns training.json.
+    warm: warm_source's answer (None: from scratch, no drift check ran).
 
     Also writes the users' and items' Transform features in the same index space for the student
     (features.npz, models/feature_tables.py).
@@ -77,28 +78,46 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
     if distribute.is_chief():  # the other workers' models need no features
         feature_tables.save(feature_tables.build(transform_graph_uri, dataset),
                             os.path.join(out_dir, artifacts.FEATURES_FILE))
-    return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started)
+    return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started, warm=warm)
+
+
+def warm_source(blessed_dir: Optional[str], decision: Optional[str], reason: str) -> Dict[str, Any]:
+    """{"from": the directory to start from or None, "reason": one line}: a warm start when the drift
+    check said warm (decision, reason: its drift.json's) and the last blessed model carries the
+    teacher weights it needs (artifacts.TEACHER_WEIGHTS_FILE and DATASET_FILE, copied along by the
+    student and compression Trainers)."""
+    if decision is None:
+        return {"from": None, "reason": "from scratch: no drift check (the data is not in spans)"}
+    if decision != "warm":
+        return {"from": None, "reason": f"from scratch: {reason}"}
+    if blessed_dir is None:
+        return {"from": None, "reason": "from scratch: no blessed model to start from yet"}
+    if not storage.exists(storage.join(blessed_dir, artifacts.TEACHER_WEIGHTS_FILE)):
+        return {"from": None, "reason": "from scratch: the last blessed model carries no teacher weights "
+                                        "(trained before warm starts existed)"}
+    return {"from": blessed_dir, "reason": f"warm start from the last blessed run: {reason}"}
 
 
 def fit_and_export(dataset, out_dir: str, settings: SettingsLike, read_seconds: float = 0.0,
-                   item_text: Optional[np.ndarray] = None) -> Dict:
+                   item_text: Optional[np.ndarray] = None, warm: Optional[Dict[str, Any]] = None) -> Dict:
     """Encodes the item texts (unless given: the quality bench encodes them once for every teacher
     it trains), picks the wide part, trains, exports into out_dir (a temporary directory on a worker
     that is not the chief); returns training.json."""
     settings = trainer_settings(settings)
     config = settings.teacher
     distribute.strategy_for(config.distribute)  # multi_worker_mirrored: a ValueError if created too late
+    warm = warm or {"from": None, "reason": "from scratch"}
     if distribute.is_chief():
-        return _fit_and_export(dataset, out_dir, settings, config, read_seconds, item_text)
+        return _fit_and_export(dataset, out_dir, settings, config, read_seconds, item_text, warm)
     scratch = tempfile.mkdtemp(prefix="teacher-worker-")
     try:
-        return _fit_and_export(dataset, scratch, settings, config, read_seconds, item_text)
+        return _fit_and_export(dataset, scratch, settings, config, read_seconds, item_text, warm)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, config: teacher.TeacherConfig,
-                    read_seconds: float, item_text: Optional[np.ndarray]) -> Dict:
+                    read_seconds: float, item_text: Optional[np.ndarray], warm: Dict[str, Any]) -> Dict:
     from models import ease
     from models.retrieval_metrics import split_evaluator
 
@@ -128,17 +147,22 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     model = teacher.build_teacher(item_text, wide_train, half_life, config,
                                   known_items=interaction_data.items_with_interactions(train.item, dataset.num_items))
     precision = model.dtype_policy.name  # "mixed_float16" or "float32" (the export makes it float32)
-    history = teacher_training.fit(model, latest, evaluator, config, half_life,
+    warm = _started(model, warm, dataset)
+    phase_one = config.warm_start.applied_to(config) if warm["from"] else config
+    history = teacher_training.fit(model, latest, evaluator, phase_one, half_life,
                                    log_dir=os.path.join(out_dir, artifacts.LOG_DIR))
     known = latest_split(dataset)
     wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
     wide_final, text_final = text_columns.with_text_columns(wide_final, item_text, known.item)
     final = teacher.build_teacher(item_text, wide_final, half_life, config,
                                   known_items=interaction_data.items_with_interactions(known.item, dataset.num_items))
+    if warm["from"]:  # refit "scratch" starts here too (refit "warm" copies phase one's weights anyway)
+        _started(final, warm, dataset)
     refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), config, half_life,
                                    epochs=history["best_epoch"])
 
     teacher_training.export(model, final, os.path.join(out_dir, artifacts.SAVED_MODEL_DIR), config.history)
+    teacher_warm_start.save(final, storage.join(out_dir, artifacts.TEACHER_WEIGHTS_FILE))
     interaction_data.save_dataset(dataset, os.path.join(out_dir, artifacts.DATASET_FILE))
     if len(dataset.cold_items):  # the text-kNN baseline of the cold-item evaluation reads them
         storage.save_npy(storage.join(out_dir, artifacts.ITEM_TEXT_FILE), np.asarray(item_text, np.float32))
@@ -153,6 +177,7 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
         "head_params": head,
         "gate": round(float(np.asarray(model.gate)), 4),
         "deep_weight": history["deep_weight"],
+        "warm_start": warm,
         "best_epoch": history["best_epoch"],
         "refit": refit,
         "texts_encoded": len(dataset.item_texts),
@@ -170,6 +195,20 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     # out_dir may be a gs:// artifact; json.dumps(indent=2) keeps the file's bytes as they were.
     storage.write_text(storage.join(out_dir, artifacts.TRAINING_FILE), json.dumps(summary, indent=2))
     return summary
+
+
+def _started(model, warm: Dict[str, Any], dataset) -> Dict[str, Any]:
+    """Restores `model` from warm["from"] (a blessed model's directory) when set; returns warm with
+    what was kept, or turned into a start from scratch when the earlier teacher does not fit."""
+    if not warm["from"]:
+        return warm
+    earlier = interaction_data.load_dataset(storage.join(warm["from"], artifacts.DATASET_FILE))
+    try:
+        kept = teacher_warm_start.restore(model, storage.join(warm["from"], artifacts.TEACHER_WEIGHTS_FILE),
+                                          earlier.item_ids, dataset.item_ids)
+    except teacher_warm_start.ArchitectureChanged as error:
+        return {"from": None, "reason": f"from scratch: {error}"}
+    return {**warm, **kept}
 
 
 def encoder_for(settings: SettingsLike, dataset) -> text_encoder.TextEncoder:

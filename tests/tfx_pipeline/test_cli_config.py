@@ -62,6 +62,7 @@ def test_the_comments_name_the_settings_docs_configuration_lists():
     config = PipelineConfig()
     classes = {"": PipelineConfig, "split": SplitSpec, "teacher": type(config.teacher),
                "teacher.match_wide": type(config.teacher.match_wide), "teacher.cloze": type(config.teacher.cloze),
+               "teacher.warm_start": type(config.teacher.warm_start),
                "student": StudentConfig, "compression": CompressionConfig, "spans": SpanSettings,
                "drift": DriftSettings}
     with open(f"{config_defaults.__file__.rsplit('/', 2)[0]}/docs/configuration.md", encoding="utf-8") as f:

@@ -63,6 +63,9 @@ def test_data_in_spans_adds_the_drift_check_and_pins_the_newest_span(tmp_path):
     upstream = _upstream(pipeline)
     assert upstream["SpanStatisticsGen"] == ["InteractionsExampleGen"]
     assert upstream["DriftCheck"] == ["InteractionsExampleGen", "SchemaGen", "SpanStatisticsGen"]
+    # the teacher starts from the last blessed run's when the drift check says warm
+    assert upstream["TeacherTrainer"] == ["DriftCheck", "InteractionsExampleGen", "LatestBlessedModelResolver",
+                                          "Transform"]
     ids = [c.id for c in pipeline.components]
     assert ids.index("DriftCheck") < ids.index("Transform")
     by_id = {c.id: c for c in pipeline.components}

@@ -1,0 +1,102 @@
+"""The teacher's weights between runs: saved beside its export, and a new run's teacher started from
+them when the data moved only a little (data in spans, docs/spans.md).
+
+Keras 3's load_model does not read SavedModels, so the exporter also writes the final teacher's
+weights as arrays (`save`, artifacts.TEACHER_WEIGHTS_FILE). A warm start (`restore`) copies them into
+a freshly built teacher of the new run:
+  - every weight that does not depend on the catalog (the text projection, the recency-rank
+    embedding, the layer norms, the Transformer layers, the objective's scalars), matched by its
+    position among the model's weights, with its shape checked;
+  - the item-indexed ones by item id: the id embedding (its last row: the [MASK] token) and the
+    output bias. An item the earlier teacher knew keeps its row, whatever its index now; an item
+    new in this run keeps its fresh initialisation, as a cold item: its vector comes from its text
+    (SequenceTeacher.item_vectors) until training gives it interactions.
+The catalog-sized constants (texts, the wide part's B, the known-item flags, the recency weights)
+are rebuilt from the run's data, as in every run. A teacher of another architecture (layers,
+width, text model) cannot be started from: ArchitectureChanged says why, and the run trains from
+scratch.
+"""
+
+import dataclasses
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from models.foundation import storage
+
+_ITEM_EMBEDDINGS, _OUT_BIAS, _SHARED = "item_embeddings", "out_bias", "shared_{:03d}"
+
+
+@dataclasses.dataclass(frozen=True)
+class WarmStart:
+    """Phase one of a teacher started from an earlier one (TeacherConfig.warm_start): fewer epochs,
+    since the encoder starts where the earlier one ended; the refit is as in any run."""
+
+    epochs: int = 15
+    min_epochs: int = 0  # as TeacherConfig.min_epochs: nothing stops or is picked before it
+    patience: int = 5
+
+    def __post_init__(self):
+        for name, least in (("epochs", 1), ("min_epochs", 0), ("patience", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"teacher warm_start.{name} must be an integer >= {least}, got {value!r}")
+
+    def applied_to(self, config):
+        """config (a TeacherConfig) with this phase one's epochs, min_epochs and patience."""
+        return dataclasses.replace(config, epochs=self.epochs, min_epochs=self.min_epochs, patience=self.patience)
+
+
+class ArchitectureChanged(ValueError):
+    """The earlier teacher's weights do not fit the new one (the message says which)."""
+
+
+def _shared(model) -> List:
+    """The weights that do not depend on the catalog, in the model's own order, then the objective's
+    two scalars (trained by cloze only)."""
+    scalars = [model.gate, model.wide_scale]
+    apart = {id(model.item_id.embeddings), id(model.out_bias), *(id(s) for s in scalars)}
+    return [v for v in model.trainable_variables if id(v) not in apart] + scalars
+
+
+def save(model, path: str) -> None:
+    """The teacher's weights as arrays (npz)."""
+    arrays = {_ITEM_EMBEDDINGS: np.asarray(model.item_id.embeddings), _OUT_BIAS: np.asarray(model.out_bias)}
+    arrays.update({_SHARED.format(k): np.asarray(v) for k, v in enumerate(_shared(model))})
+    storage.save_npz(path, **arrays)
+
+
+def restore(model, path: str, earlier_item_ids: Sequence[str], item_ids: Sequence[str]) -> Dict[str, int]:
+    """Starts `model` (built for `item_ids`, index i at [i]) from the weights at `path` of a teacher
+    built for `earlier_item_ids`. Returns {"weights": copied shared weights, "items_kept": items
+    with the earlier row, "items_new": items without one}. ArchitectureChanged when they do not fit."""
+    saved = storage.load_npz(path)
+    shared = _shared(model)
+    count = sum(1 for name in saved if name.startswith("shared_"))
+    if count != len(shared):
+        raise ArchitectureChanged(f"the earlier teacher has {count} weights besides the catalog's, this one "
+                                  f"{len(shared)} (another number of layers?)")
+    for k, variable in enumerate(shared):
+        value = saved[_SHARED.format(k)]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ArchitectureChanged(f"weight {k} ({variable.path}) is {tuple(value.shape)} in the earlier teacher, "
+                                      f"{tuple(variable.shape)} here (another width or text model?)")
+    embeddings, bias = saved[_ITEM_EMBEDDINGS], saved[_OUT_BIAS]
+    if embeddings.shape[1] != model.item_id.embeddings.shape[1] or len(earlier_item_ids) != len(bias):
+        raise ArchitectureChanged("the earlier teacher's item embeddings do not fit its catalog or this width")
+    for k, variable in enumerate(shared):
+        variable.assign(saved[_SHARED.format(k)])
+
+    earlier = {item: index for index, item in enumerate(earlier_item_ids) if index}
+    new_rows = np.array([earlier.get(item, 0) for item in item_ids], np.int64)
+    new_rows[0] = 0
+    kept = new_rows > 0
+    rows = np.asarray(model.item_id.embeddings).copy()
+    rows[:-1][kept] = embeddings[new_rows[kept]]
+    rows[-1] = embeddings[-1]  # the [MASK] token
+    rows[0] = embeddings[0]  # padding
+    model.item_id.embeddings.assign(rows)
+    out_bias = np.asarray(model.out_bias).copy()
+    out_bias[kept] = bias[new_rows[kept]]
+    model.out_bias.assign(out_bias)
+    return {"weights": len(shared), "items_kept": int(kept.sum()), "items_new": int(len(item_ids) - 1 - kept.sum())}

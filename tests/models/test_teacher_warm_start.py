@@ -1,0 +1,80 @@
+"""A teacher started from an earlier one (models/teacher_warm_start.py): the encoder's weights as
+they were, every known item's row found by id wherever its index moved, new items left to their
+own start; another architecture is refused; and the component's choice of where to start."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.teacher.training import warm_source
+from models import artifacts, teacher, teacher_warm_start
+from models.teacher_objectives import Cloze
+
+TINY = teacher.TeacherConfig(dim=8, layers=2, heads=2, intermediate=16, sequence=4, history=6, use_text=False,
+                             cloze=Cloze(wide_scale=5.0))
+
+
+def _built(config, num_items):
+    return teacher.build_teacher(np.zeros([num_items, 6], np.float32), np.zeros([num_items, num_items], np.float32),
+                                 None, config)
+
+
+def _deep(model, history):
+    return model.deep_logits(model.deep_query(tf.constant([history], tf.int64))).numpy()[0]
+
+
+def test_the_encoder_and_the_known_items_rows_carry_over_by_id(tmp_path):
+    earlier = _built(TINY, 4)  # items "", a, b, c
+    rng = np.random.default_rng(0)
+    for variable in earlier.trainable_variables:  # trained weights, not the initial ones
+        variable.assign(rng.normal(0, 0.3, variable.shape).astype(np.float32))
+    path = str(tmp_path / artifacts.TEACHER_WEIGHTS_FILE)
+    teacher_warm_start.save(earlier, path)
+
+    later = _built(dataclasses.replace(TINY, seed=7), 4)  # items "", c, d, a: b left, d is new
+    new_row = np.asarray(later.item_id.embeddings)[2].copy()
+    kept = teacher_warm_start.restore(later, path, ["", "a", "b", "c"], ["", "c", "d", "a"])
+    # every trainable weight but the two item-indexed ones, then the objective's two scalars
+    assert kept == {"weights": len(later.trainable_variables) - 2 + 2, "items_kept": 2, "items_new": 1}
+    rows, before = np.asarray(later.item_id.embeddings), np.asarray(earlier.item_id.embeddings)
+    assert np.array_equal(rows[1], before[3]) and np.array_equal(rows[3], before[1])  # c and a, by id
+    assert np.array_equal(rows[2], new_row)  # d keeps its own start
+    assert np.array_equal(rows[-1], before[-1])  # the [MASK] token
+    assert np.array_equal(np.asarray(later.out_bias)[[1, 3]], np.asarray(earlier.out_bias)[[3, 1]])
+    # The encoder answers the same history the same: a user who saw a then c, in either index space.
+    assert np.allclose(_deep(later, [3, 1])[[1, 3]], _deep(earlier, [1, 3])[[3, 1]], atol=1e-5)
+
+
+def test_another_architecture_is_refused(tmp_path):
+    path = str(tmp_path / artifacts.TEACHER_WEIGHTS_FILE)
+    teacher_warm_start.save(_built(TINY, 4), path)
+    with pytest.raises(teacher_warm_start.ArchitectureChanged, match="another number of layers"):
+        teacher_warm_start.restore(_built(dataclasses.replace(TINY, layers=1), 4), path, ["", "a", "b", "c"],
+                                   ["", "a", "b", "c"])
+    with pytest.raises(teacher_warm_start.ArchitectureChanged, match="another width"):
+        teacher_warm_start.restore(_built(dataclasses.replace(TINY, dim=12, heads=2), 4), path,
+                                   ["", "a", "b", "c"], ["", "a", "b", "c"])
+
+
+def test_where_a_teacher_starts_from(tmp_path):
+    blessed = tmp_path / "blessed"
+    blessed.mkdir()
+    assert warm_source(None, None, "")["reason"] == "from scratch: no drift check (the data is not in spans)"
+    assert warm_source(str(blessed), "scratch", "drift: item_genres L-infinity 0.13 > 0.05") == \
+        {"from": None, "reason": "from scratch: drift: item_genres L-infinity 0.13 > 0.05"}
+    assert warm_source(None, "warm", "no drift")["reason"] == "from scratch: no blessed model to start from yet"
+    assert "carries no teacher weights" in warm_source(str(blessed), "warm", "no drift")["reason"]
+    (blessed / artifacts.TEACHER_WEIGHTS_FILE).write_bytes(b"")
+    assert warm_source(str(blessed), "warm", "no drift") == \
+        {"from": str(blessed), "reason": "warm start from the last blessed run: no drift"}
+
+
+def test_warm_start_settings_shorten_phase_one_only():
+    config = teacher.TeacherConfig(warm_start=teacher_warm_start.WarmStart(epochs=7, min_epochs=2, patience=3))
+    phase_one = config.warm_start.applied_to(config)
+    assert (phase_one.epochs, phase_one.min_epochs, phase_one.patience) == (7, 2, 3)
+    assert dataclasses.replace(phase_one, epochs=60, min_epochs=40, patience=10) == config
+    with pytest.raises(ValueError, match="teacher warm_start.epochs must be an integer >= 1"):
+        teacher_warm_start.WarmStart(epochs=0)
