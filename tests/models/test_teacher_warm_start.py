@@ -78,3 +78,22 @@ def test_warm_start_settings_shorten_phase_one_only():
     assert dataclasses.replace(phase_one, epochs=60, min_epochs=40, patience=10) == config
     with pytest.raises(ValueError, match="teacher warm_start.epochs must be an integer >= 1"):
         teacher_warm_start.WarmStart(epochs=0)
+
+
+@pytest.mark.slow  # two tiny teachers trained (about 15 s)
+def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_its_fewer_epochs(toy, tmp_path):
+    from components.teacher import training
+
+    settings = {"encoder": "tiny", "text_length": 16,
+                "teacher": {"dim": 8, "layers": 1, "intermediate": 16, "sequence": 5, "history": 5, "epochs": 3,
+                            "min_epochs": 3, "batch_size": 32, "warm_start": {"epochs": 1, "patience": 1}}}
+    first = training.fit_and_export(toy, str(tmp_path / "first"), settings)
+    assert first["warm_start"] == {"from": None, "reason": "from scratch"} and first["epochs"] == 3
+    # "first" stands for the blessed model: it holds the teacher's weights and dataset, as the
+    # Trainers' copies there do
+    warm = training.warm_source(str(tmp_path / "first"), "warm", "no drift")
+    second = training.fit_and_export(toy, str(tmp_path / "second"), settings, warm=warm)
+    assert second["warm_start"]["from"] == str(tmp_path / "first")
+    assert second["warm_start"]["items_kept"] == toy.num_items - 1 and second["warm_start"]["items_new"] == 0
+    assert second["epochs"] == 1  # teacher.warm_start.epochs
+    assert (tmp_path / "second" / artifacts.TEACHER_WEIGHTS_FILE).exists()
