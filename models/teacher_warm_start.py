@@ -43,8 +43,11 @@ class WarmStart:
                 raise ValueError(f"teacher warm_start.{name} must be an integer >= {least}, got {value!r}")
 
     def applied_to(self, config):
-        """config (a TeacherConfig) with this phase one's epochs, min_epochs and patience."""
-        return dataclasses.replace(config, epochs=self.epochs, min_epochs=self.min_epochs, patience=self.patience)
+        """config (a TeacherConfig) with this phase one's epochs, min_epochs and patience, each at most
+        the config's own (a warm start never trains longer than a start from scratch)."""
+        return dataclasses.replace(config, epochs=min(self.epochs, config.epochs),
+                                   min_epochs=min(self.min_epochs, config.min_epochs),
+                                   patience=min(self.patience, config.patience))
 
 
 class ArchitectureChanged(ValueError):

@@ -76,6 +76,8 @@ def test_warm_start_settings_shorten_phase_one_only():
     phase_one = config.warm_start.applied_to(config)
     assert (phase_one.epochs, phase_one.min_epochs, phase_one.patience) == (7, 2, 3)
     assert dataclasses.replace(phase_one, epochs=60, min_epochs=40, patience=10) == config
+    short = teacher.TeacherConfig(epochs=3, min_epochs=1, patience=2)  # never longer than from scratch
+    assert short.warm_start.applied_to(short).epochs == 3 and short.warm_start.applied_to(short).patience == 2
     with pytest.raises(ValueError, match="teacher warm_start.epochs must be an integer >= 1"):
         teacher_warm_start.WarmStart(epochs=0)
 
