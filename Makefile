@@ -11,7 +11,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check --ignore-require
 DATA ?= movielens-100k
 OUTPUT ?= runs/$(DATA)
 
-.PHONY: install run run-cold test test-fast bench bench-quality bench-scale clean
+.PHONY: install run run-cold test test-fast bench bench-quality bench-scale bench-continuous clean
 
 install: $(STAMP)
 
@@ -47,6 +47,11 @@ bench-quality: install
 # Issue "the whole DAG at scale": every component at 100K and 1M rows, growth and projections (about 50 min).
 bench-scale: install
 	$(PY) -m tfx_pipeline.bench_scale --sizes 100000,1000000 --output runs/bench-scale
+
+# Issue 25's bench: policies of re-distillation span by span, MovieLens-100K in 4-week spans and
+# synthetic weekly spans (hours here: every span is a full run per policy; docs/spans.md).
+bench-continuous: install
+	$(PY) -m tfx_pipeline.bench_continuous --movielens --synthetic --output runs/bench-continuous
 
 clean:
 	rm -rf runs
