@@ -122,7 +122,7 @@ def test_run_fns_write_their_summaries_and_copies_to_gcs_as_locally(local_teache
     monkeypatch.setattr(distill, "train_both", train_both)
     monkeypatch.setattr(compress, "compress_and_export", compress_and_export)
     remote_teacher = storage.join(gcs_root, "teacher")
-    for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE):
+    for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE, artifacts.TEACHER_WEIGHTS_FILE):
         storage.copy(os.path.join(teacher_dir, name), storage.join(remote_teacher, name))
     written = {}
     for where, base, out in (("local", teacher_dir, str(tmp_path)), ("gcs", remote_teacher, gcs_root)):
@@ -140,10 +140,15 @@ def test_run_fns_write_their_summaries_and_copies_to_gcs_as_locally(local_teache
                           (artifacts.TRAINING_FILE, artifacts.DATASET_FILE, artifacts.FEATURES_FILE)}
         written[where]["compression"] = storage.read_bytes(
             storage.join(compressed_dir, artifacts.COMPRESSION_FILE))
+        # the blessed model carries what the next run's teacher warm-starts from (models/teacher_warm_start.py)
+        written[where]["compressed"] = {name: storage.read_bytes(storage.join(compressed_dir, name))
+                                        for name in (artifacts.TEACHER_WEIGHTS_FILE, artifacts.DATASET_FILE)}
     assert written["gcs"] == written["local"]
     for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE):
         with open(os.path.join(teacher_dir, name), "rb") as f:
             assert written["gcs"][name] == f.read()
+    with open(os.path.join(teacher_dir, artifacts.TEACHER_WEIGHTS_FILE), "rb") as f:
+        assert written["gcs"]["compressed"][artifacts.TEACHER_WEIGHTS_FILE] == f.read()
 
 
 @pytest.fixture(scope="module")
