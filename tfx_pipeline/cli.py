@@ -7,8 +7,9 @@ import sys
 import warnings
 
 from models.foundation import env  # noqa: F401  (before anything imports TensorFlow)
+from tfx_pipeline import cli_synth  # noqa: E402
+from tfx_pipeline.cli_exits import EXIT_BAD_INPUT, EXIT_FAILURE, fail as _fail  # noqa: E402
 
-EXIT_FAILURE, EXIT_BAD_INPUT = 1, 2
 
 
 def main(argv=None) -> int:
@@ -44,29 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("output", metavar="DIR")
     show.set_defaults(handler=_report)
 
-    synth = one_line_errors(commands.add_parser(
-        "synth", help="write a synthetic dataset in the input format",
-        description="Writes a synthetic dataset in the input format (docs/data.md); with --spans,\n"
-                    "N weekly spans that drift (tfx_pipeline/datasets/synth_spans.py).",
-        epilog="examples:\n"
-               "  recdistill synth --users 1000 --items 500 --interactions 100000 --output data/synth\n"
-               "  recdistill synth --users 2000 --items 1000 --interactions 160000 --spans 8 --shift-at 5 "
-               "--output data/spans",
-        formatter_class=argparse.RawDescriptionHelpFormatter))
-    synth.add_argument("--users", type=int, required=True, help="users in all (over all spans)")
-    synth.add_argument("--items", type=int, required=True, help="items in all (over all spans)")
-    synth.add_argument("--interactions", type=int, required=True,
-                       help="interactions in all (split evenly over the spans)")
-    synth.add_argument("--output", required=True, metavar="DIR")
-    synth.add_argument("--seed", type=int, default=0, help="the same seed gives the same bytes (default %(default)s)")
-    synth.add_argument("--bad-share", type=float, default=0.0,
-                       help="share of bad interaction rows to inject (4 kinds; default %(default)s; not with --spans)")
-    synth.add_argument("--spans", type=int, metavar="N",
-                       help="write DIR/span-1 ... DIR/span-N, one week each, with new users and items "
-                            "every span and tastes that drift (default: one dataset, no spans)")
-    synth.add_argument("--shift-at", type=int, metavar="K",
-                       help="an abrupt taste shift in span K, 2 <= K <= N (default: none, only gradual drift)")
-    synth.set_defaults(handler=_synth)
+    cli_synth.add_parser(commands)
 
     from serving import flags  # argparse types (numeric flags checked for NaN and range) and defaults
 
@@ -165,7 +144,8 @@ def _run(args) -> int:
     from components.ingest.quality import DataQualityError
     from components.validation_gate import DataAnomaliesError
     from tfx_pipeline import report
-    from tfx_pipeline.config import BUILTIN_DATASETS, ConfigError, check_columns, load_config
+    from tfx_pipeline.config import BUILTIN_DATASETS, ConfigError, load_config
+    from tfx_pipeline.config_columns import check_columns
     from tfx_pipeline.local_runner import ComponentFailed, RunPaths, resolve_data, run_local
 
     from models.foundation import storage
@@ -205,63 +185,6 @@ def _report(args) -> int:
         path = os.path.join(args.output, report.REPORT_DIR, "report.json")
         return _fail(f"{path}: not a report ({' '.join(str(error).split())})", EXIT_BAD_INPUT)
     return 0
-
-
-def _synth(args) -> int:
-    from tfx_pipeline.datasets.synth import write_synthetic
-
-    if min(args.users, args.items, args.interactions) < 1 or not 0 <= args.bad_share < 1 or args.seed < 0:
-        return _fail("--users, --items and --interactions must be positive, --bad-share in [0, 1), --seed not negative",
-                     EXIT_BAD_INPUT)
-    if args.spans is not None or args.shift_at is not None:
-        return _synth_spans(args)
-    try:
-        summary = write_synthetic(args.output, users=args.users, items=args.items,
-                                  interactions=args.interactions, seed=args.seed, bad_share=args.bad_share)
-    except OSError as error:  # e.g. --output under a file, or not writable
-        return _fail(f"--output {args.output}: {error.strerror or error}", EXIT_BAD_INPUT)
-    print(f"wrote {summary['interactions']:,} interactions, {summary['users']:,} users, "
-          f"{summary['items']:,} items to {args.output}; bad rows: {summary['bad'] or 'none'}")
-    return 0
-
-
-def _synth_spans(args) -> int:
-    from tfx_pipeline.datasets import synth_spans
-
-    problem = _synth_spans_problem(args, synth_spans.MAX_INTERACTIONS_PER_SPAN)
-    if problem:
-        return _fail(problem, EXIT_BAD_INPUT)
-    try:
-        summary = synth_spans.write_synthetic_spans(
-            args.output, spans=args.spans, users=args.users, items=args.items,
-            interactions=args.interactions, seed=args.seed, shift_at=args.shift_at)
-    except ValueError as error:  # e.g. a shift with a single taste cluster (too few items)
-        return _fail(str(error), EXIT_BAD_INPUT)
-    except OSError as error:
-        return _fail(f"--output {args.output}: {error.strerror or error}", EXIT_BAD_INPUT)
-    shift = f"; taste shift in span {args.shift_at}" if args.shift_at else ""
-    print(f"wrote {args.spans} spans (span-1 ... span-{args.spans}) to {args.output}: "
-          f"{summary['interactions']:,} interactions, {summary['users']:,} users, {summary['items']:,} items{shift}")
-    return 0
-
-
-def _synth_spans_problem(args, max_per_span: int) -> str | None:
-    """What is wrong with synth's flags for spans, in one line naming the flags, or None."""
-    spans = args.spans
-    if spans is None:
-        return "--shift-at needs --spans"
-    if spans < 1:
-        return "--spans must be at least 1"
-    if args.shift_at is not None and not 2 <= args.shift_at <= spans:
-        return f"--shift-at must be in 2..{spans} (2..--spans), got {args.shift_at}"
-    if args.bad_share:
-        return "--bad-share is not supported with --spans"
-    if min(args.users, args.items) < 2 * spans:
-        return f"--users and --items must be at least 2 * --spans ({2 * spans}): some arrive in every span"
-    if not spans <= args.interactions <= spans * max_per_span:
-        return (f"--interactions must be at least --spans ({spans}) and at most --spans * {max_per_span:,} "
-                "(one a second in a week)")
-    return None
 
 
 def _tflite_predict(args) -> int:
@@ -410,11 +333,6 @@ def _print_recommendations(ranked, titles) -> None:
     width = max([len(item) for item, _ in ranked] + [7])
     for rank, (item, score) in enumerate(ranked, 1):
         print(f"{rank:>3}  {item:<{width}}  {score:8.4f}  {titles.get(item, '')}".rstrip())
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"recdistill: error: {message}", file=sys.stderr)
-    return code
 
 
 def _quiet_imports() -> None:

@@ -196,7 +196,8 @@ def test_yaml_syntax_errors_are_one_line_naming_the_file(tmp_path):
 
 
 def test_columns_named_by_the_config_must_be_in_the_data(write_input, tmp_path):
-    from tfx_pipeline.config import check_columns, config_from_dict
+    from tfx_pipeline.config import config_from_dict
+    from tfx_pipeline.config_columns import check_columns
 
     data = write_input(tmp_path / "d", "user_id,item_id,timestamp\nu1,i1,1\n")  # items: title, year, genres
     check_columns(PipelineConfig(), data)
