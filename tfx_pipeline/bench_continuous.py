@@ -12,7 +12,8 @@ next-span ndcg@10, seen items removed: tfx_pipeline/next_span.py):
   warm      `recdistill run` on spans 1..k into one run directory per data set, so ML Metadata keeps
             the last blessed model: the drift check decides, the teacher warm-starts, the push gate
             compares with the served model; measured: the served int8 model (the latest pushed)
-  scratch   the same into a fresh run directory per span: everything from scratch, every span
+  scratch   the same into a fresh run directory per span: everything from scratch, every span; when
+            the push gate refuses a span's candidate, the previous span's pushed model stays served
   frozen    the model served after span 2, never retrained
   ease      EASE (l2 --ease-l2) refit on the window's spans, scored in numpy
   trending  the most popular items of the last --trending-days of history, for everyone (a floor)
@@ -70,7 +71,7 @@ def served(output: str) -> Optional[str]:
 
 def bench_data(name: str, data_dir: str, out: str, policies, config: Optional[str], window: int, last_span: int,
                ease_l2: float, trending_days: int) -> List[Dict]:
-    rows, frozen = [], None
+    rows, frozen, last_scratch = [], None, None
     for k in range(2, last_span):
         dataset = next_span.next_span_dataset(data_dir, k, range(1, k + 1))
         spans_in_window = range(max(1, k - window + 1), k + 1)
@@ -87,8 +88,9 @@ def bench_data(name: str, data_dir: str, out: str, policies, config: Optional[st
                            decision=(report.get("drift") or {}).get("decision"),
                            teacher=((report.get("warm_start") or {}).get("teacher") or {}).get("reason"))
                 model = served(output)
-                if policy == "scratch" and k == 2:
-                    frozen = model
+                if policy == "scratch":
+                    model = last_scratch = model or last_scratch  # a refused candidate: the last push serves
+                    frozen = model if k == 2 else frozen
                 row["ndcg@10"] = next_span.tflite_ndcg(model, dataset) if model else None
             elif policy == "frozen":
                 row["ndcg@10"] = next_span.tflite_ndcg(frozen, dataset) if frozen else None
@@ -108,7 +110,8 @@ def bench_data(name: str, data_dir: str, out: str, policies, config: Optional[st
 
 def summary(rows: List[Dict], skip: int = 2) -> Dict[str, Dict]:
     """Per data set and policy: mean ndcg@10 and seconds over the spans tested after the first `skip`
-    trained ones (trained_to > skip), and the ratios the issue asks for."""
+    trained ones (trained_to > skip), and the ratios the issue asks for, each over the spans where
+    both policies have a figure (a policy with nothing served yet has none)."""
     out: Dict[str, Dict] = {}
     for name in sorted({r["data"] for r in rows}):
         means = {}
@@ -121,15 +124,25 @@ def summary(rows: List[Dict], skip: int = 2) -> Dict[str, Dict]:
                                  "seconds": round(sum(seconds) / len(seconds), 1) if seconds else None,
                                  "spans": len(mine)}
         ratios = {}
-        if "warm" in means and "scratch" in means:
-            ratios["warm/scratch ndcg@10"] = round(means["warm"]["ndcg@10"] / means["scratch"]["ndcg@10"], 3)
-            if means["warm"]["seconds"] and means["scratch"]["seconds"]:
-                ratios["warm/scratch seconds"] = round(means["warm"]["seconds"] / means["scratch"]["seconds"], 3)
-        for other in ("frozen", "ease", "trending"):
-            if "warm" in means and other in means and means[other]["ndcg@10"]:
-                ratios[f"warm/{other} ndcg@10"] = round(means["warm"]["ndcg@10"] / means[other]["ndcg@10"], 3)
+        for other in ("scratch", "frozen", "ease", "trending"):
+            pairs = _paired(rows, name, "warm", other, skip)
+            if pairs and sum(b["ndcg@10"] for _, b in pairs):
+                ratios[f"warm/{other} ndcg@10"] = round(sum(a["ndcg@10"] for a, _ in pairs)
+                                                        / sum(b["ndcg@10"] for _, b in pairs), 3)
+            if other == "scratch" and pairs and all(a.get("seconds") and b.get("seconds") for a, b in pairs):
+                ratios["warm/scratch seconds"] = round(sum(a["seconds"] for a, _ in pairs)
+                                                       / sum(b["seconds"] for _, b in pairs), 3)
         out[name] = {"means": means, "ratios": ratios}
     return out
+
+
+def _paired(rows: List[Dict], name: str, first: str, second: str, skip: int) -> List[tuple]:
+    """(first's row, second's row) of the spans after `skip` where both have an ndcg@10."""
+    def of(policy):
+        return {r["trained_to"]: r for r in rows if r["data"] == name and r["policy"] == policy
+                and r["trained_to"] > skip and r.get("ndcg@10") is not None}
+    mine, theirs = of(first), of(second)
+    return [(mine[k], theirs[k]) for k in sorted(set(mine) & set(theirs))]
 
 
 def plot(rows: List[Dict], path: str) -> None:

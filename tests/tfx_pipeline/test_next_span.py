@@ -67,3 +67,15 @@ def test_frozen_needs_the_scratch_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench_continuous.main(["--output", str(tmp_path), "--synthetic", "--policies", "frozen"])
     assert "frozen needs scratch" in capsys.readouterr().err
+
+
+def test_the_ratios_pair_the_spans_where_both_policies_served_a_model():
+    rows = [{"data": "d", "trained_to": k, "policy": p, "ndcg@10": v, "seconds": s}
+            for k, p, v, s in [(2, "warm", 0.5, 10), (2, "scratch", 0.5, 10),
+                               (3, "warm", 0.2, 4), (3, "scratch", 0.25, 10),
+                               (4, "warm", 0.3, 6), (4, "scratch", None, 12),  # nothing served: left out
+                               (5, "warm", 0.1, 5), (5, "scratch", 0.15, 10), (5, "trending", 0.2, None)]]
+    ratios = bench_continuous.summary(rows)["d"]["ratios"]
+    assert ratios["warm/scratch ndcg@10"] == round((0.2 + 0.1) / (0.25 + 0.15), 3)  # spans 3 and 5
+    assert ratios["warm/scratch seconds"] == round((4 + 5) / (10 + 10), 3)
+    assert ratios["warm/trending ndcg@10"] == round(0.1 / 0.2, 3)  # span 5 alone
