@@ -27,6 +27,12 @@ FEATURES_FILE = "features.npz"  # the Transform feature tables in the index spac
 # SAVED_MODEL_DIR: the KD student; TRAINING_FILE: both students' settings and curves;
 # DATASET_FILE and FEATURES_FILE: copied from the teacher's artifact (self-contained for compression).
 NO_KD_DIR = "student_no_kd"  # the student trained without the teacher (the baseline of the gain)
+# both students' weights as arrays, for a warm start of the next run's (models/student_warm_start.py);
+# StudentCompressor's artifact (the blessed one) carries a copy, with DATASET_FILE and FEATURES_FILE
+STUDENT_WEIGHTS_FILE = "student_weights.npz"
+# in a student's SAVED_MODEL_DIR: [num_items] the weighted recency prior its scores include
+# (models/recency_prior.py; only when its weight is above 0); the compressor adds the KD student's
+RECENCY_PRIOR_FILE = "recency_prior.npy"
 
 # --- inside StudentCompressor's Model artifact (components/compression/compress.py) ------------
 # SAVED_MODEL_DIR: the TF Serving SavedModel of the compressed student.

@@ -37,7 +37,7 @@ from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before Ten
 
 import tensorflow as tf  # noqa: E402
 
-from models import compression, deployable  # noqa: E402
+from models import compression, deployable, recency_prior  # noqa: E402
 from models import student as student_lib  # noqa: E402
 
 KERNEL = "scores/kernel:0"  # the scoring Dense's kernel among the deployed scorer's variables
@@ -92,6 +92,8 @@ def extend(kd: student_lib.StudentModel, weights: Mapping[str, np.ndarray],
     limit = max(abs(float(weights[name])) for name in _RANGE)
     extended = dict(weights)
     extended[KERNEL] = np.concatenate([kernel, columns], axis=1)
+    if recency_prior.VARIABLE in weights:  # a new item has no interactions yet: log(1 + 0)
+        extended[recency_prior.VARIABLE] = np.concatenate([weights[recency_prior.VARIABLE], np.zeros(len(vectors))])
     return extended, {"kernel_scale": round(scale, 4), "zero_share": round(zero_share, 4),
                       "clipped": int(np.sum(np.abs(columns) > limit))}
 
@@ -104,6 +106,9 @@ def quantized_scorer(kd: student_lib.StudentModel, weights: Mapping[str, np.ndar
     deployed = deployable.build(kd, kernel=weights[KERNEL])
     quantized, _ = compression.quantize_aware(deployed, {}, None, None, kd.config,
                                               compression.CompressionConfig(qat_epochs=0))
+    # the recency prior, when the compressed model has one (models/recency_prior.py)
+    prior = weights.get(recency_prior.VARIABLE)
+    quantized = recency_prior.with_prior(quantized, prior)
     names = {w.name for w in quantized.weights}
     if names != set(weights):
         raise ValueError(f"the deployed model's variables do not match the compressed structure: "

@@ -54,6 +54,11 @@ class CompressionConfig:
     prune_epochs: int = 16
     ramp_epochs: int = 8
     qat_epochs: int = 2
+    # The same, when the KD student started from the last blessed run's (data in spans): pruning and
+    # QAT are applied again in every run, to a student that starts near the one served.
+    warm_prune_epochs: int = 6
+    warm_ramp_epochs: int = 3
+    warm_qat_epochs: int = 1
     learning_rate: float = 1e-3
     pruning_frequency: int = 20  # steps between mask updates
     # Weight of a third term while fine-tuning, relative to the soft term's beta: the student's
@@ -71,8 +76,16 @@ class CompressionConfig:
             raise ValueError("prune_epochs, ramp_epochs and pruning_frequency must be at least 1, qat_epochs at least 0")
         if self.ramp_epochs > self.prune_epochs:
             raise ValueError(f"ramp_epochs ({self.ramp_epochs}) must not exceed prune_epochs ({self.prune_epochs})")
+        if min(self.warm_prune_epochs, self.warm_ramp_epochs) < 1 or self.warm_qat_epochs < 0:
+            raise ValueError("warm_prune_epochs and warm_ramp_epochs must be at least 1, warm_qat_epochs at least 0")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+    def warm(self) -> "CompressionConfig":
+        """These settings with a warm start's epochs (never more than a start from scratch)."""
+        prune = min(self.warm_prune_epochs, self.prune_epochs)
+        return dataclasses.replace(self, prune_epochs=prune, ramp_epochs=min(self.warm_ramp_epochs, self.ramp_epochs, prune),
+                                   qat_epochs=min(self.warm_qat_epochs, self.qat_epochs))
 
 
 class Distiller(tf.keras.Model):

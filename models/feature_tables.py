@@ -9,7 +9,11 @@ are filled with empty defaults and their outputs dropped.
 Tables (one .npz file): `user/<feature>` [num_users, ...] and `item/<feature>` [num_items, ...]
 int64, for every integer Transform output of that side (`user_age_bucket`, `item_genres_indices`,
 ...); row 0 (unknown, padding) is all zeros. `size/<feature>` holds each feature's index range:
-values are in [0, size).
+values are in [0, size). `vocab/<feature>` holds the values of a feature that has a Transform
+vocabulary, in index order (value k at index k + 1), as UTF-8 joined by newlines (uint8: no
+fixed-width strings, no pickle; Transform's vocabulary files hold no newline within a value): a
+later run's warm start finds a value's row by it (models/student_warm_start.py); a bucketized
+numeric feature has none.
 """
 
 import os
@@ -26,13 +30,14 @@ _SKIP = ("user_index", "item_index")  # the index itself is the row number
 
 
 def build(transform_graph_dir: str, dataset) -> Dict[str, Dict[str, np.ndarray]]:
-    """{"user": {feature: [num_users, ...]}, "item": {...}, "size": {feature: int}}."""
+    """{"user": {feature: [num_users, ...]}, "item": {...}, "size": {feature: int},
+    "vocab": {feature: [values]}}."""
     import tensorflow as tf
     import tensorflow_transform as tft
 
     output = tft.TFTransformOutput(transform_graph_dir)
     spec = {name: _with_default(feature) for name, feature in output.raw_feature_spec().items()}
-    tables, sizes = {}, {}
+    tables, sizes, vocabularies = {}, {}, {}
     for side, count, records in (("user", dataset.num_users, dataset.user_records),
                                  ("item", dataset.num_items, dataset.item_records)):
         indices = sorted(records)
@@ -47,22 +52,32 @@ def build(transform_graph_dir: str, dataset) -> Dict[str, Dict[str, np.ndarray]]
             table[indices] = value
             columns[name] = table
             sizes[name] = _size(output, name, table)
+            values = _vocabulary(output, name)
+            if values is not None:
+                vocabularies[name] = values
         tables[side] = columns
     tables["size"] = sizes
+    tables["vocab"] = vocabularies
     return tables
 
 
 def save(tables: Mapping, path: str) -> None:
     arrays = {f"{side}/{name}": value for side in SIDES for name, value in tables[side].items()}
     arrays.update({f"size/{name}": np.array(size) for name, size in tables["size"].items()})
+    arrays.update({f"vocab/{name}": np.frombuffer("\n".join(values).encode("utf-8"), np.uint8)
+                   for name, values in tables.get("vocab", {}).items()})
     storage.save_npz(path, **arrays)
 
 
 def load(path: str) -> Dict[str, Dict]:
-    tables = {side: {} for side in (*SIDES, "size")}
+    tables = {side: {} for side in (*SIDES, "size", "vocab")}
     for key, value in storage.load_npz(path).items():
         side, name = key.split("/", 1)
-        tables[side][name] = int(value) if side == "size" else value
+        if side == "vocab":
+            text = bytes(value).decode("utf-8")
+            tables[side][name] = text.split("\n") if text else []
+        else:
+            tables[side][name] = int(value) if side == "size" else value
     return tables
 
 
@@ -88,3 +103,12 @@ def _size(output, name: str, table: np.ndarray) -> int:
     except (ValueError, KeyError, OSError):
         vocabulary = 0  # a bucketized numeric feature has no vocabulary
     return int(max(vocabulary, int(table.max(initial=0)) + 1))
+
+
+def _vocabulary(output, name: str):
+    """A feature's vocabulary (values in index order), or None: a bucketized numeric feature has none."""
+    try:
+        values = output.vocabulary_by_name(name.rsplit("_", 1)[0])
+    except (ValueError, KeyError, OSError):
+        return None
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]

@@ -76,10 +76,19 @@ class StudentConfig:
     # In training, the share of candidate items whose id vector is left out (their features only):
     # what the tower learns for items that have no id vector (cold items, new items).
     item_id_dropout: float = 0.0
+    # The deployed models add weight * log(1 + an item's interactions in the last recency_days days
+    # of training) to their scores (models/recency_prior.py): "picked" (the weight picked on the eval
+    # split, 0 included), "none", or "auto": picked for splits in time (newest_span, time_cutoff).
+    recency_prior: str = "auto"
+    recency_days: int = 28
     batch_size: int = 512
     learning_rate: float = 3e-3
     epochs: int = 40
     patience: int = 3
+    # Phase one of a student started from the last blessed run's (data in spans; at most epochs and
+    # patience): its tables start where the served model's ended (models/student_warm_start.py).
+    warm_epochs: int = 6
+    warm_patience: int = 2
     # An epoch is one pass over the rows, or this many rows of the repeated stream when there are
     # more (the validation, early stopping and the refit count such epochs): training time stops
     # growing with the rows. MovieLens-100K (67K rows) is not affected.
@@ -91,7 +100,7 @@ class StudentConfig:
 
     def __post_init__(self):
         for name in ("dim", "history", "max_feature_bins", "batch_size", "epochs", "patience", "full_softmax_items",
-                     "max_epoch_rows"):
+                     "max_epoch_rows", "warm_epochs", "warm_patience", "recency_days"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_feature_bins < 2:
@@ -112,6 +121,8 @@ class StudentConfig:
             raise ValueError(f"distribute must be one of {', '.join(STRATEGIES)}, got {self.distribute!r}")
         if not 0.0 <= self.item_id_dropout < 1.0:
             raise ValueError(f"item_id_dropout must be in [0, 1), got {self.item_id_dropout}")
+        if self.recency_prior not in ("auto", "picked", "none"):
+            raise ValueError(f"recency_prior must be auto, picked or none, got {self.recency_prior!r}")
         if not self.soft_scale > 0:
             raise ValueError(f"soft_scale must be positive, got {self.soft_scale}")
 
@@ -120,6 +131,11 @@ class StudentConfig:
         if self.hard_negatives != "auto":
             return self.hard_negatives
         return "full" if num_items <= self.full_softmax_items else "in_batch"
+
+    def warm_phase_one(self) -> "StudentConfig":
+        """These settings with phase one's epochs and patience of a warm start (never more than a start from scratch)."""
+        return dataclasses.replace(self, epochs=min(self.warm_epochs, self.epochs),
+                                   patience=min(self.warm_patience, self.patience))
 
     def without_distillation(self) -> "StudentConfig":
         """The twin trained on the hard loss alone (beta = gamma = 0), all else equal."""

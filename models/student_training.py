@@ -119,13 +119,16 @@ def fit(model: student_lib.StudentModel, rows, latest_train: np.ndarray, validat
 
 
 class _Scorer(tf.Module):
-    """The query tower and the catalog's candidate embeddings, computed once at export."""
+    """The query tower and the catalog's candidate embeddings, computed once at export (plus the
+    recency prior [num_items], when given: models/recency_prior.py)."""
 
-    def __init__(self, model: student_lib.StudentModel, history: int):
+    def __init__(self, model: student_lib.StudentModel, history: int, prior: Optional[np.ndarray] = None):
         super().__init__()
         self.query_tower = model.query_tower
         self.candidates = tf.Variable(model.all_items(), trainable=False, name="candidate_embeddings")
         mask = distillation.MASKED * tf.one_hot(0, model.num_items)
+        if prior is not None:
+            mask += tf.constant(np.asarray(prior, np.float32))
 
         def score(user_index, history_items):
             query = self.query_tower({"user_index": user_index, "history": history_items})
@@ -135,6 +138,7 @@ class _Scorer(tf.Module):
             tf.TensorSpec([None], tf.int64, name="user_index"), tf.TensorSpec([None, history], tf.int64, name="history")])
 
 
-def export(model: student_lib.StudentModel, path: str) -> None:
-    tf.saved_model.save(_Scorer(model, model.config.history), path)
+def export(model: student_lib.StudentModel, path: str, prior: Optional[np.ndarray] = None) -> None:
+    """The SavedModel (score(user_index, history)) and the Keras weights; prior: [num_items] added to the scores."""
+    tf.saved_model.save(_Scorer(model, model.config.history, prior), path)
     model.save_weights(os.path.join(path, WEIGHTS))

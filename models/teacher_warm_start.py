@@ -32,22 +32,26 @@ class WarmStart:
     """Phase one of a teacher started from an earlier one (TeacherConfig.warm_start): fewer epochs,
     since the encoder starts where the earlier one ended; the refit is as in any run."""
 
+    # On the synthetic weekly spans a warm phase one peaked after 0-6 epochs: a patience of 5 spent
+    # as many epochs again, and the refit's 10 as many as phase one (docs/spans.md).
     epochs: int = 15
     min_epochs: int = 0  # as TeacherConfig.min_epochs: nothing stops or is picked before it
-    patience: int = 5
+    patience: int = 2
+    refit_epochs: int = 3  # as TeacherConfig.refit_epochs (refit "warm")
 
     def __post_init__(self):
-        for name, least in (("epochs", 1), ("min_epochs", 0), ("patience", 1)):
+        for name, least in (("epochs", 1), ("min_epochs", 0), ("patience", 1), ("refit_epochs", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:
                 raise ValueError(f"teacher warm_start.{name} must be an integer >= {least}, got {value!r}")
 
     def applied_to(self, config):
-        """config (a TeacherConfig) with this phase one's epochs, min_epochs and patience, each at most
-        the config's own (a warm start never trains longer than a start from scratch)."""
+        """config (a TeacherConfig) with this phase one's epochs, min_epochs, patience and refit_epochs,
+        each at most the config's own (a warm start never trains longer than a start from scratch)."""
         return dataclasses.replace(config, epochs=min(self.epochs, config.epochs),
                                    min_epochs=min(self.min_epochs, config.min_epochs),
-                                   patience=min(self.patience, config.patience))
+                                   patience=min(self.patience, config.patience),
+                                   refit_epochs=min(self.refit_epochs, config.refit_epochs))
 
 
 class ArchitectureChanged(ValueError):

@@ -153,10 +153,16 @@ STUDENT = {
         "correction; auto: full up to full_softmax_items, in-batch above",
     "full_softmax_items": "auto's threshold (docs/scale.md has the measurement)",
     "item_id_dropout": "in training, the share of candidate items whose id vector is left out (their features only)",
+    "recency_prior":
+        "the deployed models add weight x log(1 + an item's interactions in the last recency_days days): picked (the "
+        "weight picked on the eval split), none, or auto (picked for the newest_span and time_cutoff splits)",
+    "recency_days": "the recency prior's window, in days before the training data's latest timestamp",
     "batch_size": "rows per batch (the global batch under tf.distribute)",
     "learning_rate": "the learning rate",
     "epochs": "training epochs at most",
     "patience": "early stopping's patience, in epochs",
+    "warm_epochs": "phase one's epochs at most when the students start from the last blessed run's (data in spans)",
+    "warm_patience": "early stopping's patience for such a phase one",
     "max_epoch_rows":
         "an epoch is one pass over the rows, or this many rows of the repeated stream when there are more",
     "distribute": "tf.distribute strategy of both students, as the teacher's",
@@ -168,6 +174,9 @@ COMPRESSION = {
     "prune_epochs": "fine-tuning epochs with pruning",
     "ramp_epochs": "the first epochs, raising the sparsity (at most prune_epochs)",
     "qat_epochs": "quantization-aware training epochs",
+    "warm_prune_epochs": "prune_epochs when the KD student started from the last blessed run's (data in spans)",
+    "warm_ramp_epochs": "ramp_epochs for such a run",
+    "warm_qat_epochs": "qat_epochs for such a run",
     "learning_rate": "the fine-tuning learning rate",
     "pruning_frequency": "steps between pruning-mask updates",
     "reference_weight":
@@ -178,6 +187,7 @@ WARM_START = {
     "epochs": "phase one's epochs when the teacher starts from the last blessed run's (data in spans)",
     "min_epochs": "as min_epochs, for such a phase one",
     "patience": "as patience, for such a phase one",
+    "refit_epochs": "as refit_epochs, after such a phase one",
 }
 SPANS = {
     "window": "interactions of the latest this many spans are trained on (the newest included)",

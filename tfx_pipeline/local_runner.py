@@ -138,7 +138,16 @@ def collect_report(config: PipelineConfig, dataset: str, paths: RunPaths, wall: 
         if drift and teacher_node in components else None
     warm_start = {"teacher": (mlmd_outputs.read_json_file(teacher.uri, artifacts.TRAINING_FILE) or {}).get(
         "warm_start")} if teacher else None
+    student_node = artifacts.STUDENT_TRAINER
+    students = metadata.latest_output(config.pipeline_name, student_node, "model") \
+        if student_node in components else None
+    student_summary = (mlmd_outputs.read_json_file(students.uri, artifacts.TRAINING_FILE) or {}) if students else {}
+    if warm_start and students:
+        warm_start["students"] = student_summary.get("warm_start")
+    if warm_start and compression:
+        warm_start["compression"] = compression.get("warm_start")
     return report.build_report(dataset, split, wall, quality, components, models, curves, blessing, pushed, compression,
                                baselines, resources=resources, peak_rss_mib=peak_rss_mib, cold_items=cold_items,
                                drift=mlmd_outputs.read_json_file(drift.uri, artifacts.DRIFT_FILE) if drift else None,
-                               warm_start=warm_start)
+                               warm_start=warm_start,
+                               recency_prior=(student_summary.get("student_kd") or {}).get("recency_prior"))

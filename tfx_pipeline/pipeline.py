@@ -1,5 +1,6 @@
 """The recdistill TFX DAG. This file only wires components; the work lives in components/."""
 
+import dataclasses
 import uuid
 from typing import List, Optional
 
@@ -141,7 +142,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         # students validate on the dataset's eval split themselves, TFX's eval files go unread.
         train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
         eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
-        custom_config={"student": settings_codec.to_dict(config.student),
+        custom_config={"student": settings_codec.to_dict(_student_settings(config, split.method)),
                        "code_digest": code_digest(_STUDENT_RUN)},
     ).with_id(artifacts.STUDENT_TRAINER)
     # Compression fine-tunes the KD student (the base model) on the same scored examples.
@@ -203,3 +204,12 @@ def component_index(components: List, name: str) -> int:
     if matches:
         raise ValueError(f"{name!r} is ambiguous: it matches {', '.join(ids[n] for n in matches)}")
     raise ValueError(f"no component {name!r} in the pipeline; components: {', '.join(ids)}")
+
+
+def _student_settings(config: PipelineConfig, split_method: str):
+    """config.student with recency_prior "auto" resolved: picked for a split in time (it has a "now";
+    models/recency_prior.py), none otherwise."""
+    from models import recency_prior
+
+    return dataclasses.replace(config.student,
+                               recency_prior=recency_prior.resolve(config.student.recency_prior, split_method))

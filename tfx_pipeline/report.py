@@ -34,17 +34,22 @@ def build_report(
     cold_items: Optional[Dict[str, Any]] = None,
     drift: Optional[Dict[str, Any]] = None,
     warm_start: Optional[Dict[str, Any]] = None,
+    recency_prior: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """A report of what ran; models that did not run are null, as keys that do not apply are.
     baselines: what the evaluator picked or skipped for ease and trending, and why.
     resources: {component: {"cpu_seconds", "peak_rss_mib"}} (progress.ComponentProgress.resources);
     peak_rss_mib: the largest resident set of the whole run, MiB.
     cold_items: the cold-item evaluation (components/evaluation/cold.py), None without one.
-    drift: the drift check's drift.json; warm_start: {"teacher": where it started from and why}
-    (input in spans only: both keys are absent otherwise)."""
+    drift: the drift check's drift.json; warm_start: {"teacher": where it started from and why,
+    "students": where the students did and what they kept, "compression": its epochs}
+    (input in spans only: both keys are absent otherwise).
+    recency_prior: the KD student's (models/recency_prior.py): in the report when its weight is above 0."""
     entries = {key: (models or {}).get(key) for key in MODEL_KEYS}
     pushed = pushed or {}
     spanned = {"drift": drift, "warm_start": warm_start} if drift is not None else {}
+    if recency_prior and recency_prior.get("weight", 0) > 0:  # the deployed models carry it
+        spanned["recency_prior"] = recency_prior
     return {
         "dataset": dataset,
         "split": split,
@@ -132,6 +137,13 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         + ", ".join(f"{name} {n:,}" for name, n in counts.items())
     )
     lines += _drift_lines(report.get("drift"), report.get("warm_start"))
+    prior = report.get("recency_prior")
+    if prior:
+        curve = prior.get("val_ndcg@10") or {}
+        picked = f": eval ndcg@10 {curve.get(str(prior['weight']), float('nan')):.4f} against " \
+                 f"{curve.get('0.0', float('nan')):.4f} without" if curve else ""
+        lines.append(f"recency prior of the deployed models: weight {prior['weight']} x log(1 + an item's interactions "
+                     f"in the last {prior.get('days')} days), picked on the eval split{picked}")
     lines.append("")
     quality_rows = [
         [file, f"{entry['rows']:,}", f"{sum(entry['bad'].values()):,}",
@@ -167,6 +179,18 @@ def _drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str,
     if started:
         kept = f" ({started['items_kept']:,} items kept, {started['items_new']:,} new)" if started.get("from") else ""
         lines.append(f"teacher: {started['reason']}{kept}")
+    students = (warm_start or {}).get("students") or {}
+    kd = students.get("student_kd") or {}
+    if kd.get("started") == "warm":
+        fresh = f", fresh features: {', '.join(kd['features_fresh'])}" if kd.get("features_fresh") else ""
+        lines.append(f"students: warm start ({kd['items_kept']:,} items and {kd['users_kept']:,} users kept, "
+                     f"{kd['items_new']:,} and {kd['users_new']:,} new{fresh})")
+    elif students:
+        lines.append(f"students: {kd.get('reason') or students.get('reason')}")
+    compressed = (warm_start or {}).get("compression")
+    if compressed:
+        lines.append(f"compression: {compressed['started']}: {compressed['prune_epochs']} pruning and "
+                     f"{compressed['qat_epochs']} QAT epochs")
     return lines
 
 

@@ -7,6 +7,8 @@ exports, in the manner of TFX's TFLiteRewriter (validate, convert, validate agai
     mobile/            model.tflite (int8), user_vocab.txt, item_vocab.txt, metadata.json
     tflite_float.tflite  the uncompressed KD student as float32 TFLite (the "before")
     compression.json   fine-tuning logs, sparsity, int8 zero share, TFLite/SavedModel parity
+The KD student's recency prior (models/recency_prior.py), when it has one, is added to every one
+of these in float, after the int8 part.
 """
 
 import dataclasses
@@ -23,7 +25,7 @@ import tensorflow as tf  # noqa: E402
 from components.student import distill  # noqa: E402
 from components.teacher import training as teacher_training  # noqa: E402
 from models import (artifacts, compression, deployable, feature_tables, interaction_data, mobile_export,  # noqa: E402
-                    serving_export, student, student_training)
+                    recency_prior, serving_export, student, student_training)
 from models.foundation import signatures  # noqa: E402
 from models.foundation.tflite_runner import TFLiteRanker  # noqa: E402
 from models.foundation import storage  # noqa: E402
@@ -49,6 +51,11 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
     dataset = interaction_data.load_dataset(os.path.join(student_dir, artifacts.DATASET_FILE))
     tables = feature_tables.load_from(student_dir)
     kd = load_student(student_dir, dataset, tables)
+    # A KD student that started from the served one's starts near it: pruning and QAT are applied
+    # again, for fewer epochs (CompressionConfig.warm).
+    student_warm = (_read_json(os.path.join(student_dir, artifacts.TRAINING_FILE)).get("warm_start") or {})
+    warm = (student_warm.get("student_kd") or {}).get("started") == "warm"
+    settings_used = config.warm() if warm else config
     settings, history = kd.config, kd.config.history
     bins = deployable.feature_bins(kd)
     # The rows the KD student was trained on last: the refit's (train + eval) when it was refit.
@@ -59,19 +66,23 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
     tf.keras.utils.set_random_seed(settings.seed)
     reference = deployable.build(kd)  # the uncompressed student: the reference term and the "before"
     known = student.known_items(dataset)
-    pruned, prune_log = compression.prune(deployable.build(kd), bins, rows, latest_train, settings, config, reference,
-                                          known)
-    quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, config, reference,
-                                                    known)
+    pruned, prune_log = compression.prune(deployable.build(kd), bins, rows, latest_train, settings, settings_used,
+                                          reference, known)
+    quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, settings_used,
+                                                    reference, known)
 
-    serving_export.export(quantized, bins, serving_export.hash_bins_of(kd), dataset.user_ids, dataset.item_ids,
+    # The KD student's recency prior (models/recency_prior.py), added in float after the int8 part.
+    prior_path = storage.join(student_dir, artifacts.SAVED_MODEL_DIR, artifacts.RECENCY_PRIOR_FILE)
+    prior = storage.load_npy(prior_path)[1:] if storage.exists(prior_path) else None
+    served, before = recency_prior.with_prior(quantized, prior), recency_prior.with_prior(reference, prior)
+    serving_export.export(served, bins, serving_export.hash_bins_of(kd), dataset.user_ids, dataset.item_ids,
                           history, serving_dir, transform_graph_dir=transform_graph_dir)
     # model_dir is the Model artifact, maybe gs://: the converter's bytes go through storage.
     storage.write_bytes(storage.join(model_dir, artifacts.FLOAT_TFLITE),
-                        mobile_export.convert(reference, bins, history, int8=False, num_users=dataset.num_users))
+                        mobile_export.convert(before, bins, history, int8=False, num_users=dataset.num_users))
     mobile = storage.join(model_dir, artifacts.MOBILE_DIR)
     storage.makedirs(mobile)
-    int8 = mobile_export.convert(quantized, bins, history, int8=True, num_users=dataset.num_users)
+    int8 = mobile_export.convert(served, bins, history, int8=True, num_users=dataset.num_users)
     storage.write_bytes(storage.join(mobile, signatures.TFLITE_FILE), int8)
     mobile_export.write_vocabularies(mobile, dataset.user_ids, dataset.item_ids)
     latest = teacher_training.latest_histories(dataset, history)
@@ -81,7 +92,9 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
                          f"(below {MIN_PARITY}): the conversion changed the model")
     zeros = mobile_export.zero_share(int8)
     _write_json(os.path.join(mobile, signatures.METADATA), mobile_metadata(dataset, history, zeros, parity))
-    return {"config": dataclasses.asdict(config), "prune": prune_log, "qat": qat_log,
+    started = {"warm_start": {"started": "warm" if warm else "scratch",
+                              "prune_epochs": settings_used.prune_epochs, "qat_epochs": settings_used.qat_epochs}}
+    return {"config": dataclasses.asdict(config), **started, "prune": prune_log, "qat": qat_log,
             "params": deployable.params(reference), "int8": zeros, "parity_top10_overlap": round(parity, 4)}
 
 

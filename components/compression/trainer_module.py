@@ -29,7 +29,8 @@ def run_fn(fn_args) -> None:
         fn_args.serving_model_dir, model_dir)
     # model_dir may be gs://; json.dumps(indent=2) keeps the local file's bytes.
     storage.write_text(storage.join(model_dir, artifacts.COMPRESSION_FILE), json.dumps(summary, indent=2))
-    # The blessed model is this artifact: the next run's teacher starts from what it carries
-    # (data in spans, models/teacher_warm_start.py).
-    for name in (artifacts.TEACHER_WEIGHTS_FILE, artifacts.DATASET_FILE):
+    # The blessed model is this artifact: the next run's teacher and students start from what it
+    # carries (data in spans, models/teacher_warm_start.py, models/student_warm_start.py).
+    for name in (artifacts.TEACHER_WEIGHTS_FILE, artifacts.STUDENT_WEIGHTS_FILE, artifacts.DATASET_FILE,
+                 artifacts.FEATURES_FILE):
         storage.copy(storage.join(student_dir, name), storage.join(model_dir, name))

@@ -18,8 +18,8 @@ import tensorflow as tf  # noqa: E402
 
 from components.teacher import training as teacher_training  # noqa: E402
 from components.teacher import scoring  # noqa: E402
-from models import (artifacts, distillation, distribute, feature_tables, interaction_data, scored_rows,  # noqa: E402
-                    student, student_training)
+from models import (artifacts, distillation, distribute, feature_tables, interaction_data, recency_prior,  # noqa: E402
+                    scored_rows, student, student_training, student_warm_start)
 from models.retrieval_metrics import split_evaluator  # noqa: E402
 
 def read_scored(file_patterns: List[str]) -> Dict[str, np.ndarray]:
@@ -76,40 +76,119 @@ def train_both(train_files: List[str], teacher_dir: str, config: student.Student
         teacher = tf.saved_model.load(os.path.join(teacher_dir, artifacts.SAVED_MODEL_DIR))
         teacher_items = teacher.item_embeddings().numpy()
 
+    warm = warm_source(teacher_dir)
+    start = _starter(warm, dataset, tables) if warm["from"] else None
     summary = {"config": dataclasses.asdict(config), "rows": rows.rows,
                "refit_rows": final.rows if final is not None else 0, "candidates": rows.width}
+    trained = {}
     for name, settings, out_dir in (("student_kd", config, kd_dir),
                                     ("student_no_kd", config.without_distillation(), no_kd_dir)):
         summary[name] = train_student(settings, dataset, tables, data, validation, out_dir,
-                                      os.path.join(log_dir, name), teacher_items)
+                                      os.path.join(log_dir, name), teacher_items, start=start, trained=trained,
+                                      name=name)
+    summary["warm_start"] = {**warm, **{name: summary[name].pop("warm_start") for name in trained
+                                        if "warm_start" in summary[name]}}
+    if distribute.is_chief():  # the next run's students start from these (when this one is blessed)
+        student_warm_start.save(trained, storage.join(os.path.dirname(kd_dir.rstrip("/")),
+                                                      artifacts.STUDENT_WEIGHTS_FILE))
     return summary
 
 
+def warm_source(teacher_dir: str) -> Dict:
+    """{"from": the blessed model's directory or None, "reason"}: the students start where the teacher
+    did (its training.json's warm_start: the drift check's decision, the last blessed run), when that
+    model carries the students' weights and feature tables."""
+    started = teacher_training.read_summary(teacher_dir).get("warm_start") or {}
+    blessed = started.get("from")
+    if not blessed:
+        return {"from": None, "reason": started.get("reason", "from scratch")}
+    if not all(storage.exists(storage.join(blessed, name))
+               for name in (artifacts.STUDENT_WEIGHTS_FILE, artifacts.FEATURES_FILE)):
+        return {"from": None, "reason": "from scratch: the last blessed model carries no student weights "
+                                        "(trained before the students warm-started)"}
+    return {"from": blessed, "reason": started["reason"]}
+
+
+def _starter(warm: Dict, dataset, tables):
+    """start(model, kind) -> what was kept: restores a built student from the blessed run's weights."""
+    earlier_data = interaction_data.load_dataset(storage.join(warm["from"], artifacts.DATASET_FILE))
+    earlier = {"users": earlier_data.user_ids, "items": earlier_data.item_ids}
+    now = {"users": dataset.user_ids, "items": dataset.item_ids}
+    earlier_vocab = feature_tables.load(storage.join(warm["from"], artifacts.FEATURES_FILE))["vocab"]
+    saved = storage.load_npz(storage.join(warm["from"], artifacts.STUDENT_WEIGHTS_FILE))
+
+    def start(model, kind: str) -> Dict:
+        student_warm_start.build_variables(model)
+        return student_warm_start.restore(model, saved, kind, earlier, now, earlier_vocab, tables.get("vocab", {}))
+
+    return start
+
+
 def train_student(settings: student.StudentConfig, dataset, tables, data, validation, out_dir: str,
-                  log_dir: Optional[str] = None, teacher_items=None) -> Dict:
+                  log_dir: Optional[str] = None, teacher_items=None, start=None, trained: Optional[Dict] = None,
+                  name: Optional[str] = None) -> Dict:
     """One student: phase one with early stopping, the refit when `data` has refit rows, export.
 
-    data: training_rows' (rows, latest, refit rows or None, refit histories or None). Returns its curves."""
+    data: training_rows' (rows, latest, refit rows or None, refit histories or None). start: None (from
+    scratch) or _starter's start(model, kind): both phases start from the blessed run's student, phase
+    one with settings.warm_phase_one()'s epochs. trained: {name: the final model} is added to it. name:
+    its role, student_kd or student_no_kd (by default from its settings: student_kd with beta or gamma).
+    Returns its curves (with "warm_start" when `start` was given)."""
     rows, latest, final, latest_final = data
     frequency = np.bincount(dataset.splits["train"].item, minlength=dataset.num_items)
+    name = name or ("student_kd" if settings.beta > 0 or settings.gamma > 0 else "student_no_kd")
 
-    def build():
+    def build(config):
         tf.keras.utils.set_random_seed(settings.seed)  # the same initial weights and batches for every student
-        return student.StudentModel(dataset.num_users, dataset.num_items, tables, settings, frequency, teacher_items,
+        return student.StudentModel(dataset.num_users, dataset.num_items, tables, config, frequency, teacher_items,
                                     student.known_items(dataset))
 
+    def started():
+        """(model, what the warm start kept or None): from the blessed run's when it fits."""
+        if start is None:
+            return build(settings), None
+        model = build(settings.warm_phase_one())
+        try:
+            return model, {"started": "warm", **start(model, name)}
+        except student_warm_start.ArchitectureChanged as error:
+            return build(settings), {"started": "scratch", "reason": f"from scratch: {error}"}
+
     strategy = distribute.strategy_for(settings.distribute)
-    name = "student_kd" if settings.beta > 0 or settings.gamma > 0 else "student_no_kd"
     with strategy.scope():  # the variables (mirrored under a strategy) and the training steps
-        model = build()
+        model, warm = started()
         curves = student_training.fit(model, rows, latest, validation, name=name,
                                       log_dir=log_dir if distribute.is_chief() else None)
+        prior, curves["recency_prior"] = recency(settings, model, dataset, latest, validation)
         if final is not None:
-            model = build()
+            model = started()[0] if warm and warm["started"] == "warm" else build(settings)
             refit = student_training.fit(model, final, latest_final, None, epochs=curves["best_epoch"],
                                          name=f"{name} refit")
             curves["refit"] = {"epochs": curves["best_epoch"], "loss": refit["loss"], "seconds": refit["seconds"]}
     if distribute.is_chief():  # every worker holds the same weights; one writes them
-        student_training.export(model, out_dir)
+        student_training.export(model, out_dir, prior)
+        if prior is not None:
+            storage.save_npy(storage.join(out_dir, artifacts.RECENCY_PRIOR_FILE), prior)
+    if trained is not None:
+        trained[name] = model
+    if start is not None:
+        curves["warm_start"] = warm
     return {**curves, "params": student.params(model), "alpha": settings.alpha, "beta": settings.beta,
             "gamma": settings.gamma}
+
+
+def recency(settings: student.StudentConfig, model, dataset, latest, validation):
+    """(the weighted prior [num_items] the exported student adds, or None; what was picked): the
+    weight picked with the phase-one student on the eval split, the prior of train + eval
+    (models/recency_prior.py). "auto" not resolved by the pipeline counts as none."""
+    mode = recency_prior.resolve(settings.recency_prior, None)
+    if mode != "picked" or validation is None:
+        return None, {"mode": mode, "weight": 0.0}
+    train = dataset.splits["train"]
+    weight, curve = recency_prior.pick(
+        lambda users: model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy(), validation,
+        recency_prior.vector(train.item, train.timestamp, dataset.num_items, settings.recency_days))
+    summary = {"mode": mode, "weight": weight, "days": settings.recency_days, "val_ndcg@10": curve}
+    if weight <= 0:
+        return None, summary
+    known = teacher_training.latest_split(dataset)
+    return weight * recency_prior.vector(known.item, known.timestamp, dataset.num_items, settings.recency_days), summary

@@ -11,6 +11,9 @@ The Model artifact:
     training.json     both students' curves, parameters, seconds and settings
     dataset.npz, features.npz  the index spaces and feature tables the students were trained in
                       (copied from the teacher: the artifact is self-contained for compression)
+    student_weights.npz  both students' weights as arrays (the next run's warm start,
+                      models/student_warm_start.py); a student's recency_prior.npy beside its
+                      SavedModel when its scores include one (models/recency_prior.py)
 and TensorBoard logs of both in the ModelRun artifact.
 """
 

@@ -158,7 +158,7 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
                                   known_items=interaction_data.items_with_interactions(known.item, dataset.num_items))
     if warm["from"]:  # refit "scratch" starts here too (refit "warm" copies phase one's weights anyway)
         _started(final, warm, dataset)
-    refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), config, half_life,
+    refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), phase_one, half_life,
                                    epochs=history["best_epoch"])
 
     teacher_training.export(model, final, os.path.join(out_dir, artifacts.SAVED_MODEL_DIR), config.history)

@@ -113,6 +113,8 @@ def test_run_fns_write_their_summaries_and_copies_to_gcs_as_locally(local_teache
 
     def train_both(train_files, teacher, config, kd_dir, no_kd_dir, log_dir):
         calls.append((teacher, kd_dir, no_kd_dir, log_dir))
+        # the students' weights for the next run's warm start, as distill.train_both writes them
+        storage.write_bytes(storage.join(storage.dirname(kd_dir), artifacts.STUDENT_WEIGHTS_FILE), b"weights")
         return {"config": dataclasses.asdict(config), "rows": 3, "student_kd": {"loss": [0.5, 0.25]}, "ünïcode": "é"}
 
     def compress_and_export(train_files, student_dir, transform_graph_dir, config, serving_dir, model_dir):
@@ -142,13 +144,15 @@ def test_run_fns_write_their_summaries_and_copies_to_gcs_as_locally(local_teache
             storage.join(compressed_dir, artifacts.COMPRESSION_FILE))
         # the blessed model carries what the next run's teacher warm-starts from (models/teacher_warm_start.py)
         written[where]["compressed"] = {name: storage.read_bytes(storage.join(compressed_dir, name))
-                                        for name in (artifacts.TEACHER_WEIGHTS_FILE, artifacts.DATASET_FILE)}
+                                        for name in (artifacts.TEACHER_WEIGHTS_FILE, artifacts.STUDENT_WEIGHTS_FILE,
+                                                     artifacts.DATASET_FILE, artifacts.FEATURES_FILE)}
     assert written["gcs"] == written["local"]
     for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE):
         with open(os.path.join(teacher_dir, name), "rb") as f:
             assert written["gcs"][name] == f.read()
     with open(os.path.join(teacher_dir, artifacts.TEACHER_WEIGHTS_FILE), "rb") as f:
         assert written["gcs"]["compressed"][artifacts.TEACHER_WEIGHTS_FILE] == f.read()
+    assert written["gcs"]["compressed"][artifacts.STUDENT_WEIGHTS_FILE] == b"weights"
 
 
 @pytest.fixture(scope="module")

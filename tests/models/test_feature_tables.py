@@ -22,9 +22,11 @@ def test_absent_fixed_len_features_parse_to_empty_defaults():
 def test_save_and_load_round_trip(tmp_path):
     tables = {"user": {"user_age_bucket": np.array([0, 3, 1])},
               "item": {"item_genres_indices": np.array([[0, 0], [1, 2]])},
-              "size": {"user_age_bucket": 11, "item_genres_indices": 20}}
+              "size": {"user_age_bucket": 11, "item_genres_indices": 20},
+              "vocab": {"item_genres_indices": ["Drama", "Film-Noir", "Ciné d'été"], "user_empty_index": []}}
     feature_tables.save(tables, str(tmp_path / artifacts.FEATURES_FILE))
     loaded = feature_tables.load_from(str(tmp_path))
     assert loaded["size"] == tables["size"]
+    assert loaded["vocab"] == tables["vocab"]  # the values in index order, non-ASCII ones too
     assert loaded["user"]["user_age_bucket"].tolist() == [0, 3, 1]
     assert loaded["item"]["item_genres_indices"].tolist() == [[0, 0], [1, 2]]

@@ -72,10 +72,11 @@ def test_where_a_teacher_starts_from(tmp_path):
 
 
 def test_warm_start_settings_shorten_phase_one_only():
-    config = teacher.TeacherConfig(warm_start=teacher_warm_start.WarmStart(epochs=7, min_epochs=2, patience=3))
+    config = teacher.TeacherConfig(warm_start=teacher_warm_start.WarmStart(epochs=7, min_epochs=2, patience=3,
+                                                                           refit_epochs=4))
     phase_one = config.warm_start.applied_to(config)
-    assert (phase_one.epochs, phase_one.min_epochs, phase_one.patience) == (7, 2, 3)
-    assert dataclasses.replace(phase_one, epochs=60, min_epochs=40, patience=10) == config
+    assert (phase_one.epochs, phase_one.min_epochs, phase_one.patience, phase_one.refit_epochs) == (7, 2, 3, 4)
+    assert dataclasses.replace(phase_one, epochs=60, min_epochs=40, patience=10, refit_epochs=10) == config
     short = teacher.TeacherConfig(epochs=3, min_epochs=1, patience=2)  # never longer than from scratch
     assert short.warm_start.applied_to(short).epochs == 3 and short.warm_start.applied_to(short).patience == 2
     with pytest.raises(ValueError, match="teacher warm_start.epochs must be an integer >= 1"):

@@ -72,6 +72,8 @@ def test_data_in_spans_adds_the_drift_check_and_pins_the_newest_span(tmp_path):
     ingest = json.loads(by_id["InteractionsExampleGen"].exec_properties["settings_json"])
     assert ingest["newest_span"] == 7 and ingest["spans"] == {"window": 3, "pattern": "span-{SPAN}"}
     assert ingest["split"]["method"] == "newest_span"
+    # the newest span's split is in time: the deployed student's recency prior is picked
+    assert json.loads(by_id["StudentTrainer"].exec_properties["custom_config"])["student"]["recency_prior"] == "picked"
     drift = json.loads(by_id["DriftCheck"].exec_properties["settings_json"])
     assert drift == {**json.loads(json.dumps(DriftSettings().__dict__)), "categorical": {"item_genres": 0.04}}
     # flat data: neither

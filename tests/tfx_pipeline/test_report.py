@@ -100,3 +100,29 @@ def test_the_cold_item_table_follows_the_main_tables_order():
     row = next(line for line in text.splitlines() if line.startswith("teacher ") and "0.1500" in line)
     assert row.split() == ["teacher", "0.1500", "0.2500", "0.4000"]
     assert report.build_report("toy", {}, {"total": 1.0}, {}, ["A"])["cold_items"] is None
+
+
+def test_spans_say_where_each_model_started_and_what_prior_it_carries():
+    drift = {"newest_span": 3, "previous_span": 2, "decision": "warm", "reason": "no drift beyond its bounds"}
+    warm_start = {"teacher": {"from": "/b/7", "reason": "warm start from the last blessed run: no drift",
+                              "items_kept": 1200, "items_new": 40},
+                  "students": {"from": "/b/7", "reason": "warm start",
+                               "student_kd": {"started": "warm", "items_kept": 1200, "items_new": 40, "users_kept": 900,
+                                              "users_new": 80, "features_kept": ["item_genres_indices"],
+                                              "features_fresh": ["item_title_tokens"]}},
+                  "compression": {"started": "warm", "prune_epochs": 6, "qat_epochs": 1}}
+    prior = {"mode": "picked", "weight": 0.3, "days": 28, "val_ndcg@10": {"0.0": 0.2, "0.3": 0.25}}
+    built = report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"], drift=drift,
+                                warm_start=warm_start, recency_prior=prior)
+    assert built["recency_prior"] == prior and built["warm_start"] == warm_start
+    text = report.render(built)
+    assert "teacher: warm start from the last blessed run: no drift (1,200 items kept, 40 new)" in text
+    assert "students: warm start (1,200 items and 900 users kept, 40 and 80 new, fresh features: item_title_tokens)" \
+        in text
+    assert "compression: warm: 6 pruning and 1 QAT epochs" in text
+    assert "recency prior of the deployed models: weight 0.3 x log(1 + an item's interactions in the last 28 days), " \
+           "picked on the eval split: eval ndcg@10 0.2500 against 0.2000 without" in text
+    # none, or 0 picked: the deployed models carry no prior: no key, no line
+    for unused in ({"mode": "none", "weight": 0.0}, {"mode": "picked", "weight": 0.0, "days": 28}):
+        flat = report.build_report("flat", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], recency_prior=unused)
+        assert "recency_prior" not in flat and "recency prior" not in report.render(flat)

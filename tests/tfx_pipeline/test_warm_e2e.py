@@ -1,0 +1,148 @@
+"""End to end, two spans apart: the whole DAG on spans 1-2, then again when span 3 arrives. The second
+run's teacher, students and compression start from the blessed first run's; the items and users
+that first appear in span 3 are ranked by the model pushed after it (and not by the one before);
+`add-items` extends the warm-started run (docs/spans.md)."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from models.foundation import signatures
+from models.foundation.tflite_runner import TFLiteRanker
+from models.vocabulary_file import read_vocabulary
+from tests.conftest import TINY_CONFIG, recdistill
+from tfx_pipeline.datasets.synth_spans import write_synthetic_spans
+
+pytestmark = pytest.mark.e2e  # two whole runs of the tiny DAG (about 4 minutes here)
+
+# Tiny spans measure large distances by chance alone: the bounds are opened so that the second run
+# warm-starts (the decision itself is tested in test_spans_e2e.py).
+CONFIG = TINY_CONFIG.replace(
+    "student: {dim: 8, history: 4, epochs: 2, batch_size: 256}",
+    "student: {dim: 8, history: 4, epochs: 2, batch_size: 256, warm_epochs: 1}").replace(
+    "compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1}",
+    "compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1, warm_prune_epochs: 1, warm_ramp_epochs: 1}") + """
+spans: {window: 2}
+drift: {categorical: {item_genres: 1.0, item_id: 1.0, user_id: 1.0}, numeric: {rating: 1.0}, min_ratio: 0.01,
+        max_ratio: 100}
+"""
+assert "warm_epochs: 1" in CONFIG and "warm_prune_epochs: 1" in CONFIG
+
+
+def _ids(path, column):
+    with open(path, newline="", encoding="utf-8") as f:
+        return [row[column] for row in csv.DictReader(f)]
+
+
+def _latest_mobile(root):
+    versions = sorted(int(path.name) for path in (root / "mobile").iterdir() if path.name.isdigit())
+    return root / "mobile" / str(versions[-1])
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("warm")
+    data, later = base / "data", base / "later"
+    write_synthetic_spans(data, spans=3, users=120, items=80, interactions=2400, seed=3)
+    shutil.move(str(data / "span-3"), str(later))
+    (base / "c.yaml").write_text(CONFIG)
+    run = ["run", "--data", str(data), "--output", str(base / "run"), "--config", str(base / "c.yaml")]
+    first = recdistill(*run)
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _latest_mobile(base / "run")
+    shutil.copytree(before, base / "served-before")
+    shutil.move(str(later), str(data / "span-3"))
+    second = recdistill(*run)
+    assert second.returncode == 0, second.stderr[-3000:]
+    report = json.loads((base / "run" / "report" / "report.json").read_text())
+    return base, second, report
+
+
+def test_the_second_run_starts_every_model_from_the_blessed_first(two_runs):
+    _, second, report = two_runs
+    assert report["drift"]["decision"] == "warm", report["drift"]["reason"]
+    started = report["warm_start"]
+    assert started["teacher"]["from"] and started["teacher"]["items_kept"] > 0
+    for name in ("student_kd", "student_no_kd"):
+        student = started["students"][name]
+        assert student["started"] == "warm" and student["items_kept"] > 0 and student["users_kept"] > 0
+        assert student["items_new"] > 0 and student["users_new"] > 0  # span 3's own
+    assert started["compression"] == {"started": "warm", "prune_epochs": 1, "qat_epochs": 1}
+    assert "students: warm start (" in second.stdout and "compression: warm: 1 pruning and 1 QAT epochs" in second.stdout
+    assert report["pushed"]["mobile"], report["blessing"]
+
+
+def test_items_and_users_new_in_span_3_are_ranked_by_the_model_pushed_after_it(two_runs):
+    base, _, _ = two_runs
+    span = base / "data" / "span-3"
+    new_items, new_users = _ids(span / "items.csv", "item_id"), _ids(span / "users.csv", "user_id")
+    assert new_items and new_users
+    before = base / "served-before"
+    assert not set(new_items) & set(read_vocabulary(str(before / signatures.ITEM_VOCAB)))
+    mobile = _latest_mobile(base / "run")
+    items = read_vocabulary(str(mobile / signatures.ITEM_VOCAB))
+    users = read_vocabulary(str(mobile / signatures.USER_VOCAB))
+    index = {item: i for i, item in enumerate(items)}
+    assert set(new_items) <= set(items)  # the catalog: every item of every span
+    # the user index: users with interactions in the training share (the rest of span 3's are the
+    # newest span's held-out test users, ranked from their histories as unknown users)
+    trained_new_users = set(new_users) & set(users)
+    assert len(trained_new_users) >= len(new_users) // 2, (len(trained_new_users), len(new_users))
+    history = json.loads((mobile / signatures.METADATA).read_text())["history"]
+    ranker = TFLiteRanker(str(mobile / signatures.TFLITE_FILE), full_scores=True)
+    # a new user, by its own row, with a history of new items: every new item has a finite score,
+    # and its ranking is not the unknown user's
+    counts = {}
+    for user in _ids(span / "interactions.csv", "user_id"):
+        counts[user] = counts.get(user, 0) + 1
+    newcomer = users.index(max(trained_new_users, key=lambda user: counts.get(user, 0)))
+    recent = np.zeros(history, np.int64)
+    recent[:min(history, len(new_items))] = [index[i] for i in new_items[:history]]
+    scores = ranker.all_scores(newcomer, recent)
+    assert np.isfinite(scores[[index[i] for i in new_items]]).all()
+    ranked, _ = ranker.rank(newcomer, recent)
+    unknown, _ = ranker.rank(0, recent)
+    assert not np.array_equal(ranked, unknown)
+    assert set(ranked.tolist()) & {index[i] for i in new_items}  # the full ranking holds them
+
+
+def test_add_items_extends_the_warm_started_run(two_runs, tmp_path):
+    base, _, _ = two_runs
+    root = tmp_path / "push"
+    for name in ("serving", "mobile"):
+        shutil.copytree(base / "run" / name, root / name)
+    source = next(csv.DictReader(open(base / "data" / "span-1" / "items.csv", newline="", encoding="utf-8")))
+    items_csv = tmp_path / "NEW.csv"
+    columns = list(source)
+    with open(items_csv, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerow({**source, "item_id": "brand-new"})
+    added = recdistill("add-items", "--run", str(base / "run"), "--items", str(items_csv), "--push-root", str(root))
+    assert added.returncode == 0, added.stderr[-3000:]
+    mobile = _latest_mobile(root)
+    assert "brand-new" in read_vocabulary(str(mobile / signatures.ITEM_VOCAB))
+    assert mobile != root / "mobile" / _latest_mobile(base / "run").name
+
+
+def test_a_weakened_candidate_on_the_same_spans_pushes_nothing_and_the_report_says_why(two_runs):
+    """Last in this module: it adds a run to the run directory. The candidate's int8 model is pruned to
+    99% zeros; the gate compares it on the newest span's test with its own student and the served model."""
+    base, _, _ = two_runs
+    versions = sorted((base / "run" / "mobile").iterdir())
+    weakened = CONFIG.replace("compression: {prune_epochs: 2,",
+                              "compression: {target_sparsity: 0.99, dense_sparsity: 0.99, prune_epochs: 2,")
+    weakened = weakened.replace("bless_tolerance: 0.9", "bless_tolerance: 0.02")
+    assert weakened.count("0.99") == 2 and "bless_tolerance: 0.02" in weakened
+    (base / "weak.yaml").write_text(weakened)
+    run = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--config",
+                     str(base / "weak.yaml"))
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((base / "run" / "report" / "report.json").read_text())
+    assert not report["blessed"] and report["pushed"] == {"serving": None, "mobile": None}
+    assert report["blessing"]["reason"].startswith("tflite ndcg@10 ")
+    assert f"not blessed: {report['blessing']['reason']}" in run.stdout
+    assert sorted((base / "run" / "mobile").iterdir()) == versions  # the served model stays
