@@ -30,8 +30,8 @@ NO_KD_DIR = "student_no_kd"  # the student trained without the teacher (the base
 # both students' weights as arrays, for a warm start of the next run's (models/student_warm_start.py);
 # StudentCompressor's artifact (the blessed one) carries a copy, with DATASET_FILE and FEATURES_FILE
 STUDENT_WEIGHTS_FILE = "student_weights.npz"
-# in a student's SAVED_MODEL_DIR: [num_items] the weighted recency prior its scores include
-# (models/recency_prior.py; only when its weight is above 0); the compressor adds the KD student's
+# in a student's SAVED_MODEL_DIR: [2, num_items] the weighted recency prior its scores include, one
+# row for a known user and one for a cold user (models/recency_prior.py; only when a weight is above 0); the compressor adds the KD student's
 RECENCY_PRIOR_FILE = "recency_prior.npy"
 
 # --- inside StudentCompressor's Model artifact (components/compression/compress.py) ------------

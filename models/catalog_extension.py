@@ -93,7 +93,8 @@ def extend(kd: student_lib.StudentModel, weights: Mapping[str, np.ndarray],
     extended = dict(weights)
     extended[KERNEL] = np.concatenate([kernel, columns], axis=1)
     if recency_prior.VARIABLE in weights:  # a new item has no interactions yet: log(1 + 0)
-        extended[recency_prior.VARIABLE] = np.concatenate([weights[recency_prior.VARIABLE], np.zeros(len(vectors))])
+        prior = weights[recency_prior.VARIABLE]  # [known, cold] x items
+        extended[recency_prior.VARIABLE] = np.concatenate([prior, np.zeros([len(prior), len(vectors)])], axis=1)
     return extended, {"kernel_scale": round(scale, 4), "zero_share": round(zero_share, 4),
                       "clipped": int(np.sum(np.abs(columns) > limit))}
 

@@ -1,11 +1,14 @@
 """The deployed student's recency prior: what is popular now, added to its scores.
 
-    scores(u, i) = student(u, i) + weight * log(1 + n_i)
+    scores(u, i) = student(u, i) + weight(u) * log(1 + n_i)
 
 n_i: item i's interactions in the last `days` days of the data the model was trained on (ending at
-its latest timestamp). The weight is picked on the eval split (StudentConfig.recency_prior
-"picked": the grid below, 0 included, the best validation ndcg@10 of the phase-one student),
-then the prior of the final student's data (train + eval) is exported with it: the KD student's
+its latest timestamp). Two weights: one for a user the model knows something of (a known id or a
+history), one for a cold user (unknown id, empty history: the model's own ranking is then the
+same for everyone). Each is picked on the eval split (StudentConfig.recency_prior "picked": the
+grid below, 0 included, the best validation ndcg@10 of the phase-one student; the cold weight with
+every eval user asked as a cold one), then the prior of the final student's data (train + eval) is
+exported with them, as two rows [known, cold] x items: the KD student's
 SavedModel, the compressed SavedModel and both TFLite models add it in float after the scoring
 layer (PriorBias), outside the int8 part, so quantization does not touch it. A new item (add-items)
 gets 0: no interactions yet.
@@ -14,7 +17,8 @@ Why: on data that arrives in time, what users do next follows what is popular no
 4-week spans, a model trained up to span k ranked on span k + 1: 60% of the next span's users have
 no history (new sign-ups, who rate the popular films of the moment), and the last 28 days' most
 popular items reach 0.29-0.42 ndcg@10 where EASE reaches 0.17-0.23; EASE plus this prior at weight
-1 reaches 0.29-0.42 too (docs/spans.md). The StudentConfig default "auto" picks it for splits in
+1 reaches 0.29-0.42 too (docs/spans.md). The eval split's users have histories, so one weight
+picked there left the new sign-ups without the prior: hence the cold user's own weight. The StudentConfig default "auto" picks it for splits in
 time (newest_span, time_cutoff) and leaves it out otherwise (a per-user random split has no "now").
 """
 
@@ -25,6 +29,8 @@ import numpy as np
 from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
 import tensorflow as tf  # noqa: E402
+
+from models import deployable  # noqa: E402
 
 DAY_SECONDS = 86400
 GRID = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -49,6 +55,25 @@ def vector(items: np.ndarray, timestamps: np.ndarray, num_items: int, days: int)
     return np.log1p(np.bincount(items[recent], minlength=num_items)).astype(np.float32)
 
 
+def cold(user_index, history) -> tf.Tensor:
+    """[B] float32: 1 for a user the model knows nothing of (index 0, no history item), else 0.
+    Comparisons and a float sum: builtin TFLite ops, kept in float by the int8 conversion."""
+    unknown = tf.cast(tf.equal(tf.cast(user_index, tf.int64), 0), tf.float32)
+    items = tf.reduce_sum(tf.cast(tf.greater(tf.cast(history, tf.int64), 0), tf.float32), axis=-1)
+    return unknown * tf.cast(tf.equal(items, 0.0), tf.float32)
+
+
+def rows(prior: np.ndarray, weight: float, cold_weight: float) -> np.ndarray:
+    """[2, n] float32: the prior weighted for a known user (row 0) and for a cold one (row 1)."""
+    return np.stack([weight * prior, cold_weight * prior]).astype(np.float32)
+
+
+def per_user(prior_rows, user_index, history) -> tf.Tensor:
+    """[B, n]: each user's row of prior_rows [2, n] (models/recency_prior.py's cold())."""
+    prior_rows = tf.convert_to_tensor(prior_rows, tf.float32)
+    return prior_rows[0][None, :] + cold(user_index, history)[:, None] * (prior_rows[1] - prior_rows[0])[None, :]
+
+
 def pick(score: Callable[[np.ndarray], np.ndarray], evaluator, prior: np.ndarray,
          grid: Sequence[float] = GRID) -> Tuple[float, Dict[str, float]]:
     """(the weight with the best validation ndcg@10, {weight: ndcg@10}); 0 unless another is better."""
@@ -62,28 +87,33 @@ def pick(score: Callable[[np.ndarray], np.ndarray], evaluator, prior: np.ndarray
 
 @tf.keras.utils.register_keras_serializable(package="recdistill")
 class PriorBias(tf.keras.layers.Layer):
-    """scores [B, V - 1] -> scores + prior (a constant of the model: a non-trainable weight)."""
+    """[scores [B, V - 1], user_index [B], history [B, H]] -> scores + the user's row of the prior
+    [2, V - 1] (known, cold: a constant of the model, a non-trainable weight)."""
 
     def __init__(self, columns: int, **kwargs):
         super().__init__(**kwargs)
         self.columns = int(columns)
 
     def build(self, input_shape):
-        self.prior = self.add_weight(name="prior", shape=[self.columns], initializer="zeros", trainable=False)
+        self.prior = self.add_weight(name="prior", shape=[2, self.columns], initializer="zeros", trainable=False)
         super().build(input_shape)
 
-    def call(self, scores):
-        return scores + tf.cast(self.prior, scores.dtype)
+    def call(self, inputs):
+        scores, user_index, history = inputs
+        return scores + tf.cast(per_user(self.prior, user_index, history), scores.dtype)
 
     def get_config(self):
         return {**super().get_config(), "columns": self.columns}
 
 
 def with_prior(scorer: tf.keras.Model, prior_columns: Optional[np.ndarray]) -> tf.keras.Model:
-    """The deployed scorer with prior_columns [V - 1] (item j + 1 at j) added; the scorer itself when None."""
+    """The deployed scorer (inputs user_index, history, ...) with prior_columns [2, V - 1] (rows()'s
+    known and cold rows; item j + 1 at column j) added; the scorer itself when None."""
     if prior_columns is None:
         return scorer
-    layer = PriorBias(len(prior_columns), name=LAYER)
-    wrapped = tf.keras.Model(scorer.input, layer(scorer(scorer.input)), name="student_with_prior")
+    layer = PriorBias(np.shape(prior_columns)[-1], name=LAYER)
+    inputs = scorer.input
+    wrapped = tf.keras.Model(inputs, layer([scorer(inputs), inputs[deployable.USER_INDEX], inputs[deployable.HISTORY]]),
+                             name="student_with_prior")
     layer.prior.assign(np.asarray(prior_columns, np.float32))
     return wrapped

@@ -17,7 +17,7 @@ from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before Ten
 
 import tensorflow as tf  # noqa: E402
 
-from models import distillation, student as student_lib  # noqa: E402
+from models import distillation, recency_prior, student as student_lib  # noqa: E402
 from models.interaction_data import masked_histories  # noqa: E402
 from models.retrieval_metrics import RetrievalEvaluator  # noqa: E402
 from models.scored_rows import ScoredRows  # noqa: E402
@@ -120,25 +120,28 @@ def fit(model: student_lib.StudentModel, rows, latest_train: np.ndarray, validat
 
 class _Scorer(tf.Module):
     """The query tower and the catalog's candidate embeddings, computed once at export (plus the
-    recency prior [num_items], when given: models/recency_prior.py)."""
+    recency prior [2, num_items] (known, cold user), when given: models/recency_prior.py)."""
 
     def __init__(self, model: student_lib.StudentModel, history: int, prior: Optional[np.ndarray] = None):
         super().__init__()
         self.query_tower = model.query_tower
         self.candidates = tf.Variable(model.all_items(), trainable=False, name="candidate_embeddings")
         mask = distillation.MASKED * tf.one_hot(0, model.num_items)
-        if prior is not None:
-            mask += tf.constant(np.asarray(prior, np.float32))
+        prior_rows = None if prior is None else tf.constant(np.asarray(prior, np.float32))
 
         def score(user_index, history_items):
             query = self.query_tower({"user_index": user_index, "history": history_items})
-            return tf.matmul(query, self.candidates, transpose_b=True) + mask
+            scores = tf.matmul(query, self.candidates, transpose_b=True) + mask
+            if prior_rows is not None:
+                scores += recency_prior.per_user(prior_rows, user_index, history_items)
+            return scores
 
         self.score = tf.function(score, input_signature=[
             tf.TensorSpec([None], tf.int64, name="user_index"), tf.TensorSpec([None, history], tf.int64, name="history")])
 
 
 def export(model: student_lib.StudentModel, path: str, prior: Optional[np.ndarray] = None) -> None:
-    """The SavedModel (score(user_index, history)) and the Keras weights; prior: [num_items] added to the scores."""
+    """The SavedModel (score(user_index, history)) and the Keras weights; prior: [2, num_items] added
+    to the scores (models/recency_prior.py's rows: known user, cold user)."""
     tf.saved_model.save(_Scorer(model, model.config.history, prior), path)
     model.save_weights(os.path.join(path, WEIGHTS))

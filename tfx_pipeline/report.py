@@ -44,11 +44,13 @@ def build_report(
     drift: the drift check's drift.json; warm_start: {"teacher": where it started from and why,
     "students": where the students did and what they kept, "compression": its epochs}
     (input in spans only: both keys are absent otherwise).
-    recency_prior: the KD student's (models/recency_prior.py): in the report when its weight is above 0."""
+    recency_prior: the KD student's (models/recency_prior.py): in the report when a weight (a known
+    user's or a cold user's) is above 0."""
     entries = {key: (models or {}).get(key) for key in MODEL_KEYS}
     pushed = pushed or {}
     spanned = {"drift": drift, "warm_start": warm_start} if drift is not None else {}
-    if recency_prior and recency_prior.get("weight", 0) > 0:  # the deployed models carry it
+    if recency_prior and max(recency_prior.get("weight", 0), recency_prior.get("cold_weight", 0)) > 0:
+        # the deployed models carry it
         spanned["recency_prior"] = recency_prior
     return {
         "dataset": dataset,
@@ -139,11 +141,11 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
     lines += _drift_lines(report.get("drift"), report.get("warm_start"))
     prior = report.get("recency_prior")
     if prior:
-        curve = prior.get("val_ndcg@10") or {}
-        picked = f": eval ndcg@10 {curve.get(str(prior['weight']), float('nan')):.4f} against " \
-                 f"{curve.get('0.0', float('nan')):.4f} without" if curve else ""
-        lines.append(f"recency prior of the deployed models: weight {prior['weight']} x log(1 + an item's interactions "
-                     f"in the last {prior.get('days')} days), picked on the eval split{picked}")
+        lines.append(f"recency prior of the deployed models: weight x log(1 + an item's interactions in the last "
+                     f"{prior.get('days')} days), picked on the eval split: "
+                     + "; ".join(_prior_pick(prior, who, key, curve) for who, key, curve in (
+                         ("known users", "weight", "val_ndcg@10"), ("cold users", "cold_weight", "cold_val_ndcg@10"))
+                                 if key in prior))
     lines.append("")
     quality_rows = [
         [file, f"{entry['rows']:,}", f"{sum(entry['bad'].values()):,}",
@@ -166,6 +168,14 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         lines += _compression_lines(report)
     lines += _cold_lines(report.get("cold_items"), markdown)
     return "\n".join(lines) + "\n"
+
+
+def _prior_pick(prior: Dict[str, Any], who: str, key: str, curve_key: str) -> str:
+    """"known users 0.3 (eval ndcg@10 0.2500 against 0.2000 without)": one weight of the recency prior."""
+    curve = prior.get(curve_key) or {}
+    against = f" (eval ndcg@10 {curve.get(str(prior[key]), float('nan')):.4f} against " \
+              f"{curve.get('0.0', float('nan')):.4f} without)" if curve else ""
+    return f"{who} {prior[key]}{against}"
 
 
 def _drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str, Any]]) -> List[str]:

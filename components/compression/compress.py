@@ -73,7 +73,7 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
 
     # The KD student's recency prior (models/recency_prior.py), added in float after the int8 part.
     prior_path = storage.join(student_dir, artifacts.SAVED_MODEL_DIR, artifacts.RECENCY_PRIOR_FILE)
-    prior = storage.load_npy(prior_path)[1:] if storage.exists(prior_path) else None
+    prior = storage.load_npy(prior_path)[:, 1:] if storage.exists(prior_path) else None  # [known, cold] x items
     served, before = recency_prior.with_prior(quantized, prior), recency_prior.with_prior(reference, prior)
     serving_export.export(served, bins, serving_export.hash_bins_of(kd), dataset.user_ids, dataset.item_ids,
                           history, serving_dir, transform_graph_dir=transform_graph_dir)

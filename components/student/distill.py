@@ -177,18 +177,23 @@ def train_student(settings: student.StudentConfig, dataset, tables, data, valida
 
 
 def recency(settings: student.StudentConfig, model, dataset, latest, validation):
-    """(the weighted prior [num_items] the exported student adds, or None; what was picked): the
-    weight picked with the phase-one student on the eval split, the prior of train + eval
+    """(the weighted prior [2, num_items] (known, cold user) the exported student adds, or None;
+    what was picked): each weight picked with the phase-one student on the eval split, the cold
+    one with every eval user asked as a cold user (index 0, no history); the prior of train + eval
     (models/recency_prior.py). "auto" not resolved by the pipeline counts as none."""
     mode = recency_prior.resolve(settings.recency_prior, None)
     if mode != "picked" or validation is None:
-        return None, {"mode": mode, "weight": 0.0}
+        return None, {"mode": mode, "weight": 0.0, "cold_weight": 0.0}
     train = dataset.splits["train"]
+    prior = recency_prior.vector(train.item, train.timestamp, dataset.num_items, settings.recency_days)
     weight, curve = recency_prior.pick(
-        lambda users: model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy(), validation,
-        recency_prior.vector(train.item, train.timestamp, dataset.num_items, settings.recency_days))
-    summary = {"mode": mode, "weight": weight, "days": settings.recency_days, "val_ndcg@10": curve}
-    if weight <= 0:
+        lambda users: model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy(), validation, prior)
+    cold = model.score(tf.zeros([1], tf.int64), tf.zeros([1, latest.shape[1]], latest.dtype)).numpy()
+    cold_weight, cold_curve = recency_prior.pick(lambda users: np.repeat(cold, len(users), axis=0), validation, prior)
+    summary = {"mode": mode, "weight": weight, "cold_weight": cold_weight, "days": settings.recency_days,
+               "val_ndcg@10": curve, "cold_val_ndcg@10": cold_curve}
+    if weight <= 0 and cold_weight <= 0:
         return None, summary
     known = teacher_training.latest_split(dataset)
-    return weight * recency_prior.vector(known.item, known.timestamp, dataset.num_items, settings.recency_days), summary
+    return recency_prior.rows(recency_prior.vector(known.item, known.timestamp, dataset.num_items,
+                                                   settings.recency_days), weight, cold_weight), summary

@@ -207,6 +207,16 @@ def test_saved_model_round_trip(toy, tmp_path):
     restored.load_weights(str(tmp_path / "sm" / student_training.WEIGHTS))
     assert np.allclose(restored.score(tf.constant(users), tf.constant(latest[users])).numpy(), expected, atol=1e-5)
 
+    # with a recency prior: a known user's row for users 1, 2, 7; the cold row for user 0 without history
+    prior = np.stack([np.arange(toy.num_items), 2.0 * np.arange(toy.num_items)[::-1]]).astype(np.float32)
+    student_training.export(model, str(tmp_path / "with_prior"), prior)
+    with_prior = tf.saved_model.load(str(tmp_path / "with_prior"))
+    queries, histories_of = np.array([0, 1, 2, 7], np.int64), latest[[0, 1, 2, 7]].copy()
+    histories_of[0] = 0
+    plain = loaded.score(tf.constant(queries), tf.constant(histories_of)).numpy()
+    added = with_prior.score(tf.constant(queries), tf.constant(histories_of)).numpy() - plain
+    np.testing.assert_allclose(added[:, 1:], prior[[1, 0, 0, 0]][:, 1:], atol=1e-3)
+
 
 class _ScriptedEvaluator:
     """Returns the given validation ndcg values in turn and notes the weights each was measured on."""

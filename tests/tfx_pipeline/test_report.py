@@ -111,7 +111,8 @@ def test_spans_say_where_each_model_started_and_what_prior_it_carries():
                                               "users_new": 80, "features_kept": ["item_genres_indices"],
                                               "features_fresh": ["item_title_tokens"]}},
                   "compression": {"started": "warm", "prune_epochs": 6, "qat_epochs": 1}}
-    prior = {"mode": "picked", "weight": 0.3, "days": 28, "val_ndcg@10": {"0.0": 0.2, "0.3": 0.25}}
+    prior = {"mode": "picked", "weight": 0.3, "cold_weight": 10.0, "days": 28, "val_ndcg@10": {"0.0": 0.2, "0.3": 0.25},
+             "cold_val_ndcg@10": {"0.0": 0.05, "10.0": 0.125}}
     built = report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"], drift=drift,
                                 warm_start=warm_start, recency_prior=prior)
     assert built["recency_prior"] == prior and built["warm_start"] == warm_start
@@ -120,9 +121,14 @@ def test_spans_say_where_each_model_started_and_what_prior_it_carries():
     assert "students: warm start (1,200 items and 900 users kept, 40 and 80 new, fresh features: item_title_tokens)" \
         in text
     assert "compression: warm: 6 pruning and 1 QAT epochs" in text
-    assert "recency prior of the deployed models: weight 0.3 x log(1 + an item's interactions in the last 28 days), " \
-           "picked on the eval split: eval ndcg@10 0.2500 against 0.2000 without" in text
-    # none, or 0 picked: the deployed models carry no prior: no key, no line
-    for unused in ({"mode": "none", "weight": 0.0}, {"mode": "picked", "weight": 0.0, "days": 28}):
+    assert "recency prior of the deployed models: weight x log(1 + an item's interactions in the last 28 days), " \
+           "picked on the eval split: known users 0.3 (eval ndcg@10 0.2500 against 0.2000 without); cold users 10.0 " \
+           "(eval ndcg@10 0.1250 against 0.0500 without)" in text
+    cold_only = report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"], drift=drift,
+                                    warm_start=warm_start, recency_prior={**prior, "weight": 0.0})
+    assert cold_only["recency_prior"]["cold_weight"] == 10.0  # the cold users' prior alone is still carried
+    # none, or 0 picked for both: the deployed models carry no prior: no key, no line
+    for unused in ({"mode": "none", "weight": 0.0, "cold_weight": 0.0},
+                   {"mode": "picked", "weight": 0.0, "cold_weight": 0.0, "days": 28}):
         flat = report.build_report("flat", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], recency_prior=unused)
         assert "recency_prior" not in flat and "recency prior" not in report.render(flat)
