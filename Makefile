@@ -11,7 +11,7 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check --ignore-require
 DATA ?= movielens-100k
 OUTPUT ?= runs/$(DATA)
 
-.PHONY: install run run-cold test test-fast bench bench-quality bench-scale bench-continuous clean
+.PHONY: install run run-cold test test-fast bench bench-quality bench-scale bench-continuous bench-compression clean
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ bench-scale: install
 # synthetic weekly spans (hours here: every span is a full run per policy; docs/spans.md).
 bench-continuous: install
 	$(PY) -m tfx_pipeline.bench_continuous --movielens --synthetic --output runs/bench-continuous
+
+# The compression frontier: rank x target sparsity x {float, int8} on MovieLens-100K (docs/student-and-compression.md).
+bench-compression: install
+	$(PY) -m tfx_pipeline.bench_compression --movielens --output runs/bench-compression
 
 clean:
 	rm -rf runs

@@ -24,6 +24,9 @@ New item i's column is the KD student's candidate tower on its features, without
   default), TF-MOT's per-layer rule, so the layer's sparsity and the int8 file's zeros stay. It
   moves new items' scores little: mean change 0.006 against a spread (std) of 0.053, correlation
   0.992 with the unpruned columns, the median best rank unchanged.
+- Factorization (models/factorization.py): a factorized kernel is A [dim, r] B [r, V - 1]; a new
+  item's column of B is the least-squares b with A b = s c_i (its column projected on A's span,
+  the rank-r part the deployed model can express), pruned and quantized as above.
 - Quantization: the kernel's fake-quant range (per tensor, symmetric) and the output range are
   kept: old columns quantize to the same int8 values. A new value outside the kernel's range is
   clipped by it, as every weight is (`clipped` counts them).
@@ -37,10 +40,11 @@ from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before Ten
 
 import tensorflow as tf  # noqa: E402
 
-from models import compression, deployable, recency_prior  # noqa: E402
+from models import compression, deployable, factorization, recency_prior  # noqa: E402
 from models import student as student_lib  # noqa: E402
 
 KERNEL = "scores/kernel:0"  # the scoring Dense's kernel among the deployed scorer's variables
+DOWN = "scores" + factorization.RANK + "/kernel:0"  # its first factor, when factorized
 _RANGE = ("quant_scores/kernel_min:0", "quant_scores/kernel_max:0")
 
 
@@ -84,11 +88,17 @@ def extend(kd: student_lib.StudentModel, weights: Mapping[str, np.ndarray],
            vectors: np.ndarray) -> Tuple[Dict[str, np.ndarray], Dict]:
     """The deployed scorer's weights with one column per new item appended; and what was done.
 
-    weights: scorer_weights(...) of the latest version; vectors: [n, dim] item_vectors(...)."""
+    weights: scorer_weights(...) of the latest version; vectors: [n, dim] item_vectors(...). A
+    factorized scoring kernel (models/factorization.py: K = A B, A [dim, r] the query's side) gets
+    new columns of B: the least-squares b with A b = the item's column."""
     kernel = weights[KERNEL]
-    scale = kernel_scale(kernel, kd)
+    scale = kernel_scale(factorization.effective_kernel(weights), kd)
     zero_share = float(np.mean(kernel == 0))
-    columns = prune_to(scale * vectors.T, zero_share)
+    columns = scale * vectors.T
+    down = weights.get(DOWN)
+    if down is not None:
+        columns = np.linalg.lstsq(down.astype(np.float64), columns.astype(np.float64), rcond=None)[0]
+    columns = prune_to(columns, zero_share)
     limit = max(abs(float(weights[name])) for name in _RANGE)
     extended = dict(weights)
     extended[KERNEL] = np.concatenate([kernel, columns], axis=1)
@@ -104,7 +114,7 @@ def quantized_scorer(kd: student_lib.StudentModel, weights: Mapping[str, np.ndar
 
     The structure comes from the same code that compressed the student (quantize_aware, with no
     training epochs), so its variables are named as the saved ones; any difference is an error."""
-    deployed = deployable.build(kd, kernel=weights[KERNEL])
+    deployed = deployable.build(kd, kernel=factorization.effective_kernel(weights), rank=factorization.rank_in(weights))
     quantized, _ = compression.quantize_aware(deployed, {}, None, None, kd.config,
                                               compression.CompressionConfig(qat_epochs=0))
     # the recency prior, when the compressed model has one (models/recency_prior.py)

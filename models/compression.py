@@ -1,4 +1,6 @@
-"""Compression of the distilled student with TF-MOT: pruning, then pruning-preserving QAT.
+"""Compression of the distilled student with TF-MOT: pruning, then pruning-preserving QAT (after
+an optional low-rank factorization of its large matrices: CompressionConfig.rank,
+models/factorization.py).
 
 Both stages fine-tune the deployed form of the student (models/deployable.py) on the same
 distillation objective it was trained with (models/distillation.py: hard loss over the whole
@@ -26,7 +28,7 @@ Caveats:
 
 import dataclasses
 import time
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
@@ -35,7 +37,7 @@ from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before Ten
 import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 
-from models import deployable, distillation, student_training  # noqa: E402
+from models import deployable, distillation, factorization, student_training  # noqa: E402
 from models.student import StudentConfig  # noqa: E402
 
 
@@ -67,8 +69,15 @@ class CompressionConfig:
     # (absolute) gave +0.013 ndcg@10 over none at 75% sparsity; with logit matching the term must
     # scale with beta (an absolute 4 left the int8 model at 0.967 x student_kd).
     reference_weight: float = 4.0
+    # Low-rank factorization before pruning (models/factorization.py): the user and history-item
+    # tables and the scoring kernel each as two factors of this rank, from their truncated SVD,
+    # then fine-tuned by the pruning stage. None (no factorization), a rank, or a share of dim in (0, 1).
+    rank: Optional[Union[int, float]] = None
 
     def __post_init__(self):
+        if isinstance(self.rank, str) and self.rank.strip().lower() == "none":  # YAML `rank: none`
+            object.__setattr__(self, "rank", None)
+        factorization.rank_of(self.rank, 32)  # raises ValueError for a rank that cannot be one
         for name in ("target_sparsity", "dense_sparsity"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")

@@ -3,6 +3,9 @@
     query  = E_user[user_index] + masked_mean(E_history[history]) + sum_f E_f[feature_f]
     scores = Dense(num_items - 1, use_bias=False)(query)   # column j scores item j + 1
 
+(with a rank, E_user, E_history and the scoring kernel are each two low-rank factors:
+models/factorization.py)
+
 It is models/student.py's query tower with the candidate tower folded into the scoring layer's
 kernel: the catalog is fixed once trained, so every item's embedding is computed once (cold items
 keep what their features gave them) and becomes a weight. Index 0 (out-of-vocabulary item) has
@@ -16,7 +19,7 @@ Inputs: user_index [B] int, history [B, H] int (0 pads), and one input per user 
 as in models/feature_tables.py ([B] or [B, values], 0 = unknown/padding). Output: [B, V - 1].
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -24,7 +27,7 @@ from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before Ten
 
 import tensorflow as tf  # noqa: E402
 
-from models import student as student_lib  # noqa: E402
+from models import factorization, student as student_lib  # noqa: E402
 
 USER_INDEX, HISTORY = "user_index", "history"
 
@@ -61,36 +64,41 @@ def feature_bins(model: student_lib.StudentModel) -> Dict[str, np.ndarray]:
     return bins
 
 
-def build(model: student_lib.StudentModel, kernel: np.ndarray = None) -> tf.keras.Model:
+def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Optional[int] = None) -> tf.keras.Model:
     """The deployed form of a trained student, with its weights (scores equal model.score's).
 
     kernel: [dim, columns] scoring kernel to use instead of the student's own catalog (column j
-    scores item j + 1): models/catalog_extension.py appends new items' columns this way."""
+    scores item j + 1): models/catalog_extension.py appends new items' columns this way.
+    rank: the user and history-item tables and the scoring kernel as two factors of this rank
+    each, from their truncated SVD (models/factorization.py); the scores are then those of the
+    rank-r approximations. `model.factorization` says what was factorized and how closely."""
     config, tower = model.config, model.query_tower
     bins = feature_bins(model)
+    kernel = np.asarray(model.all_items())[1:].T if kernel is None else np.asarray(kernel, np.float32)
+    users = factorization.Table(tower.id_embedding.get_weights()[0], "user_id", rank)
+    history_items = factorization.Table(tower.history_embedding.get_weights()[0], "history_items", rank)
+    scoring = factorization.Kernel(kernel, "scores", rank)
     # functional model
     user = tf.keras.Input([], dtype=tf.int64, name=USER_INDEX)
     history = tf.keras.Input([config.history], dtype=tf.int64, name=HISTORY)
     features = {name: tf.keras.Input(table.shape[1:], dtype=tf.int64, name=name) for name, table in bins.items()}
-    user_embedding = tf.keras.layers.Embedding(*tower.id_embedding.get_weights()[0].shape, name="user_id")
-    history_embedding = tf.keras.layers.Embedding(*tower.history_embedding.get_weights()[0].shape, name="history_items")
-    terms = [user_embedding(Indices(name="user_ids")(user)),
-             MaskedMean(name="history_mean")([history_embedding(Indices(name="history_ids")(history)), history])]
+    terms = [users.up(users.embed(Indices(name="user_ids")(user))),
+             MaskedMean(name="history_mean")([history_items.up(history_items.embed(Indices(name="history_ids")(history))),
+                                              history])]
     feature_embeddings = {}
     for name, layer in zip(tower.feature_names, tower.feature_embeddings):
         embedding = feature_embeddings[name] = tf.keras.layers.Embedding(layer.bins, config.dim, name=f"{name}_embedding")
         vectors = embedding(Indices(name=f"{name}_ids")(features[name]))
         terms.append(vectors if len(bins[name].shape) == 1 else MaskedMean(name=f"{name}_mean")([vectors, features[name]]))
     query = tf.keras.layers.Add(name="query")(terms)
-    kernel = np.asarray(model.all_items())[1:].T if kernel is None else np.asarray(kernel, np.float32)
-    scoring = tf.keras.layers.Dense(kernel.shape[1], use_bias=False, name="scores")
     deployed = tf.keras.Model({USER_INDEX: user, HISTORY: history, **features}, scoring(query), name="student")
     # weights
-    user_embedding.set_weights(tower.id_embedding.get_weights())
-    history_embedding.set_weights(tower.history_embedding.get_weights())
+    factorized = {"user_id": users.set_weights(), "history_items": history_items.set_weights(),
+                  "scores": scoring.set_weights()}
     for name, layer in zip(tower.feature_names, tower.feature_embeddings):
         feature_embeddings[name].set_weights(layer.embedding.get_weights())
-    scoring.set_weights([kernel])
+    # a plain attribute (Keras would track a dict set the usual way and wrap it)
+    object.__setattr__(deployed, "factorization", {name: found for name, found in factorized.items() if found})
     return deployed
 
 

@@ -102,8 +102,19 @@ def _compression_summary(compression: Optional[Dict[str, Any]]) -> Optional[Dict
     return {"config": compression.get("config"), "sparsity": (compression.get("prune") or {}).get("sparsity"),
             "int8_zero_share": (compression.get("int8") or {}).get("zero_share"),
             "parity_top10_overlap": compression.get("parity_top10_overlap"),
+            "factorization": _factorization(compression),
             "seconds": {"prune": (compression.get("prune") or {}).get("seconds"),
                         "qat": (compression.get("qat") or {}).get("seconds")}}
+
+
+def _factorization(compression: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """{"rank", "params", "params_uncompressed", "layers": {name: {"rank", "relative_error"}}}, or
+    None when the compressor factorized nothing (models/factorization.py)."""
+    found = compression.get("factorization") or {}
+    if not found.get("layers"):
+        return None
+    return {"rank": found.get("rank"), "params": found.get("params"),
+            "params_uncompressed": compression.get("params_uncompressed"), "layers": found["layers"]}
 
 
 def write_report(output_dir: str, report: Dict[str, Any]) -> str:
@@ -274,6 +285,7 @@ def _compression_lines(report: Dict[str, Any]) -> List[str]:
         lines.append(f"compression: tflite ndcg@10 = {tflite['ndcg@10'] / kd['ndcg@10']:.3f} x student_kd; tflite bytes = "
                      f"{tflite['bytes'] / before['bytes']:.3f} x and gzip_bytes = {tflite['gzip_bytes'] / before['bytes']:.3f}"
                      f" x tflite_float bytes" + (f"; {zeros:.1%} of the int8 weights are zero" if zeros is not None else ""))
+        lines.append(_techniques_line(report.get("compression") or {}, tflite, before))
         if tflite.get("params") and kd.get("params") and tflite["params"] != kd["params"]:
             lines.append(f"params of the deployed forms ({tflite['params']:,}) include the catalog's item embeddings, "
                          f"precomputed; the training form ({kd['params']:,}) computes them from the item features")
@@ -283,6 +295,25 @@ def _compression_lines(report: Dict[str, Any]) -> List[str]:
         for kind, path in (report.get("pushed") or {}).items():
             lines.append(f"pushed {kind}: {path or '-'}")
     return [""] + lines if lines else []
+
+
+def _techniques_line(compression: Dict[str, Any], tflite: Dict[str, Any], before: Dict[str, Any]) -> str:
+    """What each compression technique did to the deployed model, in the order they are applied."""
+    parts = []
+    factorized = compression.get("factorization")
+    if factorized and factorized.get("params_uncompressed"):
+        errors = ", ".join(f"{name} {layer['relative_error']:.2f}" for name, layer in factorized["layers"].items())
+        parts.append(f"factorization to rank {factorized['layers'][next(iter(factorized['layers']))]['rank']}: "
+                     f"{factorized['params_uncompressed']:,} -> {factorized['params']:,} weights "
+                     f"({factorized['params'] / factorized['params_uncompressed']:.2f} x; relative error {errors})")
+    else:
+        parts.append("factorization: none (compression.rank)")
+    sparsity = (compression.get("sparsity") or {}).get("all")
+    if sparsity is not None:
+        parts.append(f"pruning: {sparsity:.0%} of the weights zero")
+    parts.append(f"int8: a byte a weight instead of four; together {tflite['bytes'] / before['bytes']:.3f} x the "
+                 f"uncompressed float TFLite's bytes, gzip {tflite['gzip_bytes'] / before['bytes']:.3f} x")
+    return "compression techniques: " + "; ".join(parts)
 
 
 def _cell(value: Any) -> str:

@@ -1,12 +1,13 @@
 """The compression run: the distilled student in, its compressed deployable forms out.
 
 Reads the KD student (components/student: Keras weights, config, dataset index, feature tables),
-prunes and quantization-aware trains it (models/compression.py) on TeacherScorer's rows, and
+factorizes its large matrices when CompressionConfig.rank is set (models/factorization.py), prunes
+and quantization-aware trains it (models/compression.py) on TeacherScorer's rows, and
 exports, in the manner of TFX's TFLiteRewriter (validate, convert, validate again):
     Format-Serving/    TF Serving SavedModel of the compressed student (models/serving_export.py)
     mobile/            model.tflite (int8), user_vocab.txt, item_vocab.txt, metadata.json
     tflite_float.tflite  the uncompressed KD student as float32 TFLite (the "before")
-    compression.json   fine-tuning logs, sparsity, int8 zero share, TFLite/SavedModel parity
+    compression.json   factorization, fine-tuning logs, sparsity, int8 zero share, TFLite/SavedModel parity
 The KD student's recency prior (models/recency_prior.py), when it has one, is added to every one
 of these in float, after the int8 part.
 """
@@ -24,8 +25,8 @@ import tensorflow as tf  # noqa: E402
 
 from components.student import distill  # noqa: E402
 from components.teacher import training as teacher_training  # noqa: E402
-from models import (artifacts, compression, deployable, feature_tables, interaction_data, mobile_export,  # noqa: E402
-                    recency_prior, serving_export, student, student_training)
+from models import (artifacts, compression, deployable, factorization, feature_tables, interaction_data,  # noqa: E402
+                    mobile_export, recency_prior, serving_export, student, student_training)
 from models.foundation import signatures  # noqa: E402
 from models.foundation.tflite_runner import TFLiteRanker  # noqa: E402
 from models.foundation import storage  # noqa: E402
@@ -46,8 +47,21 @@ def load_student(student_dir: str, dataset, tables) -> student.StudentModel:
     return model
 
 
-def compress_and_export(train_files: List[str], student_dir: str, transform_graph_dir: Optional[str],
-                        config: compression.CompressionConfig, serving_dir: str, model_dir: str) -> Dict:
+@dataclasses.dataclass
+class Compressed:
+    """The compression's models (tf_keras, deployed form) and what produced them."""
+    kd: student.StudentModel
+    dataset: interaction_data.Dataset
+    bins: Dict[str, np.ndarray]
+    reference: tf.keras.Model  # the uncompressed student (deployed form)
+    pruned: tf.keras.Model  # factorized (when asked) and pruned, float
+    quantized: tf.keras.Model  # and quantization-aware trained: the int8 model to be
+    prior: Optional[np.ndarray]  # the KD student's recency prior [known, cold] x (V - 1), or None
+    log: Dict  # factorization, prune, qat, warm_start
+
+
+def compress(train_files: List[str], student_dir: str, config: compression.CompressionConfig) -> Compressed:
+    """Factorizes (config.rank), prunes and QAT-trains the KD student of a StudentTrainer artifact."""
     dataset = interaction_data.load_dataset(os.path.join(student_dir, artifacts.DATASET_FILE))
     tables = feature_tables.load_from(student_dir)
     kd = load_student(student_dir, dataset, tables)
@@ -56,7 +70,7 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
     student_warm = (_read_json(os.path.join(student_dir, artifacts.TRAINING_FILE)).get("warm_start") or {})
     warm = (student_warm.get("student_kd") or {}).get("started") == "warm"
     settings_used = config.warm() if warm else config
-    settings, history = kd.config, kd.config.history
+    settings = kd.config
     bins = deployable.feature_bins(kd)
     # The rows the KD student was trained on last: the refit's (train + eval) when it was refit.
     rows, latest_train, final, latest_final = distill.training_rows(train_files, settings, dataset)
@@ -66,14 +80,28 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
     tf.keras.utils.set_random_seed(settings.seed)
     reference = deployable.build(kd)  # the uncompressed student: the reference term and the "before"
     known = student.known_items(dataset)
-    pruned, prune_log = compression.prune(deployable.build(kd), bins, rows, latest_train, settings, settings_used,
+    # Factorized (when config.rank is set) before pruning: the pruning stage fine-tunes the factors.
+    factorized = deployable.build(kd, rank=factorization.rank_of(config.rank, kd.config.dim))
+    factorized_log = {"rank": config.rank, "params": deployable.params(factorized), "layers": factorized.factorization}
+    pruned, prune_log = compression.prune(factorized, bins, rows, latest_train, settings, settings_used,
                                           reference, known)
     quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, settings_used,
                                                     reference, known)
-
     # The KD student's recency prior (models/recency_prior.py), added in float after the int8 part.
     prior_path = storage.join(student_dir, artifacts.SAVED_MODEL_DIR, artifacts.RECENCY_PRIOR_FILE)
     prior = storage.load_npy(prior_path)[:, 1:] if storage.exists(prior_path) else None  # [known, cold] x items
+    started = {"started": "warm" if warm else "scratch", "prune_epochs": settings_used.prune_epochs,
+               "qat_epochs": settings_used.qat_epochs}
+    return Compressed(kd, dataset, bins, reference, pruned, quantized, prior,
+                      {"factorization": factorized_log, "prune": prune_log, "qat": qat_log, "warm_start": started})
+
+
+def compress_and_export(train_files: List[str], student_dir: str, transform_graph_dir: Optional[str],
+                        config: compression.CompressionConfig, serving_dir: str, model_dir: str) -> Dict:
+    done = compress(train_files, student_dir, config)
+    kd, dataset, bins, quantized, reference, prior = (done.kd, done.dataset, done.bins, done.quantized,
+                                                      done.reference, done.prior)
+    history = kd.config.history
     served, before = recency_prior.with_prior(quantized, prior), recency_prior.with_prior(reference, prior)
     serving_export.export(served, bins, serving_export.hash_bins_of(kd), dataset.user_ids, dataset.item_ids,
                           history, serving_dir, transform_graph_dir=transform_graph_dir)
@@ -92,10 +120,10 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
                          f"(below {MIN_PARITY}): the conversion changed the model")
     zeros = mobile_export.zero_share(int8)
     _write_json(os.path.join(mobile, signatures.METADATA), mobile_metadata(dataset, history, zeros, parity))
-    started = {"warm_start": {"started": "warm" if warm else "scratch",
-                              "prune_epochs": settings_used.prune_epochs, "qat_epochs": settings_used.qat_epochs}}
-    return {"config": dataclasses.asdict(config), **started, "prune": prune_log, "qat": qat_log,
-            "params": deployable.params(reference), "int8": zeros, "parity_top10_overlap": round(parity, 4)}
+    return {"config": dataclasses.asdict(config), "warm_start": done.log["warm_start"], "prune": done.log["prune"],
+            "qat": done.log["qat"], "params": done.log["factorization"]["params"],
+            "params_uncompressed": deployable.params(reference), "factorization": done.log["factorization"],
+            "int8": zeros, "parity_top10_overlap": round(parity, 4)}
 
 
 def top10_overlap(saved_model_dir: str, tflite_path: str, latest: np.ndarray, users: int = PARITY_USERS) -> float:

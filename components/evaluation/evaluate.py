@@ -70,9 +70,12 @@ def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, 
         return model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy()
 
     results = {"student_compressed": _entry(evaluator, compressed_scores, summary["params"], _sizes(serving_dir))}
-    for name, path in (("tflite_float", os.path.join(model_dir, artifacts.FLOAT_TFLITE)),
-                       ("tflite", os.path.join(model_dir, artifacts.MOBILE_DIR, signatures.TFLITE_FILE))):
-        results[name] = tflite_entry(path, evaluator, latest, summary["params"])
+    # tflite_float is the uncompressed student: factorization (compression.rank) changed the others' count
+    uncompressed = summary.get("params_uncompressed", summary["params"])
+    for name, path, params in (("tflite_float", os.path.join(model_dir, artifacts.FLOAT_TFLITE), uncompressed),
+                               ("tflite", os.path.join(model_dir, artifacts.MOBILE_DIR, signatures.TFLITE_FILE),
+                                summary["params"])):
+        results[name] = tflite_entry(path, evaluator, latest, params)
     return results
 
 

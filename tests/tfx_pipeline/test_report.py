@@ -132,3 +132,26 @@ def test_spans_say_where_each_model_started_and_what_prior_it_carries():
                    {"mode": "picked", "weight": 0.0, "cold_weight": 0.0, "days": 28}):
         flat = report.build_report("flat", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], recency_prior=unused)
         assert "recency_prior" not in flat and "recency prior" not in report.render(flat)
+
+
+def test_the_compression_line_names_each_technique_and_what_it_did():
+    models = {"student_kd": _model(0.40, 1000), "tflite_float": _model(0.40, 1000), "tflite": _model(0.396, 400)}
+    models["tflite"].update(bytes=1400, gzip_bytes=800)  # against tflite_float's 10,000 bytes
+    compression = {"config": {"rank": 8}, "prune": {"sparsity": {"all": 0.62}}, "int8": {"zero_share": 0.6},
+                   "params_uncompressed": 1000,
+                   "factorization": {"rank": 8, "params": 400,
+                                     "layers": {"user_id": {"rank": 8, "relative_error": 0.31},
+                                                "scores": {"rank": 8, "relative_error": 0.12}}}}
+    built = report.build_report("toy", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], models,
+                                compression=compression)
+    assert built["compression"]["factorization"]["params_uncompressed"] == 1000
+    text = report.render(built)
+    assert ("compression techniques: factorization to rank 8: 1,000 -> 400 weights (0.40 x; relative error user_id "
+            "0.31, scores 0.12); pruning: 62% of the weights zero; int8: a byte a weight instead of four; together "
+            "0.140 x the uncompressed float TFLite's bytes, gzip 0.080 x") in text
+    # without a rank: the line says so, and report.json has no factorization
+    compression["factorization"] = {"rank": None, "params": 1000, "layers": {}}
+    plain = report.build_report("toy", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], models,
+                                compression=compression)
+    assert plain["compression"]["factorization"] is None
+    assert "compression techniques: factorization: none (compression.rank); pruning" in report.render(plain)
