@@ -258,6 +258,10 @@ def _check_types(section: str, settings_class, overrides: Mapping[str, Any], pre
                 choices = ", ".join(m.value for k in enums for m in k)
                 raise ConfigError(f"{label} must be a number or one of {choices}, got {value!r}")
             continue
+        if int in options and float in options:  # an integer or a share, or none (compression.rank): the class checks
+            if not _is_number(value) and not (isinstance(value, str) and value.strip().lower() == "none"):
+                raise ConfigError(f"{label} must be a number or none, got {value!r}")
+            continue
         kind = next(k for k in options if k is not type(None))
         if kind is bool and not isinstance(value, bool):
             raise ConfigError(f"{label} must be true or false, got {value!r}")

@@ -66,6 +66,9 @@ def test_json_works_too(tmp_path):
      r"c\.yaml: teacher deep_weight is now teacher\.match_wide\.deep_weight \(null: picked on eval\)$"),
     ("teacher: {mask_share: 0.3}\n", r"c\.yaml: teacher mask_share is now teacher\.cloze\.mask_share$"),
     ("teacher: {gate: 1, depth: 2}\n", r"teacher gate is now teacher\.cloze\.gate; unknown teacher setting\(s\): depth"),
+    ("compression: {rank: 0}\n", "compression: rank must be at least 1, got 0"),
+    ("compression: {rank: 1.5}\n", r"compression: a rank given as a share of dim must be in \(0, 1\), got 1.5"),
+    ("compression: {rank: full}\n", "compression rank must be a number or none, got 'full'"),
     ("teacher: {half_life: -1}\n", r"c\.yaml: teacher half_life -1 \(picked on eval\) is now half_life: picked$"),
     ("teacher: {half_life: null}\n", r"c\.yaml: teacher half_life null \(no decay\) is now half_life: none$"),
     ("teacher: {half_life: 0}\n", "teacher half_life must be a positive number of items, picked or none, got 0"),
@@ -214,3 +217,10 @@ def test_columns_named_by_the_config_must_be_in_the_data(write_input, tmp_path):
     no_genres = write_input(tmp_path / "n", "user_id,item_id,timestamp\nu1,i1,1\n", items="item_id,title\ni1,A\n")
     check_columns(PipelineConfig(), no_genres)
     check_columns(config_from_dict({"item_text_columns": ["summary"]}), str(tmp_path / "absent"))  # left to ExampleGen
+
+
+def test_the_compression_rank_is_none_an_integer_or_a_share_of_dim(tmp_path):
+    path = tmp_path / "c.yaml"
+    for text, expected in (("none", None), ("null", None), ("16", 16), ("0.5", 0.5)):
+        path.write_text(f"compression: {{rank: {text}}}\n")
+        assert load_config(str(path)).compression.rank == expected
