@@ -41,7 +41,7 @@ def build(transform_graph_dir: str, dataset) -> Dict[str, Dict[str, np.ndarray]]
     for side, count, records in (("user", dataset.num_users, dataset.user_records),
                                  ("item", dataset.num_items, dataset.item_records)):
         indices = sorted(records)
-        parsed = tf.io.parse_example(tf.constant([records[i] for i in indices], tf.string), spec) if indices else None
+        parsed = _parse(tf.constant([records[i] for i in indices], tf.string), spec) if indices else None
         transformed = output.transform_raw_features(parsed) if indices else {}
         columns = {}
         for name, value in sorted(transformed.items()):
@@ -83,6 +83,25 @@ def load(path: str) -> Dict[str, Dict]:
 
 def load_from(model_dir: str) -> Dict[str, Dict]:
     return load(os.path.join(model_dir, artifacts.FEATURES_FILE))
+
+
+def _parse(records, spec):
+    """tf.io.parse_example, except that a fixed-length feature present with fewer values than its
+    shape (an empty list: the value was missing in the source, e.g. an item's year in a span whose
+    statistics first saw it missing) takes its default instead of failing the whole table."""
+    import tensorflow as tf
+
+    loose = {name: tf.io.VarLenFeature(feature.dtype) if isinstance(feature, tf.io.FixedLenFeature) else feature
+             for name, feature in spec.items()}
+    parsed = tf.io.parse_example(records, loose)
+    for name, feature in spec.items():
+        if isinstance(feature, tf.io.FixedLenFeature):
+            size = int(np.prod(feature.shape))
+            default = np.asarray(feature.default_value).ravel()[0]
+            padded = tf.RaggedTensor.from_sparse(parsed[name]).to_tensor(default_value=default,
+                                                                           shape=[None, size])
+            parsed[name] = tf.reshape(padded, [-1, *feature.shape])
+    return parsed
 
 
 def _with_default(feature):

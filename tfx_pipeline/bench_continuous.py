@@ -70,9 +70,13 @@ def served(output: str) -> Optional[str]:
 
 
 def bench_data(name: str, data_dir: str, out: str, policies, config: Optional[str], window: int, last_span: int,
-               ease_l2: float, trending_days: int) -> List[Dict]:
+               ease_l2: float, trending_days: int, first_span: int = 2) -> List[Dict]:
     rows, frozen, last_scratch = [], None, None
-    for k in range(2, last_span):
+    if first_span > 2:  # resumed: the run directories of the spans before are where they were left
+        frozen = served(os.path.join(out, f"{name}-scratch-2"))
+        last_scratch = next((served(os.path.join(out, f"{name}-scratch-{k}")) for k in range(first_span - 1, 1, -1)
+                             if served(os.path.join(out, f"{name}-scratch-{k}"))), None)
+    for k in range(first_span, last_span):
         dataset = next_span.next_span_dataset(data_dir, k, range(1, k + 1))
         spans_in_window = range(max(1, k - window + 1), k + 1)
         here = view(data_dir, k, os.path.join(out, f"{name}-data-{k}"))
@@ -174,6 +178,8 @@ def main(argv=None) -> int:
     parser.add_argument("--config", help="the pipeline's config for every run (default: the defaults)")
     parser.add_argument("--policies", default=",".join(POLICIES))
     parser.add_argument("--last-span", type=int, default=0, help="test on spans up to this one (default: all)")
+    parser.add_argument("--first-span", type=int, default=2,
+                        help="train up to this span first (default 2; later: resume a bench in the same --output)")
     parser.add_argument("--window", type=int, default=4, help="the spans EASE is refit on (as spans.window)")
     parser.add_argument("--ease-l2", type=float, default=200.0)
     parser.add_argument("--trending-days", type=int, default=28)
@@ -209,7 +215,7 @@ def main(argv=None) -> int:
         spans = sorted(int(d.split("-")[1]) for d in os.listdir(directory) if d.startswith("span-"))
         last = min(spans[-1], args.last_span) if args.last_span else spans[-1]
         rows += bench_data(name, directory, args.output, policies, args.config, args.window, last, args.ease_l2,
-                           args.trending_days)
+                           args.trending_days, args.first_span)
     result = {"rows": rows, "summary": summary(rows)}
     with open(os.path.join(args.output, "continuous.json"), "w") as f:
         json.dump(result, f, indent=2)
