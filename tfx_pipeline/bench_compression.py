@@ -15,8 +15,9 @@ as the evaluator measures the pushed model: ndcg@10, bytes, gzip bytes, LiteRT l
 user per call, one thread). The uncompressed KD student's float TFLite is the reference.
 
 The default (CompressionConfig.rank) is picked from the frontier by a rule: the int8 point of the
-smallest gzip size whose ndcg@10 is at least 0.98 x the uncompressed student's; the rule is applied
-and printed here (`pick`), the pick for MovieLens-100K and the synthetic data is in docs.
+smallest gzip size whose ndcg@10 is at least 0.984 x the uncompressed student's (the push gate's
+0.98 with headroom); the rule is applied and printed here (`pick`), the figures are in
+docs/student-and-compression.md.
 
 Writes DIR/frontier.json and DIR/frontier.png (ndcg@10 against gzip bytes, one line per rank),
 and prints a Markdown table.
@@ -33,7 +34,10 @@ from typing import Dict, List, Optional
 
 from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 
-RULE_SHARE = 0.98  # the pick: the smallest int8 gzip size at >= this share of the uncompressed ndcg@10
+# The pick: the smallest int8 gzip size at >= this share of the uncompressed ndcg@10: the push gate's
+# 0.98 (bless_tolerance 0.02) with 0.004 of headroom, so that the default is not refused by the noise
+# of other data.
+RULE_SHARE = 0.984
 
 
 def artifact(run_dir: str, component: str, output: str) -> str:

@@ -286,7 +286,7 @@ def _compression_lines(report: Dict[str, Any]) -> List[str]:
                      f"{tflite['bytes'] / before['bytes']:.3f} x and gzip_bytes = {tflite['gzip_bytes'] / before['bytes']:.3f}"
                      f" x tflite_float bytes" + (f"; {zeros:.1%} of the int8 weights are zero" if zeros is not None else ""))
         lines.append(_techniques_line(report.get("compression") or {}, tflite, before))
-        if tflite.get("params") and kd.get("params") and tflite["params"] != kd["params"]:
+        if tflite.get("params") and kd.get("params") and tflite["params"] > kd["params"]:
             lines.append(f"params of the deployed forms ({tflite['params']:,}) include the catalog's item embeddings, "
                          f"precomputed; the training form ({kd['params']:,}) computes them from the item features")
     blessing = report.get("blessing")
