@@ -133,13 +133,16 @@ def plot(result: Dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for form, marker in (("float", "o"), ("int8", "s")):
-        for rank in sorted({p["rank"] or 0 for p in result["points"]}):
+    ranks = sorted({p["rank"] or 0 for p in result["points"]}, key=lambda r: -(r or 10 ** 6))  # full first
+    colors = {rank: plt.get_cmap("tab10")(i) for i, rank in enumerate(ranks)}  # one color per rank
+    for rank in ranks:
+        for form, marker in (("int8", "s"), ("float", "o")):
             mine = sorted((p for p in result["points"] if p["form"] == form and (p["rank"] or 0) == rank),
                           key=lambda p: p["gzip_bytes"])
             if mine:
                 ax.plot([p["gzip_bytes"] / 1024 for p in mine], [p["ndcg@10"] for p in mine], marker=marker,
-                        linestyle="-" if form == "int8" else ":", label=f"{form}, rank {rank or 'full'}")
+                        color=colors[rank], linestyle="-" if form == "int8" else ":",
+                        label=f"rank {rank or 'full'}, {form}")
     ref = result.get("reference")
     if ref:
         ax.scatter([ref["gzip_bytes"] / 1024], [ref["ndcg@10"]], marker="*", s=120, color="black",
