@@ -134,12 +134,14 @@ class RetrievalEvaluator:
         sampled.users = np.sort(rng.choice(self.users, size=max_users, replace=False))
         return sampled
 
-    def evaluate(self, score_fn: _Fn, batch_size: int = 256, ks=(10, 100), totals: bool = False) -> dict:
+    def evaluate(self, score_fn: _Fn, batch_size: int = 256, ks=(10, 100), totals: bool = False,
+                 per_user: bool = False) -> dict:
         """score_fn(user_indices [B] int64) -> scores [B, num_items] (higher is better).
 
         Returns {"recall@k", "precision@k", "ndcg@k" for each k in ks: float, "users": int}; with
         `totals`, also "hits@k" (relevant items ranked in the top k, summed over users) and
-        "relevant" (relevant items, summed): the pooled share hits@k / relevant.
+        "relevant" (relevant items, summed): the pooled share hits@k / relevant; with `per_user`,
+        also "per_user": {"ndcg@k": [U] array, in the order of self.users} (paired comparisons).
         A score of -inf ranks last but still ranks above the removed training items; NaN is an error.
         """
         ks = self._check(ks, batch_size)
@@ -160,7 +162,7 @@ class RetrievalEvaluator:
             items, top = _top(scores, m)
             return items, top > -np.inf  # removed items can only fill the tail: they are not ranked
 
-        return self._run(ranked, batch_size, ks, totals)
+        return self._run(ranked, batch_size, ks, totals, per_user)
 
     def evaluate_ranked(self, ranked_fn: _Fn, batch_size: int = 256, ks=(10, 100)) -> dict:
         """ranked_fn(user_indices [B] int64) -> item indices [B, K >= max(ks)], best first.
@@ -199,7 +201,7 @@ class RetrievalEvaluator:
             raise ValueError("no user has a test item: nothing to evaluate")
         return ks
 
-    def _run(self, ranked, batch_size: int, ks: tuple[int, ...], totals: bool = False) -> dict:
+    def _run(self, ranked, batch_size: int, ks: tuple[int, ...], totals: bool = False, per_user: bool = False) -> dict:
         """ranked(users [B]) -> (items [B, M], valid [B, M]); valid entries take ranks 1, 2, ..."""
         discount = 1.0 / np.log2(np.arange(2, max(ks) + 2))  # discount[r - 1] = 1 / log2(r + 1)
         ideal = np.concatenate([[0.0], np.cumsum(discount)])  # ideal[j] = IDCG with j relevant items
@@ -224,6 +226,8 @@ class RetrievalEvaluator:
         means = {key: float(np.concatenate(parts).mean()) for key, parts in values.items()}
         if totals:
             means.update({f"hits@{k}": hits_total[k] for k in ks}, relevant=relevant_total)
+        if per_user:
+            means["per_user"] = {f"ndcg@{k}": np.concatenate(values[f"ndcg@{k}"]) for k in ks}
         return {**means, "users": int(self.users.size)}
 
 

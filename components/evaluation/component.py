@@ -21,6 +21,7 @@ from tfx.types import standard_artifacts
 from components.evaluation import blessing as blessing_lib
 from components.evaluation import evaluate
 from components.evaluation.baselines import BaselineSettings
+from components.evaluation.protocol import take_per_user
 from models import artifacts
 from models.foundation import storage
 
@@ -48,6 +49,7 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     del code_digest, baseline_blessing
     settings = BaselineSettings(split_method=split_method, trending_days=trending_days, ease_max_items=ease_max_items)
     results, baselines, cold_items = evaluate.evaluate_all(teacher.uri, student.uri, compressed.uri, settings)
+    per_user = take_per_user(results)  # each test user's ndcg@10 of student_kd and tflite, for the gate alone
     storage.write_text(os.path.join(evaluation.uri, artifacts.EVALUATION_FILE), json.dumps(results, indent=2))
     curves = evaluate.write_curves(teacher.uri, student.uri, os.path.join(evaluation.uri, artifacts.CURVES_FILE))
     evaluation.set_string_custom_property("models", json.dumps(results, sort_keys=True))
@@ -56,7 +58,8 @@ def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
     evaluation.set_string_custom_property("curves", json.dumps(curves, sort_keys=True))
 
     decision = blessing_lib.decide(results, tolerance, margin, baseline.uri if baseline is not None else None,
-                                   teacher.uri, same_model=baseline is not None and baseline.id == compressed.id)
+                                   teacher.uri, same_model=baseline is not None and baseline.id == compressed.id,
+                                   per_user=per_user)
     blessing.set_int_custom_property("blessed", int(decision["blessed"]))
     blessing.set_int_custom_property("current_model_id", compressed.id)
     blessing.set_string_custom_property("current_model", compressed.uri)

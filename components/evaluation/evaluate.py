@@ -17,6 +17,7 @@ from components.evaluation import baselines as baselines_lib
 from components.evaluation import cold as cold_lib
 from components.evaluation.protocol import METRICS, TRAINING_SPLITS
 from components.evaluation.protocol import entry as _entry, latency_ms as _latency_ms, sizes as _sizes, with_cold
+from components.evaluation.protocol import with_per_user
 from components.teacher import training
 from models import artifacts
 from models.foundation import signatures
@@ -34,7 +35,9 @@ def evaluate_all(teacher_dir: str, student_dir: str, compressed_dir: Optional[st
     """(models, baselines, cold_items): popularity, ease, trending, teacher, student_no_kd,
     student_kd and, given the compressor's artifact, student_compressed, tflite_float and tflite on
     the test split (report.json's M; a skipped baseline is None), report.json's "baselines" (what
-    was picked or skipped, and why) and its "cold_items" (None without a cold-item evaluation)."""
+    was picked or skipped, and why) and its "cold_items" (None without a cold-item evaluation).
+    student_kd's and tflite's entries hold each test user's ndcg@10 (protocol.PER_USER) for the
+    push gate: protocol.take_per_user takes them out before anything is written."""
     dataset = load_dataset(os.path.join(teacher_dir, artifacts.DATASET_FILE))
     evaluator = cold_lib.evaluator_for(dataset, split_evaluator(dataset, TRAINING_SPLITS, "test"))
     results, baseline_info = baselines_lib.evaluate_baselines(dataset, evaluator, baselines)
@@ -75,20 +78,20 @@ def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, 
     for name, path, params in (("tflite_float", os.path.join(model_dir, artifacts.FLOAT_TFLITE), uncompressed),
                                ("tflite", os.path.join(model_dir, artifacts.MOBILE_DIR, signatures.TFLITE_FILE),
                                 summary["params"])):
-        results[name] = tflite_entry(path, evaluator, latest, params)
+        results[name] = tflite_entry(path, evaluator, latest, params, per_user=name == "tflite")
     return results
 
 
-def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int) -> Dict:
-    """report.json's M for a TFLite model file (bytes: the file itself)."""
+def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int, per_user: bool = False) -> Dict:
+    """report.json's M for a TFLite model file (bytes: the file itself); per_user: protocol.entry's."""
     with storage.local_copy(path) as local:  # the interpreter reads local files only
-        metrics = evaluator.evaluate(_tflite_scores(local, latest), ks=(10, 100))
+        metrics = evaluator.evaluate(_tflite_scores(local, latest), ks=(10, 100), per_user=per_user)
         timed = TFLiteRanker(local, num_threads=1)
         latency = _latency_ms(lambda users: timed.rank(int(users[0]), latest[users[0]]))
     entry = {k: round(float(metrics[k]), 4) for k in METRICS}
     raw, zipped = _sizes(path)
     entry.update(params=int(params), bytes=raw, gzip_bytes=zipped, latency_ms_p50=latency, users=int(metrics["users"]))
-    return with_cold(entry, metrics)
+    return with_per_user(with_cold(entry, metrics), metrics)
 
 
 def _tflite_scores(path: str, latest) -> Callable:
@@ -151,7 +154,8 @@ def evaluate_students(student_dir: str, dataset, evaluator: RetrievalEvaluator) 
             return model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy()
 
         # bytes: the SavedModel as exported (the Keras weights beside it are for compression).
-        results[name] = _entry(evaluator, scores, summary[name]["params"], _sizes(path, exclude="weights"))
+        results[name] = _entry(evaluator, scores, summary[name]["params"], _sizes(path, exclude="weights"),
+                               per_user=name == "student_kd")  # the push gate compares the int8 model with it
     return results
 
 

@@ -15,15 +15,31 @@ METRICS = ("recall@10", "ndcg@10", "recall@100", "precision@10")
 LATENCY_CALLS = 50
 TRAINING_SPLITS = ("train", "eval")  # the benchmark's training share: removed from every ranking
 COLD_KEY = "cold"  # an entry's cold-item metrics, taken out into report.json's "cold_items"
+PER_USER = "per_user_ndcg@10"  # an entry's per-user ndcg@10, taken out for the push gate (never written)
 
 
-def entry(evaluator: RetrievalEvaluator, score_fn: Callable, params: int, sizes: Tuple[int, int]) -> Dict:
-    """report.json's M for score_fn(users [B]) -> scores [B, num_items]; sizes: (bytes, gzip_bytes)."""
-    metrics = evaluator.evaluate(score_fn, ks=(10, 100))
+def entry(evaluator: RetrievalEvaluator, score_fn: Callable, params: int, sizes: Tuple[int, int],
+          per_user: bool = False) -> Dict:
+    """report.json's M for score_fn(users [B]) -> scores [B, num_items]; sizes: (bytes, gzip_bytes).
+    per_user: the entry also holds PER_USER (each test user's ndcg@10, for the push gate's paired
+    comparison: taken out with take_per_user before the entry is written anywhere)."""
+    metrics = evaluator.evaluate(score_fn, ks=(10, 100), per_user=per_user)
     result = {k: round(float(metrics[k]), 4) for k in METRICS}
     result.update(params=int(params), bytes=sizes[0], gzip_bytes=sizes[1], latency_ms_p50=latency_ms(score_fn))
     result["users"] = int(metrics["users"])
-    return with_cold(result, metrics)
+    return with_per_user(with_cold(result, metrics), metrics)
+
+
+def with_per_user(result: Dict, metrics: Dict) -> Dict:
+    """The entry with each user's ndcg@10 when the evaluator gave it (evaluate(per_user=True))."""
+    if "per_user" in metrics:
+        result[PER_USER] = metrics["per_user"]["ndcg@10"]
+    return result
+
+
+def take_per_user(results: Dict[str, Optional[Dict]]) -> Dict[str, np.ndarray]:
+    """Takes each entry's per-user ndcg@10 out of `results` (in place): {model: [U] array}."""
+    return {name: entry.pop(PER_USER) for name, entry in results.items() if entry and PER_USER in entry}
 
 
 def with_cold(result: Dict, metrics: Dict) -> Dict:

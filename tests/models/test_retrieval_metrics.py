@@ -42,6 +42,10 @@ def test_toy_by_hand():
     assert got["precision@3"] == pytest.approx((2 / 3 + 1 / 3) / 2)
     assert got["recall@3"] == pytest.approx((1 + 1) / 2)
     assert got["ndcg@3"] == pytest.approx(((1 + 1 / L4) / idcg0 + 1) / 2)
+    # per user (the push gate's paired comparison): users 0 and 1 in order, the same values
+    paired = RetrievalEvaluator(6, _TRAIN, _TEST).evaluate(_table(_SCORES), ks=(2, 3), per_user=True)["per_user"]
+    np.testing.assert_allclose(paired["ndcg@2"], [1 / idcg0, 1.0])
+    np.testing.assert_allclose(paired["ndcg@3"], [(1 + 1 / L4) / idcg0, 1.0])
 
 
 def test_ties_rank_lower_item_first():

@@ -1,5 +1,6 @@
 """The push gate (components/evaluation/blessing.py), by hand-made results."""
 
+import numpy as np
 import pytest
 
 from components.evaluation import blessing
@@ -116,3 +117,30 @@ def test_a_baseline_on_other_vocabularies_is_evaluated_by_id_on_this_test_split(
     weakened = blessing.decide(_results(figure * 0.9, figure * 0.9), 0.02, -0.9, str(tmp_path / "baseline"),
                                str(teacher))
     assert not weakened["blessed"] and "the last blessed model's" in weakened["reason"] and "by id" in weakened["reason"]
+
+
+def test_rule_two_refuses_only_a_shortfall_beyond_the_tests_noise():
+    """Rule 2 with each test user's ndcg@10 of both models: the shortfall d_u = t_u - 0.98 k_u, its
+    mean against 1.645 standard errors (computed here with numpy, independently)."""
+    kd = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0])
+    noisy = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0])  # one user's hit lost: 0.375 < 0.98 x 0.5
+    d = noisy - 0.98 * kd
+    expected_mean, expected_se = d.mean(), d.std(ddof=1) / np.sqrt(len(d))
+    assert expected_mean < 0 and expected_mean > -1.645 * expected_se  # a shortfall, within the noise
+    noise = blessing.paired_noise({"tflite": noisy, "student_kd": kd}, 0.02)
+    assert noise["users"] == 8 and noise["mean"] == pytest.approx(expected_mean, abs=1e-6)
+    assert noise["standard_error"] == pytest.approx(expected_se, abs=1e-6)
+    decision = blessing.decide(_results(noisy.mean(), kd.mean()), 0.02, -0.5, None, "unused",
+                               per_user={"tflite": noisy, "student_kd": kd})
+    assert decision["blessed"] and "within the test's noise (paired over 8 users" in decision["reason"]
+    assert decision["compression_noise"] == noise
+    # the same shortfall on every one of 400 users is real: refused, and the reason gives the figures
+    kd_many = np.full(400, 0.5) + np.linspace(-0.1, 0.1, 400)
+    worse = kd_many * 0.9
+    refused = blessing.decide(_results(worse.mean(), kd_many.mean()), 0.02, -0.5, None, "unused",
+                              per_user={"tflite": worse, "student_kd": kd_many})
+    assert not refused["blessed"] and "paired over 400 users" in refused["reason"]
+    assert "-1.645 standard errors" in refused["reason"]
+    # without per-user values (or of other users) the means decide, as before
+    assert not blessing.decide(_results(noisy.mean(), kd.mean()), 0.02, -0.5, None, "unused")["blessed"]
+    assert blessing.paired_noise({"tflite": noisy, "student_kd": kd[:5]}, 0.02) is None
