@@ -60,8 +60,8 @@ PIPELINE = {
     "student": "student overrides (the keys below); the no-KD twin is the same with beta = gamma = 0",
     "compression": "compression overrides (the keys below)",
     "bless_tolerance":
-        "the push gate: the int8 TFLite model's ndcg@10 must be >= (1 - tolerance) x student_kd's and >= (1 -"
-        " tolerance) x the last blessed model's",
+        "the push gate: the int8 TFLite model's ndcg@10 must be >= (1 - tolerance) x student_kd's (or short of it "
+        "by less than the test's noise, paired per user) and >= (1 - tolerance) x the last blessed model's",
     "bless_margin":
         "... and >= (1 + margin) x the best non-personalized baseline (popularity, trending); in (-1, 10), "
         "negative only for tiny test data",
@@ -169,6 +169,8 @@ STUDENT = {
     "seed": "the students' seed",
 }
 COMPRESSION = {
+    "rank": "low-rank factorization before pruning: the user and history-item tables and the scoring kernel as "
+            "two factors of this rank each; none, an integer, or a share of the student's dim in (0, 1)",
     "target_sparsity": "the share of zeros in every Embedding table, in [0, 1)",
     "dense_sparsity": "the share of zeros in the scoring Dense, in [0, 1)",
     "prune_epochs": "fine-tuning epochs with pruning",
