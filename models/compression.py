@@ -7,7 +7,8 @@ distillation objective it was trained with (models/distillation.py: hard loss ov
 catalog + the soft term against the teacher's scores), plus the same soft term against the
 uncompressed student over the whole catalog (`reference_weight`), from the distilled weights.
 
-  prune     `prune`: prune_low_magnitude on every Embedding and the Dense, sparsity rising from 0
+  prune     `prune`: prune_low_magnitude on every Embedding and the Dense (a factorization's small
+            [r, dim] factors excepted: `small_factor`), sparsity rising from 0
             to the target along a PolynomialDecay over the first ramp_epochs epochs, then held;
             then strip_pruning (export always strips).
   quantize  `quantize_aware`: the Dense is annotated (quantize_annotate_layer through clone_model)
@@ -74,11 +75,9 @@ class CompressionConfig:
     # then fine-tuned by the pruning stage. None (no factorization), a rank, or a share of dim in (0, 1).
     # Picked from the frontier on MovieLens-100K (tfx_pipeline/bench_compression.py: the smallest int8
     # gzip size at >= 0.984 x the uncompressed student's ndcg@10): 0.625 of dim (rank 20 at dim 32),
-    # 0.984 x at 11.4 x smaller than the float TFLite (gzip), where rank 16 reached 13.1 x at 0.980 x
-    # (the push gate's bound itself) and no factorization 7.8 x at 0.991 x. Not the default yet: at
-    # 99% zeros a tiny factorized model's int8 file failed XNNPACK's prepare (an all-zero factor, in
-    # the weakened-candidate test), and the frontier on the 1M synthetic data is not measured.
-    rank: Optional[Union[int, float]] = None
+    # where rank 16 reached the push gate's bound itself (0.980 x) and no factorization was 7.8 x smaller
+    # at 0.991 x (figures: docs/student-and-compression.md, "Factorization").
+    rank: Optional[Union[int, float]] = 0.625
 
     def __post_init__(self):
         if isinstance(self.rank, str) and self.rank.strip().lower() == "none":  # YAML `rank: none`
@@ -177,6 +176,14 @@ def steps_per_epoch(rows, student_config: StudentConfig) -> int:
     return student_training.epoch_steps(count, student_config) or int(np.ceil(count / student_config.batch_size))
 
 
+def small_factor(layer: tf.keras.layers.Layer) -> bool:
+    """The [r, dim] / [dim, r] Dense of a factorized table or kernel (models/factorization.py): left
+    unpruned. It holds r x dim numbers (640 of MovieLens' 120,000 at rank 20), so pruning it saves
+    nothing, and at a high target it rounds to no weight at all: an all-zero int8 kernel, which
+    XNNPACK refuses to prepare ("Node number .. failed to prepare", seen at 99% of a rank-5 [5, 8])."""
+    return isinstance(layer, tf.keras.layers.Dense) and layer.name.endswith((factorization.UP, factorization.RANK))
+
+
 def prune(scorer: tf.keras.Model, bins, rows, latest, student_config: StudentConfig,
           config: CompressionConfig, reference: tf.keras.Model = None, known_items: np.ndarray = None
           ) -> (tf.keras.Model, Dict):
@@ -190,6 +197,8 @@ def prune(scorer: tf.keras.Model, bins, rows, latest, student_config: StudentCon
             frequency=min(config.pruning_frequency, end_step))
 
     def wrap(layer):
+        if small_factor(layer):
+            return layer
         if isinstance(layer, tf.keras.layers.Embedding):
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule(config.target_sparsity))
         if isinstance(layer, tf.keras.layers.Dense):

@@ -208,11 +208,57 @@ def gcs_root(gcs_emulator):
     return f"{gcs_emulator}/{uuid.uuid4().hex[:12]}"
 
 
-@pytest.hookimpl(tryfirst=True)
+# The two pytest-xdist workers of `make test` (docs/testing.md) get whole groups of tests: the files
+# that use the session's finished run form one group, so that the run is built once; every other
+# file is a group of its own, so that a module's fixtures are built once. pytest-xdist's own
+# `--dist loadgroup` cannot do it with pytest 9: it marks a test's group by renaming item._nodeid,
+# which pytest 9 no longer reads, so every test went to either worker and the finished run, the warm
+# runs and the added items were each built on both (measured at 6851ced: 1,109 s, 270 s of it twice).
+FINISHED_RUN = "finished_run"
+FINISHED_RUN_FILES = ("tests/tfx_pipeline/test_e2e.py", "tests/tfx_pipeline/test_add_items.py",
+                      "tests/tfx_pipeline/test_add_items_transactions.py")
+# Handed out first, longest first (seconds of one worker at 6851ced), so that no long group starts
+# last while the other worker idles; the rest go in collection order.
+HEAVIEST_FIRST = (
+    FINISHED_RUN,  # about 540 s: the tiny run, its copy on gs://, the quality bench, add-items
+    "tests/tfx_pipeline/test_warm_e2e.py",  # about 400 s: three runs of the DAG
+    "tests/models/test_teacher.py",  # about 200 s
+    "tests/tfx_pipeline/test_spans_e2e.py",  # about 90 s
+    "tests/components/test_gcs_models.py",
+    "tests/models/test_teacher_warm_start.py",
+    "tests/components/student/test_multi_worker.py",
+)
+
+
+def group_of(nodeid: str) -> str:
+    """The group a test id belongs to (the controller knows the ids alone: it collects nothing)."""
+    path = nodeid.split("::")[0]
+    return FINISHED_RUN if path in FINISHED_RUN_FILES else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Replaces pytest-xdist's `--dist loadgroup` scheduler (make test) by one that groups as above."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupsHeaviestFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            heaviest = next((group for group in HEAVIEST_FIRST if group in self.workqueue), None)
+            if heaviest is not None:
+                self.workqueue.move_to_end(heaviest, last=False)
+            super()._assign_work_unit(node)
+
+    return GroupsHeaviestFirst(config, log)
+
+
 def pytest_collection_modifyitems(config, items):  # noqa: ARG001
-    """Groups for pytest-xdist's `--dist loadgroup` (make test runs two workers): the tests that use the
-    session's finished run share one worker, so that the run is built once; the others go by file,
-    so that a module's fixtures are built once."""
-    for item in items:
-        group = "finished_run" if "finished_run" in item.fixturenames else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    """A test that uses the finished run outside FINISHED_RUN_FILES would build it a second time."""
+    strays = sorted({item.nodeid.split("::")[0] for item in items
+                     if "finished_run" in item.fixturenames and group_of(item.nodeid) != FINISHED_RUN})
+    if strays:
+        raise pytest.UsageError(f"{', '.join(strays)} use(s) the finished_run fixture: add to FINISHED_RUN_FILES "
+                                "in tests/conftest.py")

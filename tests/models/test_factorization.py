@@ -76,7 +76,9 @@ def test_the_factorized_int8_tflite_model_answers_as_the_keras_model(trained, tm
     bins, rows = deployable.feature_bins(model), rows_for(toy)
     factorized = deployable.build(model, rank=3)
     pruned, log = compression.prune(factorized, bins, rows, latest, model.config, FAST)
-    assert log["sparsity"]["user_id_up"] > 0 and log["sparsity"]["scores_rank"] > 0  # the factors are pruned too
+    # the large factors are pruned; the small [r, dim] ones are not (an all-zero one fails XNNPACK)
+    assert log["sparsity"]["user_id"] > 0 and log["sparsity"]["scores"] > 0
+    assert log["sparsity"]["user_id_up"] == 0 and log["sparsity"]["scores_rank"] == 0
     quantized, _ = compression.quantize_aware(pruned, bins, rows, latest, model.config,
                                               dataclasses.replace(FAST, qat_epochs=1))
     path = tmp_path / "model.tflite"
@@ -111,3 +113,24 @@ def test_add_items_extends_a_factorized_kernel_by_least_squares(trained):  # noq
     before, after = _scores(quantized, model, users, latest), _scores(rebuilt, model, users, latest)
     assert after.shape[1] == before.shape[1] + 2
     np.testing.assert_allclose(after[:, :-2], before, atol=1e-5)  # old items' scores do not move
+
+
+@pytest.mark.slow  # prunes, converts to int8 (about 6 s here)
+def test_at_99_percent_zeros_the_small_factors_stay_whole_and_the_int8_model_runs(trained, tmp_path):  # noqa: F811
+    """A [3, 8] factor pruned to 99% keeps no weight: an all-zero int8 kernel, which XNNPACK refused
+    to prepare (the weakened candidate of tests/tfx_pipeline/test_warm_e2e.py). The small factors are
+    left unpruned; the large ones still reach the target."""
+    toy, model, latest = trained
+    bins, rows = deployable.feature_bins(model), rows_for(toy)
+    extreme = dataclasses.replace(FAST, target_sparsity=0.99, dense_sparsity=0.99)
+    pruned, log = compression.prune(deployable.build(model, rank=3), bins, rows, latest, model.config, extreme)
+    assert log["sparsity"]["user_id"] >= 0.98 and log["sparsity"]["scores"] >= 0.98
+    small = {name: pruned.get_layer(name).get_weights()[0] for name in ("user_id_up", "history_items_up", "scores_rank")}
+    assert all(np.all(kernel != 0) for kernel in small.values())
+    quantized, _ = compression.quantize_aware(pruned, bins, rows, latest, model.config,
+                                              dataclasses.replace(extreme, qat_epochs=0))
+    content = mobile_export.convert(quantized, bins, model.config.history, int8=True, num_users=toy.num_users)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(content)
+    ranker = TFLiteRanker(str(path), full_scores=True)  # XNNPACK prepares every node here
+    assert np.isfinite(ranker.all_scores(1, latest[1])[1:]).all()  # index 0 is never recommended: -inf

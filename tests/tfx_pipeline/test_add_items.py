@@ -157,11 +157,16 @@ def test_new_columns_are_the_candidate_towers_features_scaled_and_pruned(added):
     for name, value in kernels[0].items():  # the query tower and every quantization range as they were
         if name != "scores/kernel:0":
             np.testing.assert_array_equal(kernels[1][name], value, err_msg=name)
+    # factorized (compression.rank): the kernel is down [dim, r] @ old [r, V - 1]
+    down = kernels[0].get("scores_rank/kernel:0")
+    effective = old if down is None else down @ old
     trained = kd.all_items().numpy()[1:].T
-    scale = np.linalg.lstsq(trained.reshape(-1, 1), old.reshape(-1), rcond=None)[0][0]
+    scale = np.linalg.lstsq(trained.reshape(-1, 1), effective.reshape(-1), rcond=None)[0][0]
     # new-b has an extra genre that is out of vocabulary: index 0, left out of the genres' mean.
     sources = [dataset.item_ids.index(source["item_id"]) for source in added.sources]
     expected = scale * kd.candidate_tower.features(tf.constant(sources, tf.int64)).numpy().T  # [dim, 3]
+    if down is not None:  # the new columns of the second factor: numpy's pseudo-inverse of the first
+        expected = np.linalg.pinv(down.astype(np.float64)) @ expected
     zeros = int(round(np.mean(old == 0) * expected.size))
     threshold = np.sort(np.abs(expected).ravel())[zeros - 1] if zeros else -1.0
     expected[np.abs(expected) <= threshold] = 0.0
