@@ -135,17 +135,19 @@ class RetrievalEvaluator:
         return sampled
 
     def evaluate(self, score_fn: _Fn, batch_size: int = 256, ks=(10, 100), totals: bool = False,
-                 per_user: bool = False) -> dict:
+                 per_user: bool = False, lists: int = 0) -> dict:
         """score_fn(user_indices [B] int64) -> scores [B, num_items] (higher is better).
 
         Returns {"recall@k", "precision@k", "ndcg@k" for each k in ks: float, "users": int}; with
         `totals`, also "hits@k" (relevant items ranked in the top k, summed over users) and
         "relevant" (relevant items, summed): the pooled share hits@k / relevant; with `per_user`,
-        also "per_user": {"ndcg@k": [U] array, in the order of self.users} (paired comparisons).
+        also "per_user": {"ndcg@k": [U] array, in the order of self.users} (paired comparisons);
+        with `lists` = k > 0, also "lists": [U, k] each user's top k items (removed items left out,
+        -1 where fewer remain), for models/beyond_accuracy.py.
         A score of -inf ranks last but still ranks above the removed training items; NaN is an error.
         """
         ks = self._check(ks, batch_size)
-        m = min(max(ks), self.num_items)
+        m = min(max(ks + (lists,)), self.num_items)
 
         def ranked(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             scores = np.asarray(score_fn(users))
@@ -162,9 +164,9 @@ class RetrievalEvaluator:
             items, top = _top(scores, m)
             return items, top > -np.inf  # removed items can only fill the tail: they are not ranked
 
-        return self._run(ranked, batch_size, ks, totals, per_user)
+        return self._run(ranked, batch_size, ks, totals, per_user, lists)
 
-    def evaluate_ranked(self, ranked_fn: _Fn, batch_size: int = 256, ks=(10, 100)) -> dict:
+    def evaluate_ranked(self, ranked_fn: _Fn, batch_size: int = 256, ks=(10, 100), lists: int = 0) -> dict:
         """ranked_fn(user_indices [B] int64) -> item indices [B, K >= max(ks)], best first.
 
         For models that return only a top-K list (e.g. TFLite). Training items of the user in the
@@ -176,9 +178,9 @@ class RetrievalEvaluator:
 
         def ranked(users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             items = np.asarray(ranked_fn(users))
-            if items.ndim != 2 or items.shape[0] != users.size or items.shape[1] < max(ks):
+            if items.ndim != 2 or items.shape[0] != users.size or items.shape[1] < max(ks + (lists,)):
                 raise ValueError(f"ranked_fn returned shape {items.shape}; expected [{users.size}, "
-                                 f"K] with K >= max(ks) = {max(ks)}")
+                                 f"K] with K >= max(ks) = {max(ks + (lists,))}")
             if not np.issubdtype(items.dtype, np.integer) or (items >= self.num_items).any():
                 raise ValueError(f"ranked_fn must return integer item indices < {self.num_items}")
             items = items.astype(np.int64)
@@ -191,7 +193,7 @@ class RetrievalEvaluator:
             np.put_along_axis(valid, order, np.take_along_axis(valid, order, 1) & ~repeat, axis=1)
             return items, valid & ~self._train.contains(users, items)
 
-        return self._run(ranked, batch_size, ks)
+        return self._run(ranked, batch_size, ks, lists=lists)
 
     def _check(self, ks, batch_size: int) -> tuple[int, ...]:
         ks = tuple(sorted({int(k) for k in ks}))
@@ -201,17 +203,24 @@ class RetrievalEvaluator:
             raise ValueError("no user has a test item: nothing to evaluate")
         return ks
 
-    def _run(self, ranked, batch_size: int, ks: tuple[int, ...], totals: bool = False, per_user: bool = False) -> dict:
+    def _run(self, ranked, batch_size: int, ks: tuple[int, ...], totals: bool = False, per_user: bool = False,
+             lists: int = 0) -> dict:
         """ranked(users [B]) -> (items [B, M], valid [B, M]); valid entries take ranks 1, 2, ..."""
         discount = 1.0 / np.log2(np.arange(2, max(ks) + 2))  # discount[r - 1] = 1 / log2(r + 1)
         ideal = np.concatenate([[0.0], np.cumsum(discount)])  # ideal[j] = IDCG with j relevant items
         # Per-user values are summed once at the end, so any batch size gives bit-identical results.
         values: dict[str, list] = {f"{m}@{k}": [] for k in ks for m in ("recall", "precision", "ndcg")}
         hits_total, relevant_total = {k: 0 for k in ks}, 0
+        top_lists = []
         for start in range(0, self.users.size, batch_size):
             users = self.users[start:start + batch_size]
             items, valid = ranked(users)
             rank = np.cumsum(valid, axis=1) - 1  # 0-based rank once invalid entries are dropped
+            if lists:
+                top = np.full([users.size, lists], -1, np.int64)
+                rows, columns = np.nonzero(valid & (rank < lists))
+                top[rows, rank[rows, columns]] = items[rows, columns]
+                top_lists.append(top)
             relevant = valid & self._test.contains(users, items)
             num_relevant = self._test.counts(users)
             relevant_total += int(num_relevant.sum())
@@ -228,6 +237,8 @@ class RetrievalEvaluator:
             means.update({f"hits@{k}": hits_total[k] for k in ks}, relevant=relevant_total)
         if per_user:
             means["per_user"] = {f"ndcg@{k}": np.concatenate(values[f"ndcg@{k}"]) for k in ks}
+        if lists:
+            means["lists"] = np.concatenate(top_lists)
         return {**means, "users": int(self.users.size)}
 
 

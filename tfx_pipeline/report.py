@@ -14,6 +14,7 @@ BASELINE_KEYS = ("popularity", "ease", "trending")  # "the strongest baseline" i
 COLD_BASELINE_KEYS = ("random", "text_knn")  # the cold-item table's own baselines
 COLD_METRIC_KEYS = ("ndcg@10", "recall@10", "top100_share")
 METRIC_KEYS = ("recall@10", "ndcg@10", "recall@100", "precision@10", "params", "bytes", "gzip_bytes", "latency_ms_p50")
+BEYOND_KEYS = ("coverage", "gini", "novelty", "diversity", "popular_share")  # models/beyond_accuracy.py
 REPORT_DIR = "report"
 
 
@@ -172,6 +173,7 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
     if models:
         lines.append("")
         lines += _table(["model", *METRIC_KEYS, f"ndcg@10 / {versus['best'] or 'best baseline'}"], models, markdown)
+        lines += _beyond_lines(report["models"], markdown)
         lines += _baseline_lines(report.get("baselines"))
         gain = _kd_gain(report["models"])
         if gain:
@@ -179,6 +181,18 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         lines += _compression_lines(report)
     lines += _cold_lines(report.get("cold_items"), markdown)
     return "\n".join(lines) + "\n"
+
+
+def _beyond_lines(models: Dict[str, Any], markdown: bool) -> List[str]:
+    """Each model's top 10 beyond accuracy (components/evaluation/beyond.py), when measured."""
+    rows = [[name] + [_cell(m["beyond_accuracy"].get(k)) for k in BEYOND_KEYS]
+            for name, m in models.items() if m and m.get("beyond_accuracy")]
+    if not rows:
+        return []
+    lines = ["", "beyond accuracy of each top 10: catalog coverage, Gini index of the items recommended (0: even, "
+                 "1: one item), novelty (mean -log2 of an item's share of training users), intra-list diversity "
+                 "(1 - cosine of list features), share of the 10% most popular items", ""]
+    return lines + _table(["model", *(f"{k}@10" for k in BEYOND_KEYS)], rows, markdown)
 
 
 def _prior_pick(prior: Dict[str, Any], who: str, key: str, curve_key: str) -> str:

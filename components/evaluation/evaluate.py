@@ -17,9 +17,10 @@ from components.evaluation import baselines as baselines_lib
 from components.evaluation import cold as cold_lib
 from components.evaluation.protocol import METRICS, TRAINING_SPLITS
 from components.evaluation.protocol import entry as _entry, latency_ms as _latency_ms, sizes as _sizes, with_cold
-from components.evaluation.protocol import with_per_user
+from components.evaluation.protocol import with_beyond, with_per_user
+from components.evaluation.beyond import WithBeyondAccuracy
 from components.teacher import training
-from models import artifacts
+from models import artifacts, feature_tables
 from models.foundation import signatures
 from models.interaction_data import load_dataset
 from models.retrieval_metrics import RetrievalEvaluator, split_evaluator
@@ -39,7 +40,9 @@ def evaluate_all(teacher_dir: str, student_dir: str, compressed_dir: Optional[st
     student_kd's and tflite's entries hold each test user's ndcg@10 (protocol.PER_USER) for the
     push gate: protocol.take_per_user takes them out before anything is written."""
     dataset = load_dataset(os.path.join(teacher_dir, artifacts.DATASET_FILE))
-    evaluator = cold_lib.evaluator_for(dataset, split_evaluator(dataset, TRAINING_SPLITS, "test"))
+    ranking = cold_lib.evaluator_for(dataset, split_evaluator(dataset, TRAINING_SPLITS, "test"))
+    # every entry also measures its top 10 beyond accuracy (coverage, Gini, novelty, diversity)
+    evaluator = WithBeyondAccuracy(ranking, dataset, feature_tables.load_from(student_dir).get("item"))
     results, baseline_info = baselines_lib.evaluate_baselines(dataset, evaluator, baselines)
     results.update(evaluate_teacher(teacher_dir, dataset, evaluator))
     results.update(evaluate_students(student_dir, dataset, evaluator))
@@ -47,7 +50,7 @@ def evaluate_all(teacher_dir: str, student_dir: str, compressed_dir: Optional[st
         history = _read_json(os.path.join(student_dir, artifacts.TRAINING_FILE))["config"]["history"]
         results.update(evaluate_compressed(compressed_dir, dataset, evaluator, history))
     cold = cold_lib.split_cold(results)
-    if not isinstance(evaluator, cold_lib.WithCold):
+    if not isinstance(ranking, cold_lib.WithCold):
         return results, baseline_info, None
     cold["random"] = evaluator.cold.evaluate(cold_lib.random_scores(dataset.num_items))
     item_text = storage.load_npy(storage.join(teacher_dir, artifacts.ITEM_TEXT_FILE))
@@ -91,7 +94,7 @@ def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int, 
     entry = {k: round(float(metrics[k]), 4) for k in METRICS}
     raw, zipped = _sizes(path)
     entry.update(params=int(params), bytes=raw, gzip_bytes=zipped, latency_ms_p50=latency, users=int(metrics["users"]))
-    return with_per_user(with_cold(entry, metrics), metrics)
+    return with_beyond(with_per_user(with_cold(entry, metrics), metrics), metrics)
 
 
 def _tflite_scores(path: str, latest) -> Callable:

@@ -16,6 +16,7 @@ LATENCY_CALLS = 50
 TRAINING_SPLITS = ("train", "eval")  # the benchmark's training share: removed from every ranking
 COLD_KEY = "cold"  # an entry's cold-item metrics, taken out into report.json's "cold_items"
 PER_USER = "per_user_ndcg@10"  # an entry's per-user ndcg@10, taken out for the push gate (never written)
+BEYOND_KEY = "beyond_accuracy"  # an entry's coverage, Gini, novelty, diversity, popular share (beyond.py)
 
 
 def entry(evaluator: RetrievalEvaluator, score_fn: Callable, params: int, sizes: Tuple[int, int],
@@ -27,7 +28,14 @@ def entry(evaluator: RetrievalEvaluator, score_fn: Callable, params: int, sizes:
     result = {k: round(float(metrics[k]), 4) for k in METRICS}
     result.update(params=int(params), bytes=sizes[0], gzip_bytes=sizes[1], latency_ms_p50=latency_ms(score_fn))
     result["users"] = int(metrics["users"])
-    return with_per_user(with_cold(result, metrics), metrics)
+    return with_beyond(with_per_user(with_cold(result, metrics), metrics), metrics)
+
+
+def with_beyond(result: Dict, metrics: Dict) -> Dict:
+    """The entry with the beyond-accuracy figures the evaluator added, if any (components/evaluation/beyond.py)."""
+    if BEYOND_KEY in metrics:
+        result[BEYOND_KEY] = metrics[BEYOND_KEY]
+    return result
 
 
 def with_per_user(result: Dict, metrics: Dict) -> Dict:

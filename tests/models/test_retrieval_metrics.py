@@ -192,3 +192,22 @@ def test_a_sample_evaluates_a_seeded_subset_of_the_users():
     hit = {u: 1.0 if 1 + u % 4 == 4 else 0.0 for u in users}  # recall@1 of each user
     got = sampled.evaluate(lambda u: scores[u], ks=(1,))
     assert got["users"] == 4 and got["recall@1"] == pytest.approx(np.mean([hit[u] for u in sampled.users]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lists_are_each_users_top_k_without_removed_items(seed):
+    num_items, train, test, scores = _random_case(seed)
+    ev = RetrievalEvaluator(num_items, train, test)
+    for k in (3, 40):  # 40 > num_items: the lists run out and are padded with -1
+        got = ev.evaluate(_table(scores), batch_size=7, ks=(10,), lists=k)
+        assert got["lists"].shape == (len(ev.users), k)
+        for row, user in zip(got["lists"], ev.users):
+            unseen = [i for i in range(num_items) if i not in train.get(int(user), set())]
+            expected = sorted(unseen, key=lambda i: (-float(scores[user][i]), i))[:k]
+            assert row.tolist() == expected + [-1] * (k - len(expected))
+        if k <= num_items:  # a ranked_fn returns at least k items
+            ranked = ev.evaluate_ranked(lambda users: np.argsort(-scores[users], axis=1, kind="stable"), 7, (10,),
+                                        lists=k)
+            np.testing.assert_array_equal(ranked["lists"], got["lists"])
+        del got["lists"]
+        assert got == ev.evaluate(_table(scores), batch_size=7, ks=(10,))  # the metrics do not move

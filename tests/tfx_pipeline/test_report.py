@@ -155,3 +155,14 @@ def test_the_compression_line_names_each_technique_and_what_it_did():
                                 compression=compression)
     assert plain["compression"]["factorization"] is None
     assert "compression techniques: factorization: none (compression.rank); pruning" in report.render(plain)
+
+
+def test_each_models_beyond_accuracy_is_tabled_and_kept_in_report_json():
+    figures = {"coverage": 0.35, "gini": 0.8125, "novelty": 3.5, "diversity": None, "popular_share": 0.6}
+    models = {"popularity": _model(0.25, 10), "tflite": {**_model(0.3, 20), "beyond_accuracy": figures}}
+    built = report.build_report("toy", {}, {"total": 1.0}, {}, ["A"], models)
+    assert json.loads(json.dumps(built))["models"]["tflite"]["beyond_accuracy"] == figures
+    text = report.render(built, markdown=True)
+    assert "| model | coverage@10 | gini@10 | novelty@10 | diversity@10 | popular_share@10 |" in text
+    assert "| tflite | 0.3500 | 0.8125 | 3.5000 | - | 0.6000 |" in text
+    assert "| popularity | " not in text.split("coverage@10")[1]  # no figures, no row
