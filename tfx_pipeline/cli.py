@@ -169,8 +169,9 @@ def _run(args) -> int:
             return _fail(f"{failure.component}: {failure.cause}", EXIT_BAD_INPUT)
         return _fail(f"{failure}; details in {failure.log_path}", EXIT_FAILURE)
     print()
-    print(report.render(result), end="")
+    print(report.render(result), end="")  # as report/summary.txt holds it
     print(f"\nreport: {os.path.join(os.path.abspath(args.output), report.REPORT_DIR, 'report.json')}")
+    print(f"log: {os.path.abspath(RunPaths(args.output, args.pipeline_root, args.push_root).log)}")
     return 0
 
 

@@ -16,6 +16,7 @@ COLD_METRIC_KEYS = ("ndcg@10", "recall@10", "top100_share")
 METRIC_KEYS = ("recall@10", "ndcg@10", "recall@100", "precision@10", "params", "bytes", "gzip_bytes", "latency_ms_p50")
 BEYOND_KEYS = ("coverage", "gini", "novelty", "diversity", "popular_share")  # models/beyond_accuracy.py
 REPORT_DIR = "report"
+SUMMARY_FILE = "summary.txt"  # the console summary a run prints, kept beside report.json
 
 
 def build_report(
@@ -124,6 +125,7 @@ def write_report(output_dir: str, report: Dict[str, Any]) -> str:
     path = storage.join(directory, "report.json")
     _atomic_write(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
     _atomic_write(storage.join(directory, "report.md"), render(report, markdown=True))
+    _atomic_write(storage.join(directory, SUMMARY_FILE), render(report))
     from tfx_pipeline import report_plots
 
     try:

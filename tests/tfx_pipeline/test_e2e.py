@@ -179,9 +179,13 @@ def test_schema_drift_is_stopped_by_the_validation_gate(finished_run, tmp_path):
 
 
 def test_report_command(finished_run, tmp_path):
-    base, _, _ = finished_run
+    base, _, run = finished_run
     result = recdistill("report", str(base / "run"))
     assert result.returncode == 0 and "interactions.csv" in result.stdout and "Transform" in result.stdout
+    # the console summary is kept beside report.json; the run ends naming its long log
+    assert (base / "run" / "report" / "summary.txt").read_text() == result.stdout
+    log = run.stdout.strip().splitlines()[-1]
+    assert log == f"log: {base / 'run' / 'logs' / 'pipeline.log'}" and (base / "run" / "logs" / "pipeline.log").is_file()
     missing = recdistill("report", str(tmp_path))
     assert missing.returncode == 2 and "no report" in missing.stderr
 
