@@ -27,9 +27,8 @@ Caveats:
   Sparsity is per layer (each layer reaches the target), measured by `sparsity`.
 """
 
-import dataclasses
 import time
-from typing import Dict, Mapping, Optional, Union
+from typing import Dict, Mapping
 
 import numpy as np
 
@@ -42,64 +41,8 @@ from models import deployable, distillation, factorization, student_training  # 
 from models.student import StudentConfig  # noqa: E402
 
 
-@dataclasses.dataclass(frozen=True)
-class CompressionConfig:
-    # Per layer. Measured on MovieLens-100K (int8 TFLite test ndcg@10 / float student_kd 0.4544):
-    # 75% everywhere 0.85-0.88x; 60% everywhere 0.97x. The scoring Dense holds the catalog's item
-    # embeddings and is the sensitive layer (one-shot 50% of it alone: 0.38, where 75% of the user
-    # or history table alone costs 0.02 or less). Embeddings / Dense after 16 + 1 epochs: 70% / 45%
-    # 0.978x; after 24 + 2: 70% / 45% 0.980x, 80% / 30% 0.986x, 75% / 35% 0.989x (60% of all
-    # weights zero, int8 gzip 0.142x of the float TFLite).
-    target_sparsity: float = 0.75  # of every Embedding table
-    dense_sparsity: float = 0.35  # of the scoring Dense
-    # Fine-tuning epochs with pruning, the first ramp_epochs raising sparsity (8 and 3: 0.957x).
-    # 16 rather than 24 since the teacher's encoder takes 60 s more of `make run` (docs/student-and-compression.md).
-    prune_epochs: int = 16
-    ramp_epochs: int = 8
-    qat_epochs: int = 2
-    # The same, when the KD student started from the last blessed run's (data in spans): pruning and
-    # QAT are applied again in every run, to a student that starts near the one served.
-    warm_prune_epochs: int = 6
-    warm_ramp_epochs: int = 3
-    warm_qat_epochs: int = 1
-    learning_rate: float = 1e-3
-    pruning_frequency: int = 20  # steps between mask updates
-    # Weight of a third term while fine-tuning, relative to the soft term's beta: the student's
-    # soft loss (StudentConfig.soft_loss) against the uncompressed student's scores over the whole
-    # catalog (it knows every item's score; the teacher scored 101 per row). KL at T 3, weight 4
-    # (absolute) gave +0.013 ndcg@10 over none at 75% sparsity; with logit matching the term must
-    # scale with beta (an absolute 4 left the int8 model at 0.967 x student_kd).
-    reference_weight: float = 4.0
-    # Low-rank factorization before pruning (models/factorization.py): the user and history-item
-    # tables and the scoring kernel each as two factors of this rank, from their truncated SVD,
-    # then fine-tuned by the pruning stage. None (no factorization), a rank, or a share of dim in (0, 1).
-    # Picked from the frontier on MovieLens-100K (tfx_pipeline/bench_compression.py: the smallest int8
-    # gzip size at >= 0.984 x the uncompressed student's ndcg@10): 0.625 of dim (rank 20 at dim 32),
-    # where rank 16 reached the push gate's bound itself (0.980 x) and no factorization was 7.8 x smaller
-    # at 0.991 x (figures: docs/student-and-compression.md, "Factorization").
-    rank: Optional[Union[int, float]] = 0.625
-
-    def __post_init__(self):
-        if isinstance(self.rank, str) and self.rank.strip().lower() == "none":  # YAML `rank: none`
-            object.__setattr__(self, "rank", None)
-        factorization.rank_of(self.rank, 32)  # raises ValueError for a rank that cannot be one
-        for name in ("target_sparsity", "dense_sparsity"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if min(self.prune_epochs, self.ramp_epochs, self.pruning_frequency) < 1 or self.qat_epochs < 0:
-            raise ValueError("prune_epochs, ramp_epochs and pruning_frequency must be at least 1, qat_epochs at least 0")
-        if self.ramp_epochs > self.prune_epochs:
-            raise ValueError(f"ramp_epochs ({self.ramp_epochs}) must not exceed prune_epochs ({self.prune_epochs})")
-        if min(self.warm_prune_epochs, self.warm_ramp_epochs) < 1 or self.warm_qat_epochs < 0:
-            raise ValueError("warm_prune_epochs and warm_ramp_epochs must be at least 1, warm_qat_epochs at least 0")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-
-    def warm(self) -> "CompressionConfig":
-        """These settings with a warm start's epochs (never more than a start from scratch)."""
-        prune = min(self.warm_prune_epochs, self.prune_epochs)
-        return dataclasses.replace(self, prune_epochs=prune, ramp_epochs=min(self.warm_ramp_epochs, self.ramp_epochs, prune),
-                                   qat_epochs=min(self.warm_qat_epochs, self.qat_epochs))
+# The settings live in a module without TensorFlow: the CLI checks a config before importing it.
+from models.compression_config import CompressionConfig  # noqa: E402,F401  (re-exported)
 
 
 class Distiller(tf.keras.Model):

@@ -22,7 +22,7 @@ the user features' small tables (at most max_feature_bins rows) are left as they
 student's dim in (0, 1) (rounded, at least 1).
 """
 
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -30,23 +30,10 @@ from models.foundation import env  # noqa: F401  (TF_USE_LEGACY_KERAS before Ten
 
 import tensorflow as tf  # noqa: E402
 
+from models.compression_config import rank_of  # noqa: E402,F401  (re-exported: what a rank setting means)
+
 UP = "_up"  # suffix of a factorized table's second factor (its Dense), after the Embedding's name
 RANK = "_rank"  # suffix of the scoring kernel's first factor, before the Dense "scores"
-
-
-def rank_of(setting: Optional[Union[int, float]], dim: int) -> Optional[int]:
-    """The rank a CompressionConfig.rank setting means for a student of width `dim` (None: none)."""
-    if setting is None:
-        return None
-    if isinstance(setting, bool) or not isinstance(setting, (int, float)):
-        raise ValueError(f"rank must be none, an integer or a share of dim in (0, 1), got {setting!r}")
-    if isinstance(setting, float) and not float(setting).is_integer():
-        if not 0.0 < setting < 1.0:
-            raise ValueError(f"a rank given as a share of dim must be in (0, 1), got {setting}")
-        return max(1, int(round(setting * dim)))
-    if int(setting) < 1:
-        raise ValueError(f"rank must be at least 1, got {setting}")
-    return int(setting)
 
 
 def worth_it(rows: int, columns: int, rank: Optional[int]) -> bool:

@@ -141,19 +141,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args) -> int:
-    from components.ingest.quality import DataQualityError
-    from components.validation_gate import DataAnomaliesError
-    from tfx_pipeline import report
+    # --data and the config are checked before TensorFlow, Beam or TFX is imported (seconds each):
+    # a typo is answered at once. tfx_pipeline/config.py and the settings it reads import none.
     from tfx_pipeline.config import BUILTIN_DATASETS, ConfigError, load_config
-    from tfx_pipeline.config_columns import check_columns
-    from tfx_pipeline.local_runner import ComponentFailed, RunPaths, resolve_data, run_local
 
     from models.foundation import storage
 
-    if args.data not in BUILTIN_DATASETS and not storage.isdir(args.data):
+    local = not storage.is_uri(args.data)  # a gs:// directory is looked up through TensorFlow's file system
+    if args.data not in BUILTIN_DATASETS and not (os.path.isdir(args.data) if local else storage.isdir(args.data)):
         return _fail(f"--data {args.data}: not a built-in dataset ({', '.join(BUILTIN_DATASETS)}) nor a directory", EXIT_BAD_INPUT)
     try:
         config = load_config(args.config)
+    except (ConfigError, ValueError) as error:
+        return _fail(str(error), EXIT_BAD_INPUT)
+
+    from components.ingest.quality import DataQualityError
+    from components.validation_gate import DataAnomaliesError
+    from tfx_pipeline import report
+    from tfx_pipeline.config_columns import check_columns
+    from tfx_pipeline.local_runner import ComponentFailed, RunPaths, resolve_data, run_local
+
+    try:
         # Settings that name the data's columns are checked before anything runs (a built-in dataset
         # is converted first: run_local finds it converted).
         data_dir = resolve_data(args.data, RunPaths(args.output, args.pipeline_root, args.push_root))

@@ -27,12 +27,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import yaml
 
 from components.drift.comparison import DriftSettings
-from components.ingest.beam_ingest import IngestSettings
+from components.ingest.ingest_settings import IngestSettings
 from components.ingest.spans import SpanSettings
 from components.ingest.splits import SplitSpec
 from components.teacher.training import TeacherTrainerSettings
-from models.compression import CompressionConfig
-from models.student import StudentConfig
+from models.compression_config import CompressionConfig
+from models.student_config import StudentConfig
 from models.teacher import MOVED_SETTINGS, TeacherConfig
 from models.foundation import storage
 
@@ -332,7 +332,10 @@ def load_config(path: Optional[str]) -> PipelineConfig:
 
 def _open_text(path: str) -> io.TextIOWrapper:
     """As open(path, encoding="utf-8"), for a local path or gs://, with open()'s errors: YAML's
-    messages name the file, and a missing one reads "[Errno 2] No such file or directory: ..."."""
+    messages name the file, and a missing one reads "[Errno 2] No such file or directory: ...".
+    A local file is read without TensorFlow (`recdistill run` checks its config before loading it)."""
+    if not storage.is_uri(path):
+        return open(path, encoding="utf-8")  # noqa: SIM115  (the caller's `with` closes it)
     import tensorflow as tf  # loaded by storage (tf.io.gfile) anyway; its errors are not OSErrors
 
     try:

@@ -11,10 +11,9 @@ and flattened; the items.csv and users.csv of every span up to the newest are re
 rows the latest span's is kept. Bad rows name the span's file ("span-3/items.csv").
 """
 
-import dataclasses
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -22,7 +21,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components.ingest import examples, quality, reasons, rows, splits, spans
-from components.ingest.spans import SpanSettings
+from components.ingest.ingest_settings import IngestSettings  # noqa: F401  (re-exported)
 from components.ingest.csv_rows import BadRow
 
 BAD, COUNT = "bad", "count"
@@ -33,19 +32,6 @@ CATALOG_SPLIT = "catalog"
 NEWEST_SPLIT, PREVIOUS_SPLIT = "newest", "previous"
 SPAN_SPLITS = (NEWEST_SPLIT, PREVIOUS_SPLIT)
 _TFRECORD = "data_tfrecord"
-
-
-@dataclasses.dataclass(frozen=True)
-class IngestSettings:
-    split: splits.SplitSpec = splits.SplitSpec()
-    max_bad_share: float = 0.01
-    item_text_columns: Sequence[str] = ("title",)
-    user_text_columns: Sequence[str] = ()
-    list_columns: Sequence[str] = ("genres",)
-    # Input in spans (components/ingest/spans.py): the window and the directories' pattern; the
-    # newest span pinned by the local runner (None: the largest present when ExampleGen runs).
-    spans: SpanSettings = SpanSettings()
-    newest_span: Optional[int] = None
 
 
 def ingest(

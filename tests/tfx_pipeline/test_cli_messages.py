@@ -111,3 +111,39 @@ def test_query_names_an_items_file_that_is_not_utf8_before_asking_the_server(tmp
     assert cli.main(["query", "--target", "127.0.0.1:1", "--user-id", "1", "--items", str(items)]) == 2
     line = _error_line(capsys)
     assert str(items) in line and "UTF-8" in line
+
+
+@pytest.mark.slow  # a fresh interpreter (about 2 s here)
+def test_a_bad_flag_data_directory_or_setting_is_answered_before_tensorflow_is_imported(tmp_path):
+    """Each case in one fresh interpreter: exit 2, one line, and neither TensorFlow nor TFX loaded."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "data").mkdir()
+    bad = {"teacher.yaml": "teacher: {dim: 10, heads: 3}\n", "unknown.yaml": "colour: blue\n",
+           "student.yaml": "student: {dim: 0}\n", "rank.yaml": "compression: {rank: 2.5}\n"}
+    for name, text in bad.items():
+        (tmp_path / name).write_text(text)
+    run = ["run", "--output", str(tmp_path / "out")]
+    cases = [run + ["--data", str(tmp_path / "absent")], ["run", "--dta", "x"], run]
+    cases += [run + ["--data", str(tmp_path / "data"), "--config", str(tmp_path / name)] for name in bad]
+    cases += [run + ["--data", str(tmp_path / "data"), "--config", str(tmp_path / "missing.yaml")]]
+    code = f"""
+import contextlib, io, sys
+from tfx_pipeline.cli import main
+for args in {cases!r}:
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(args)
+        except SystemExit as exit:
+            code = exit.code
+    lines = err.getvalue().strip().splitlines()
+    loaded = [name for name in ("tensorflow", "tfx", "apache_beam") if name in sys.modules]
+    assert code == 2 and len(lines) == 1 and not loaded, (args, code, lines, loaded)
+"""
+    # as a user runs it: without the tests' storage emulator (its credentials' set-up loads Beam)
+    env = {key: value for key, value in os.environ.items() if key != "STORAGE_EMULATOR_HOST"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
