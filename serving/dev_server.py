@@ -48,7 +48,7 @@ from tensorflow_serving.apis import (  # noqa: E402
     prediction_service_pb2_grpc, status_pb2)
 
 from models.foundation import signatures  # noqa: E402
-from serving import load_retries  # noqa: E402
+from serving import flags, load_retries  # noqa: E402
 from serving.batching import Batcher, BatcherStopped, BatchStats  # noqa: E402
 from serving.model_versions import InvalidRequest, ModelVersions, NotFound  # noqa: E402
 from serving.request_limits import RequestLimits, ResourceExhausted  # noqa: E402
@@ -115,10 +115,7 @@ class DevServer(grpc.Server):
         return self._server.wait_for_termination(timeout)
 
 
-# How long a request waits for others to batch with. Measured with tfx_pipeline/bench_serving.py on MovieLens-100K
-# (2 cores, clients on the same machine): 2 ms gave p50 3.5 ms for one client, 0.3 ms gave 1.6 ms
-# and the same throughput with 8 clients (1,100 requests/s), so the short wait is the default.
-BATCH_TIMEOUT_MS = 0.3
+BATCH_TIMEOUT_MS = flags.DEFAULT_BATCH_TIMEOUT_MS  # the reason is given there
 DEFAULT_HOST = "127.0.0.1"  # loopback: exposing the server is a decision (--host), best with TLS
 
 

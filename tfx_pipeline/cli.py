@@ -7,7 +7,8 @@ import sys
 import warnings
 
 from models.foundation import env  # noqa: F401  (before anything imports TensorFlow)
-from tfx_pipeline import cli_synth  # noqa: E402
+from tfx_pipeline import cli_help, cli_synth, compile_placeholders  # noqa: E402
+from tfx_pipeline.cli_help import subcommand  # noqa: E402
 from tfx_pipeline.cli_exits import EXIT_BAD_INPUT, EXIT_FAILURE, fail as _fail  # noqa: E402
 
 
@@ -23,12 +24,15 @@ def main(argv=None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recdistill", description=__doc__)
+    parser = argparse.ArgumentParser(prog="recdistill", description=__doc__,
+                                     epilog="`recdistill COMMAND --help` shows a command's options, defaults and examples.")
+    parser.add_argument("--version", action="version", version=f"recdistill {cli_help.version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from serving.flags import one_line_errors  # a bad flag: one line naming it, no usage text
-
-    run = one_line_errors(commands.add_parser("run", help="run the pipeline on a dataset"))
+    run = subcommand(commands, "run", "run the pipeline on a dataset", [
+        "recdistill run --data movielens-100k --output runs/movielens-100k",
+        "recdistill run --data data/shop --output runs/shop --config shop.yaml",
+        "recdistill run --data gs://BUCKET/data --output runs/shop --pipeline-root gs://BUCKET/root --push-root gs://BUCKET"])
     run.add_argument("--data", required=True,
                      help="movielens-100k, or a directory (or gs:// URI) with interactions.csv, users.csv, items.csv")
     run.add_argument("--output", required=True, help="the run's local directory (ML Metadata, logs, report)")
@@ -36,28 +40,33 @@ def _parser() -> argparse.ArgumentParser:
                      help="where the TFX artifacts go, a directory or gs:// URI (default: OUTPUT/pipeline_root)")
     run.add_argument("--push-root", metavar="URI",
                      help="where serving/ and mobile/ are pushed, a directory or gs:// URI (default: OUTPUT)")
-    run.add_argument("--config", help="a YAML or JSON file of pipeline settings (tfx_pipeline/config.py)")
-    run.add_argument("--runner", choices=["local"], default="local")
-    run.add_argument("--until", metavar="COMPONENT", help="stop after this component (e.g. Transform)")
+    run.add_argument("--config", help="a YAML or JSON file of pipeline settings (default: every setting's default, "
+                                      "as `recdistill config --defaults` prints them)")
+    run.add_argument("--runner", choices=["local"], default="local", help="where the DAG runs")
+    run.add_argument("--until", metavar="COMPONENT",
+                     help="stop after this component, e.g. Transform (default: run the whole DAG)")
     run.set_defaults(handler=_run)
 
-    show = one_line_errors(commands.add_parser("report", help="print the report of a finished run"))
-    show.add_argument("output", metavar="DIR")
+    show = subcommand(commands, "report", "print the report of a finished run", [
+        "recdistill report runs/movielens-100k"])
+    show.add_argument("output", metavar="DIR", help="the --output directory of a finished `recdistill run`")
     show.set_defaults(handler=_report)
 
     cli_synth.add_parser(commands)
 
     from serving import flags  # argparse types (numeric flags checked for NaN and range) and defaults
 
-    server = flags.one_line_errors(commands.add_parser(
-        "serve", help="a development gRPC server speaking TF Serving's API (no TF Serving binary)"))
+    server = subcommand(commands, "serve", "a development gRPC server speaking TF Serving's API (no TF Serving binary)", [
+        "recdistill serve --model-base-path runs/movielens-100k/serving/recdistill",
+        "recdistill serve --model-base-path gs://BUCKET/serving/recdistill --host 0.0.0.0 --ssl-cert server.pem "
+        "--ssl-key server.key"])
     server.add_argument("--model-base-path", required=True, metavar="DIR", help="a run's serving/recdistill (a directory or gs:// URI)")
     server.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: every interface)")
-    server.add_argument("--port", type=flags.port, default=8500)
+    server.add_argument("--port", type=flags.port, default=8500, help="the gRPC port")
     server.add_argument("--poll-seconds", type=flags.positive_float, default=1.0,
                         help="how often new versions are looked for")
-    server.add_argument("--batch-timeout-ms", type=flags.non_negative_float,
+    server.add_argument("--batch-timeout-ms", type=flags.non_negative_float, default=flags.DEFAULT_BATCH_TIMEOUT_MS,
                         help="how long a request waits to be batched with others")
     server.add_argument("--max-request-rows", type=flags.positive_int, default=flags.DEFAULT_MAX_REQUEST_ROWS,
                         metavar="N", help="rows per request; more are RESOURCE_EXHAUSTED (default %(default)s)")
@@ -68,46 +77,56 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--load-retry-interval", type=flags.positive_float,
                         default=flags.DEFAULT_LOAD_RETRY_INTERVAL_S, metavar="SECONDS",
                         help="wait before the first retry, doubling after each (default %(default)s)")
-    server.add_argument("--ssl-cert", metavar="PEM", help="the server's certificate chain: TLS (with --ssl-key)")
-    server.add_argument("--ssl-key", metavar="PEM", help="the server certificate's private key")
+    server.add_argument("--ssl-cert", metavar="PEM",
+                        help="the server's certificate chain: TLS (with --ssl-key; default: none, plaintext)")
+    server.add_argument("--ssl-key", metavar="PEM", help="the server certificate's private key (default: none)")
     server.add_argument("--ssl-client-ca", metavar="PEM",
-                        help="require client certificates signed by this CA (mutual TLS)")
-    server.add_argument("--log-file", metavar="PATH", help="also append the server's log lines to this file")
+                        help="require client certificates signed by this CA, mutual TLS (default: none, any client)")
+    server.add_argument("--log-file", metavar="PATH",
+                        help="also append the server's log lines to this file (default: stderr only)")
     server.set_defaults(handler=_serve)
 
-    query = flags.one_line_errors(commands.add_parser(
-        "query", help="ask a TF Serving (or `recdistill serve`) server for recommendations"))
+    query = subcommand(commands, "query", "ask a TF Serving (or `recdistill serve`) server for recommendations", [
+        "recdistill query --target 127.0.0.1:8500 --user-id 1",
+        "recdistill query --target serving.example.com:8500 --tls --user-id 1 --history 50,172 --version-label stable"])
     query.add_argument("--target", required=True, metavar="HOST:PORT")
     query.add_argument("--user-id", required=True)
     query.add_argument("--history", default="", help="item ids, most recent first, comma-separated")
-    query.add_argument("--k", type=flags.positive_int, default=10)
+    query.add_argument("--k", type=flags.positive_int, default=10, help="how many recommendations")
     query.add_argument("--timeout", type=flags.positive_float, default=5.0, help="deadline per call, seconds")
     query.add_argument("--items", metavar="CSV",
                        help="items.csv for titles (default: the newest runs/*/input/items.csv here, if any)")
-    query.add_argument("--model-name", default="recdistill")
+    query.add_argument("--model-name", default="recdistill", help="the model's name on the server")
     which = query.add_mutually_exclusive_group()
     which.add_argument("--version", type=flags.version, metavar="N", help="this version (default: the latest)")
-    which.add_argument("--version-label", metavar="LABEL", help="the version TF Serving labels so (e.g. stable)")
+    which.add_argument("--version-label", metavar="LABEL",
+                       help="the version TF Serving labels so, e.g. stable (default: none, the latest)")
     query.add_argument("--signature-name", default="serving_default",
                        help="serving_default or serve_tf_examples (default %(default)s)")
     query.add_argument("--tls", action="store_true", help="TLS with the system's root certificates")
-    query.add_argument("--ssl-ca", metavar="PEM", help="TLS, trusting this root certificate (e.g. a self-signed one)")
-    query.add_argument("--ssl-cert", metavar="PEM", help="a client certificate, for servers that require one")
-    query.add_argument("--ssl-key", metavar="PEM", help="the client certificate's private key")
+    query.add_argument("--ssl-ca", metavar="PEM",
+                       help="TLS, trusting this root certificate, e.g. a self-signed one (default: none)")
+    query.add_argument("--ssl-cert", metavar="PEM",
+                       help="a client certificate, for servers that require one (default: none)")
+    query.add_argument("--ssl-key", metavar="PEM", help="the client certificate's private key (default: none)")
     query.add_argument("--ssl-target-name", metavar="NAME",
-                       help="the host name expected in the server's certificate, when the target is another name")
+                       help="the host name expected in the server's certificate, when the target is another name "
+                            "(default: the target's host)")
     query.set_defaults(handler=_query)
 
-    lite = one_line_errors(commands.add_parser(
-        "tflite-predict", help="recommend with a pushed TFLite model (LiteRT), as a phone does"))
+    lite = subcommand(commands, "tflite-predict", "recommend with a pushed TFLite model (LiteRT), as a phone does", [
+        "recdistill tflite-predict --model runs/movielens-100k/mobile/1 --user-id 1",
+        "recdistill tflite-predict --model gs://BUCKET/mobile/1 --user-id 1 --history 50,172 --k 5"])
     lite.add_argument("--model", required=True, metavar="DIR", help="a mobile/<version> directory of a run (or gs:// URI)")
     lite.add_argument("--user-id", required=True)
     lite.add_argument("--history", default="", help="item ids, most recent first, comma-separated")
-    lite.add_argument("--k", type=int, default=10)
+    lite.add_argument("--k", type=int, default=10, help="how many recommendations")
     lite.add_argument("--items", metavar="CSV", help="items.csv for titles (default: the run's input/items.csv)")
     lite.set_defaults(handler=_tflite_predict)
 
-    add = commands.add_parser("add-items", help="add new catalog items to both deployed models, without retraining")
+    add = subcommand(commands, "add-items", "add new catalog items to both deployed models, without retraining", [
+        "recdistill add-items --run runs/movielens-100k --items new_items.csv",
+        "recdistill add-items --run runs/shop --items gs://BUCKET/new_items.csv --push-root gs://BUCKET"])
     add.add_argument("--run", required=True, metavar="DIR",
                      help="the --output directory of a finished run (or a copy of one: the copy is extended)")
     add.add_argument("--items", required=True, metavar="NEW.csv", help="new items, in the columns of the run's items.csv")
@@ -118,19 +137,34 @@ def _parser() -> argparse.ArgumentParser:
                      help="share of bad rows above which nothing is added (default: the run's max_bad_share)")
     add.set_defaults(handler=_add_items)
 
-    compile_ = one_line_errors(commands.add_parser("compile", help="compile the DAG into a Kubeflow Pipelines v2 spec"))
-    compile_.add_argument("--runner", choices=["kubeflow"], default="kubeflow")
+    compile_ = subcommand(commands, "compile", "compile the DAG into a Kubeflow Pipelines v2 spec", [
+        "recdistill compile --output pipeline.json --image REGISTRY/recdistill:TAG --data-root gs://BUCKET/data "
+        "--pipeline-root gs://BUCKET/root --push-root gs://BUCKET --strict",
+        "recdistill compile --output pipeline.yaml --spans --config dataflow.yaml --image REGISTRY/recdistill:TAG "
+        "--data-root gs://BUCKET/spans --pipeline-root gs://BUCKET/root --push-root gs://BUCKET"],
+        description="Compile the DAG into a Kubeflow Pipelines v2 spec. A setting not given is written as a "
+                    "placeholder,\nnamed on one line each; --strict refuses to write any.")
+    compile_.add_argument("--runner", choices=["kubeflow"], default="kubeflow", help="the orchestrator")
     compile_.add_argument("--output", required=True, help="pipeline.json (Vertex AI PipelineJob) or pipeline.yaml (KFP)")
-    compile_.add_argument("--image", help="the pipeline image (tfx_pipeline/Dockerfile), e.g. REGISTRY/recdistill:TAG")
-    compile_.add_argument("--config", help="a YAML or JSON file of pipeline settings (beam_args select Dataflow, ...)")
-    compile_.add_argument("--data-root", help="the input directory as the cluster sees it (gs://...)")
-    compile_.add_argument("--pipeline-root", help="where artifacts go (gs://...)")
-    compile_.add_argument("--push-root", help="where serving/ and mobile/ are pushed (gs://...)")
+    compile_.add_argument("--image", help="the pipeline image (tfx_pipeline/Dockerfile), e.g. REGISTRY/recdistill:TAG "
+                                          f"(default: the placeholder {compile_placeholders.DEFAULT_IMAGE})")
+    compile_.add_argument("--config", help="a YAML or JSON file of pipeline settings, e.g. beam_args selecting Dataflow "
+                                           "(default: every setting's default)")
+    compile_.add_argument("--data-root", help="the input directory as the cluster sees it, gs://... "
+                                              f"(default: the placeholder {compile_placeholders.DEFAULT_DATA_ROOT})")
+    compile_.add_argument("--pipeline-root", help="where artifacts go, gs://... "
+                                                  f"(default: the placeholder {compile_placeholders.DEFAULT_PIPELINE_ROOT})")
+    compile_.add_argument("--push-root", help="where serving/ and mobile/ are pushed, gs://... "
+                                              f"(default: the placeholder {compile_placeholders.DEFAULT_PUSH_ROOT})")
     compile_.add_argument("--spans", action="store_true",
-                          help="the data root holds span-1/, span-2/, ...: each run takes the newest span (docs/spans.md)")
+                          help="the data root holds span-1/, span-2/, ...: each run takes the newest span, docs/spans.md")
+    compile_.add_argument("--strict", action="store_true",
+                          help="refuse to write a spec holding a placeholder, exit 2 naming each")
     compile_.set_defaults(handler=_compile)
 
-    config = one_line_errors(commands.add_parser("config", help="print or check pipeline settings (--config files)"))
+    config = subcommand(commands, "config", "print or check pipeline settings (--config files)", [
+        "recdistill config --defaults > shop.yaml",
+        "recdistill config --check shop.yaml"])
     what = config.add_mutually_exclusive_group(required=True)
     what.add_argument("--defaults", action="store_true",
                       help="print every setting with its default and meaning, as YAML a --config file may start from")
@@ -226,12 +260,12 @@ def _serve(args) -> int:
         handlers = server_log.configure(args.log_file)
     except OSError as error:
         return _fail(f"--log-file {args.log_file}: cannot append to it ({error.strerror or error})", EXIT_BAD_INPUT)
-    extra = {} if args.batch_timeout_ms is None else {"batch_timeout_ms": args.batch_timeout_ms}
     try:
         dev_server.run_until_signal(
             args.model_base_path, args.port, poll_seconds=args.poll_seconds, host=args.host, tls=tls,
             limits=RequestLimits(args.max_request_rows, args.max_tensor_elements),
-            max_load_retries=args.max_load_retries, load_retry_interval_s=args.load_retry_interval, **extra)
+            max_load_retries=args.max_load_retries, load_retry_interval_s=args.load_retry_interval,
+            batch_timeout_ms=args.batch_timeout_ms)
     except (FileNotFoundError, OSError, ValueError) as error:  # TLSFileError is a ValueError
         return _fail(" ".join(str(error).split()), EXIT_BAD_INPUT)  # on one line: TensorFlow's span several
     except Exception as error:  # a version that does not load (TensorFlow's errors): one line, not a traceback
@@ -306,18 +340,30 @@ def _add_items(args) -> int:
 
 
 def _compile(args) -> int:
-    from tfx_pipeline import kubeflow
     from tfx_pipeline.config import ConfigError, load_config
+
+    missing = compile_placeholders.flags_missing(args)
+    if args.strict and missing:  # before TFX is imported: answered at once
+        return _fail(f"--strict: {', '.join(missing)} not given (each would be a placeholder); nothing written",
+                     EXIT_BAD_INPUT)
+    try:
+        config = load_config(args.config)
+    except (ConfigError, ValueError) as error:
+        return _fail(str(error), EXIT_BAD_INPUT)
+
+    from tfx_pipeline import kubeflow
 
     roots = {k: v for k, v in (("data_root", args.data_root), ("pipeline_root", args.pipeline_root),
                                ("push_root", args.push_root)) if v}
     try:
-        spec = kubeflow.compile_pipeline(args.output, args.image or kubeflow.DEFAULT_IMAGE, load_config(args.config),
+        spec = kubeflow.compile_pipeline(args.output, args.image or kubeflow.DEFAULT_IMAGE, config,
                                          spans=args.spans, **roots)
     except (ConfigError, ValueError, ImportError) as error:
         return _fail(str(error), EXIT_BAD_INPUT)
     tasks = (spec.get("pipelineSpec") or spec)["root"]["dag"]["tasks"]
     print(f"wrote {args.output}: {len(tasks)} tasks ({', '.join(sorted(tasks))})")
+    for line in compile_placeholders.placeholders(args):
+        print(f"placeholder: {line}")
     return 0
 
 

@@ -1,27 +1,21 @@
 """`recdistill synth`: a synthetic dataset in the input format, or N weekly spans that drift."""
 
-import argparse
-
-from serving.flags import one_line_errors
+from tfx_pipeline.cli_help import subcommand
 from tfx_pipeline.cli_exits import EXIT_BAD_INPUT, fail
 
 
 def add_parser(commands) -> None:
     """The `synth` subcommand on the CLI's subparsers."""
-    parser = one_line_errors(commands.add_parser(
-        "synth", help="write a synthetic dataset in the input format",
+    parser = subcommand(commands, "synth", "write a synthetic dataset in the input format", [
+        "recdistill synth --users 1000 --items 500 --interactions 100000 --output data/synth",
+        "recdistill synth --users 2000 --items 1000 --interactions 160000 --spans 8 --shift-at 5 --output data/spans"],
         description="Writes a synthetic dataset in the input format (docs/data.md); with --spans,\n"
-                    "N weekly spans that drift (tfx_pipeline/datasets/synth_spans.py).",
-        epilog="examples:\n"
-               "  recdistill synth --users 1000 --items 500 --interactions 100000 --output data/synth\n"
-               "  recdistill synth --users 2000 --items 1000 --interactions 160000 --spans 8 --shift-at 5 "
-               "--output data/spans",
-        formatter_class=argparse.RawDescriptionHelpFormatter))
+                    "N weekly spans that drift (tfx_pipeline/datasets/synth_spans.py).")
     parser.add_argument("--users", type=int, required=True, help="users in all (over all spans)")
     parser.add_argument("--items", type=int, required=True, help="items in all (over all spans)")
     parser.add_argument("--interactions", type=int, required=True,
                        help="interactions in all (split evenly over the spans)")
-    parser.add_argument("--output", required=True, metavar="DIR")
+    parser.add_argument("--output", required=True, metavar="DIR", help="the directory written")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same bytes (default %(default)s)")
     parser.add_argument("--bad-share", type=float, default=0.0,
                        help="share of bad interaction rows to inject (4 kinds; default %(default)s; not with --spans)")

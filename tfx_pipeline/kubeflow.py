@@ -59,14 +59,11 @@ from tfx.dsl.io import fileio
 from tfx.v1.orchestration import experimental as tfx_experimental
 
 from models import artifacts
+from tfx_pipeline.compile_placeholders import (  # noqa: F401  (DEFAULT_IMAGE: re-exported)
+    DEFAULT_DATA_ROOT, DEFAULT_IMAGE, DEFAULT_PIPELINE_ROOT, DEFAULT_PUSH_ROOT)
 from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
 
-# Built by `docker build -f tfx_pipeline/Dockerfile -t IMAGE .`; a cluster pulls it from your registry.
-DEFAULT_IMAGE = "recdistill:latest"
-DEFAULT_DATA_ROOT = "gs://YOUR_BUCKET/recdistill/data"
-DEFAULT_PIPELINE_ROOT = "gs://YOUR_BUCKET/recdistill/pipeline_root"
-DEFAULT_PUSH_ROOT = "gs://YOUR_BUCKET/recdistill"
 # The data digest when none is given: ExampleGen's cache is then keyed by the data URI alone.
 UNVERSIONED_DATA = "by-uri"
 # Kubeflow keeps its own ML Metadata; create_pipeline's SQLite path is not used by the runner.

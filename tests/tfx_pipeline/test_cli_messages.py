@@ -129,6 +129,7 @@ def test_a_bad_flag_data_directory_or_setting_is_answered_before_tensorflow_is_i
     cases = [run + ["--data", str(tmp_path / "absent")], ["run", "--dta", "x"], run]
     cases += [run + ["--data", str(tmp_path / "data"), "--config", str(tmp_path / name)] for name in bad]
     cases += [run + ["--data", str(tmp_path / "data"), "--config", str(tmp_path / "missing.yaml")]]
+    cases += [["compile", "--output", str(tmp_path / "p.json"), "--strict"], ["query", "--k", "0"]]
     code = f"""
 import contextlib, io, sys
 from tfx_pipeline.cli import main

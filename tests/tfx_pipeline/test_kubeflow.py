@@ -135,9 +135,31 @@ def test_the_compile_command_writes_the_spec_and_names_its_tasks(tmp_path, capsy
 
     output = tmp_path / "pipeline.json"
     assert cli.main(["compile", "--runner", "kubeflow", "--output", str(output), "--image", "example/recdistill:1"]) == 0
-    assert "StudentCompressor" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "StudentCompressor" in out
     assert "example/recdistill:1" in output.read_text()
+    # the three roots were not given: one line each, naming the flag and the value written
+    placeholders = [line for line in out.splitlines() if line.startswith("placeholder: ")]
+    assert [line.split()[1] for line in placeholders] == ["--data-root", "--pipeline-root", "--push-root"]
+    for line, value in zip(placeholders, (kubeflow.DEFAULT_DATA_ROOT, kubeflow.DEFAULT_PIPELINE_ROOT,
+                                          kubeflow.DEFAULT_PUSH_ROOT)):
+        assert value in line and value in output.read_text()
     assert cli.main(["compile", "--output", str(tmp_path / "p.json"), "--data-root", "movielens-100k"]) == 2
+
+
+def test_strict_refuses_placeholders_and_writes_nothing(tmp_path, capsys):
+    from tfx_pipeline import cli
+
+    output = tmp_path / "pipeline.json"
+    assert cli.main(["compile", "--output", str(output), "--strict", "--image", "r/recdistill:1",
+                     "--data-root", "gs://b/data"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--pipeline-root, --push-root" in err[0] and "--image" not in err[0]
+    assert not output.exists()
+    roots = ["--data-root", ROOTS["data_root"], "--pipeline-root", ROOTS["pipeline_root"],
+             "--push-root", ROOTS["push_root"]]
+    assert cli.main(["compile", "--output", str(output), "--strict", "--image", "r/recdistill:1", *roots]) == 0
+    assert "placeholder" not in capsys.readouterr().out and output.exists()
 
 
 def test_spans_compile_with_the_drift_check_and_the_span_pattern(tmp_path, capsys):
