@@ -47,9 +47,13 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop after this component, e.g. Transform (default: run the whole DAG)")
     run.set_defaults(handler=_run)
 
-    show = subcommand(commands, "report", "print the report of a finished run", [
-        "recdistill report runs/movielens-100k"])
+    show = subcommand(commands, "report", "print the report of a finished run, or two runs side by side", [
+        "recdistill report runs/movielens-100k",
+        "recdistill report runs/seed-42 runs/seed-7"])
     show.add_argument("output", metavar="DIR", help="the --output directory of a finished `recdistill run`")
+    show.add_argument("other", metavar="DIR_B", nargs="?",
+                      help="a second run: both side by side, B's deltas against DIR, and the settings, inputs "
+                           "and code that differ (default: none, DIR alone)")
     show.set_defaults(handler=_report)
 
     cli_synth.add_parser(commands)
@@ -218,15 +222,21 @@ def _run(args) -> int:
 
 
 def _report(args) -> int:
-    from tfx_pipeline import report
+    from tfx_pipeline import report, report_compare
 
-    try:
-        print(report.render(report.read_report(args.output)), end="")
-    except FileNotFoundError:
-        return _fail(f"{args.output}: no report/report.json (has `recdistill run` finished there?)", EXIT_BAD_INPUT)
-    except ValueError as error:  # not UTF-8, not JSON
-        path = os.path.join(args.output, report.REPORT_DIR, "report.json")
-        return _fail(f"{path}: not a report ({' '.join(str(error).split())})", EXIT_BAD_INPUT)
+    reports = []
+    for directory in filter(None, (args.output, args.other)):
+        try:
+            reports.append(report.read_report(directory))
+        except FileNotFoundError:
+            return _fail(f"{directory}: no report/report.json (has `recdistill run` finished there?)", EXIT_BAD_INPUT)
+        except ValueError as error:  # not UTF-8, not JSON
+            path = os.path.join(directory, report.REPORT_DIR, "report.json")
+            return _fail(f"{path}: not a report ({' '.join(str(error).split())})", EXIT_BAD_INPUT)
+    if args.other:
+        print(report_compare.render(args.output, reports[0], args.other, reports[1]), end="")
+    else:
+        print(report.render(reports[0]), end="")
     return 0
 
 

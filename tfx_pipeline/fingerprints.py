@@ -31,13 +31,17 @@ def data_digest(data_dir: str, window: Optional[spans.SpanWindow] = None) -> str
     """A digest of the input files' bytes (a missing file is left to ExampleGen to report); with
     spans, of the files the window reads, each named with its span (span-3/items.csv)."""
     # The data directory may be a bucket (gs://): its files are read through storage.
-    if window is None:
-        names = INPUT_FILES
-    else:
-        names = [f"{window.name(s)}/{rows.INTERACTIONS_FILE}" for s in window.window] + \
-                [f"{window.name(s)}/{name}" for s in window.catalog for name in (rows.USERS_FILE, rows.ITEMS_FILE)]
-    return _digest((os.path.join(data_dir, name) for name in names), storage.isfile,
+    return _digest((os.path.join(data_dir, name) for name in input_names(window)), storage.isfile,
                    lambda path: storage.open_file(path, "rb"), root=data_dir)
+
+
+def input_names(window: Optional[spans.SpanWindow] = None) -> List[str]:
+    """The files a run reads, under its data directory: the three CSVs, or with spans those the
+    window reads (span-3/interactions.csv, ...)."""
+    if window is None:
+        return list(INPUT_FILES)
+    return [f"{window.name(s)}/{rows.INTERACTIONS_FILE}" for s in window.window] + \
+        [f"{window.name(s)}/{name}" for s in window.catalog for name in (rows.USERS_FILE, rows.ITEMS_FILE)]
 
 
 def closure_digest(*entry_modules: Union[str, ModuleType], root: Optional[str] = None,

@@ -20,7 +20,7 @@ from components.ingest import spans
 from components.ingest.splits import SPLITS
 from models import artifacts
 
-from tfx_pipeline import fingerprints, mlmd_outputs, report
+from tfx_pipeline import fingerprints, mlmd_outputs, report, run_metadata
 from models.foundation import storage
 from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
@@ -89,7 +89,7 @@ def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optiona
     paths = RunPaths(output_dir, pipeline_root, push_root)
     beam_credentials.anonymous_when_emulated()  # TFX's executors read and write through Beam here
     os.makedirs(os.path.dirname(paths.log), exist_ok=True)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), run_metadata.now()
     data_dir = resolve_data(data, paths)
     window = span_window(data_dir, config)
     pipeline = create_pipeline(config, data, data_dir, fingerprints.data_digest(data_dir, window), paths.pipeline_root,
@@ -104,6 +104,8 @@ def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optiona
     result = collect_report(config, data, paths, wall, [c.id for c in pipeline.components],
                             resources=progress.resources, peak_rss_mib=progress.peak_rss_mib,
                             spanned=window is not None)
+    inputs = [(name, storage.join(data_dir, name)) for name in fingerprints.input_names(window)]
+    result["run"] = run_metadata.describe(config, inputs, started_at, run_metadata.now())
     report.write_report(paths.output_dir, result)
     return result
 

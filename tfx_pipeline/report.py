@@ -152,6 +152,7 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         f"{split.get('eval_share', '-')}, seed {split.get('seed', '-')}); "
         + ", ".join(f"{name} {n:,}" for name, n in counts.items())
     )
+    lines += run_lines(report.get("run"))
     lines += _drift_lines(report.get("drift"), report.get("warm_start"))
     prior = report.get("recency_prior")
     if prior:
@@ -166,7 +167,7 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
          ", ".join(f"{reason} {n:,}" for reason, n in sorted(entry["bad"].items())) or "-"]
         for file, entry in sorted((report.get("data_quality") or {}).items())
     ]
-    lines += _table(["file", "rows", "bad", "bad by reason"], quality_rows, markdown)
+    lines += table(["file", "rows", "bad", "bad by reason"], quality_rows, markdown)
     lines.append("")
     lines += _component_table(report, markdown)
     versus = report.get("vs_best_baseline") or {"best": None, "ndcg@10": {}}
@@ -174,7 +175,7 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
               for name, m in report["models"].items() if m]
     if models:
         lines.append("")
-        lines += _table(["model", *METRIC_KEYS, f"ndcg@10 / {versus['best'] or 'best baseline'}"], models, markdown)
+        lines += table(["model", *METRIC_KEYS, f"ndcg@10 / {versus['best'] or 'best baseline'}"], models, markdown)
         lines += _beyond_lines(report["models"], markdown)
         lines += _baseline_lines(report.get("baselines"))
         gain = _kd_gain(report["models"])
@@ -183,6 +184,23 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         lines += _compression_lines(report)
     lines += _cold_lines(report.get("cold_items"), markdown)
     return "\n".join(lines) + "\n"
+
+
+def run_lines(run: Optional[Dict[str, Any]]) -> List[str]:
+    """What produced the report (report.json "run": tfx_pipeline/run_metadata.py), in two lines."""
+    if not run:
+        return []
+    versions, box = run.get("versions") or {}, run.get("machine") or {}
+    commit = run.get("git_commit")
+    lines = [f"run: recdistill {run.get('recdistill')} ({f'commit {commit[:12]}' + commit[40:] if commit else 'no git commit'}), "
+             f"config {run.get('config_digest')}, TensorFlow {versions.get('tensorflow')}, TFX {versions.get('tfx')}, "
+             f"{box.get('cores')} cores, {box.get('memory_gib')} GiB; {run.get('started')} to {run.get('ended')}"]
+    inputs = run.get("inputs") or {}
+    if inputs:
+        lines.append("inputs: " + ", ".join(
+            f"{name} {entry['rows']:,} rows (sha256 {entry['sha256'][:12]})" if entry.get("sha256") else f"{name} absent"
+            for name, entry in inputs.items()))
+    return lines
 
 
 def _beyond_lines(models: Dict[str, Any], markdown: bool) -> List[str]:
@@ -194,7 +212,7 @@ def _beyond_lines(models: Dict[str, Any], markdown: bool) -> List[str]:
     lines = ["", "beyond accuracy of each top 10: catalog coverage, Gini index of the items recommended (0: even, "
                  "1: one item), novelty (mean -log2 of an item's share of training users), intra-list diversity "
                  "(1 - cosine of list features), share of the 10% most popular items", ""]
-    return lines + _table(["model", *(f"{k}@10" for k in BEYOND_KEYS)], rows, markdown)
+    return lines + table(["model", *(f"{k}@10" for k in BEYOND_KEYS)], rows, markdown)
 
 
 def _prior_pick(prior: Dict[str, Any], who: str, key: str, curve_key: str) -> str:
@@ -241,20 +259,20 @@ def _cold_lines(cold_items: Optional[Dict[str, Any]], markdown: bool) -> List[st
                  f"training; {any_entry.get('users', 0):,} test users with {any_entry.get('positives', 0):,} cold "
                  "positives: ranked among the cold items (ndcg@10, recall@10) and in the whole catalog (top100_share)", ""]
     rows = [[name] + [_cell(entry.get(k)) for k in COLD_METRIC_KEYS] for name, entry in models.items() if entry]
-    return lines + _table(["model", *COLD_METRIC_KEYS], rows, markdown)
+    return lines + table(["model", *COLD_METRIC_KEYS], rows, markdown)
 
 
 def _component_table(report: Dict[str, Any], markdown: bool) -> List[str]:
     """Wall seconds per component; CPU seconds and peak resident MiB too when the run measured them."""
     times, resources = report.get("wall_seconds") or {}, report.get("resources")
     if not resources:
-        return _table(["component", "wall s"], [[name, f"{s:.1f}"] for name, s in times.items()], markdown)
+        return table(["component", "wall s"], [[name, f"{s:.1f}"] for name, s in times.items()], markdown)
     rows = []
     for name, seconds in times.items():
         used = resources.get(name) or {}
         peak = report.get("peak_rss_mib") if name == "total" else used.get("peak_rss_mib")
         rows.append([name, f"{seconds:.1f}", _number(used.get("cpu_seconds"), ".1f"), _number(peak, ",.0f")])
-    return _table(["component", "wall s", "cpu s", "peak MiB"], rows, markdown)
+    return table(["component", "wall s", "cpu s", "peak MiB"], rows, markdown)
 
 
 def _number(value: Optional[float], spec: str) -> str:
@@ -340,7 +358,7 @@ def _cell(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _table(header: List[str], rows: List[List[str]], markdown: bool) -> List[str]:
+def table(header: List[str], rows: List[List[str]], markdown: bool) -> List[str]:
     if markdown:
         return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
             "| " + " | ".join(r) + " |" for r in rows

@@ -1,6 +1,7 @@
 """End to end: the `recdistill` command on tiny synthetic data, the whole DAG with a tiny BERT."""
 
 import glob
+import hashlib
 import json
 import os
 import subprocess
@@ -188,6 +189,18 @@ def test_report_command(finished_run, tmp_path):
     assert log == f"log: {base / 'run' / 'logs' / 'pipeline.log'}" and (base / "run" / "logs" / "pipeline.log").is_file()
     missing = recdistill("report", str(tmp_path))
     assert missing.returncode == 2 and "no report" in missing.stderr
+    # what produced it: each input file's digest and rows (counted here by lines: the tiny data has no
+    # quoted line breaks), the settings given, their digest, the times
+    meta = json.loads((base / "run" / "report" / "report.json").read_text())["run"]
+    for name in ("interactions.csv", "users.csv", "items.csv"):
+        raw = (base / "data" / name).read_bytes()
+        assert meta["inputs"][name] == {"sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw),
+                                        "rows": len(raw.decode().splitlines()) - 1}, name
+    assert meta["config"]["teacher"]["dim"] == 8 and meta["config"]["student"]["epochs"] == 2
+    assert meta["seeds"]["teacher.seed"] == meta["config"]["teacher"]["seed"]
+    assert meta["config_digest"] == hashlib.sha256(json.dumps(meta["config"], sort_keys=True).encode()).hexdigest()[:16]
+    assert meta["versions"]["tensorflow"] == tf.__version__ and meta["started"] <= meta["ended"]
+    assert f"run: recdistill {meta['recdistill']}" in result.stdout
 
 
 def test_bad_arguments_exit_2_without_traceback(tmp_path, capsys):
