@@ -126,12 +126,16 @@ def write_report(output_dir: str, report: Dict[str, Any]) -> str:
     _atomic_write(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
     _atomic_write(storage.join(directory, "report.md"), render(report, markdown=True))
     _atomic_write(storage.join(directory, SUMMARY_FILE), render(report))
-    from tfx_pipeline import report_plots
+    from tfx_pipeline import report_html, report_plots
 
+    plots = {}
     try:
-        report_plots.write_plots(directory, report["models"], report.get("training_curves"))
+        plots = report_plots.render_plots(report["models"], report.get("training_curves"))
+        for name, png in plots.items():
+            storage.write_atomic(storage.join(directory, name), png)
     except (ImportError, OSError, ValueError, RuntimeError) as error:  # the tables are written already
         print(f"recdistill: warning: report plots not written: {error}", file=sys.stderr)
+    _atomic_write(storage.join(directory, report_html.HTML_FILE), report_html.render(report, plots))
     return path
 
 
@@ -145,15 +149,9 @@ def read_report(output_dir: str) -> Dict[str, Any]:
 def render(report: Dict[str, Any], markdown: bool = False) -> str:
     """The report as text tables (Markdown tables with markdown=True)."""
     lines = [f"# recdistill report: {report['dataset']}" if markdown else f"recdistill report: {report['dataset']}", ""]
-    split = report.get("split") or {}
-    counts = split.get("counts") or {}
-    lines.append(
-        f"split: {split.get('method', '-')} (test share {split.get('test_share', '-')}, eval share "
-        f"{split.get('eval_share', '-')}, seed {split.get('seed', '-')}); "
-        + ", ".join(f"{name} {n:,}" for name, n in counts.items())
-    )
+    lines.append(split_line(report))
     lines += run_lines(report.get("run"))
-    lines += _drift_lines(report.get("drift"), report.get("warm_start"))
+    lines += drift_lines(report.get("drift"), report.get("warm_start"))
     prior = report.get("recency_prior")
     if prior:
         lines.append(f"recency prior of the deployed models: weight x log(1 + an item's interactions in the last "
@@ -178,12 +176,20 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
         lines += table(["model", *METRIC_KEYS, f"ndcg@10 / {versus['best'] or 'best baseline'}"], models, markdown)
         lines += _beyond_lines(report["models"], markdown)
         lines += _baseline_lines(report.get("baselines"))
-        gain = _kd_gain(report["models"])
+        gain = kd_gain(report["models"])
         if gain:
             lines += ["", gain]
-        lines += _compression_lines(report)
+        lines += compression_lines(report)
     lines += _cold_lines(report.get("cold_items"), markdown)
     return "\n".join(lines) + "\n"
+
+
+def split_line(report: Dict[str, Any]) -> str:
+    split = report.get("split") or {}
+    counts = split.get("counts") or {}
+    return (f"split: {split.get('method', '-')} (test share {split.get('test_share', '-')}, eval share "
+            f"{split.get('eval_share', '-')}, seed {split.get('seed', '-')}); "
+            + ", ".join(f"{name} {n:,}" for name, n in counts.items()))
 
 
 def run_lines(run: Optional[Dict[str, Any]]) -> List[str]:
@@ -223,7 +229,7 @@ def _prior_pick(prior: Dict[str, Any], who: str, key: str, curve_key: str) -> st
     return f"{who} {prior[key]}{against}"
 
 
-def _drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str, Any]]) -> List[str]:
+def drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str, Any]]) -> List[str]:
     """The spans compared, the decision and why; where the teacher started from (docs/spans.md)."""
     if not drift:
         return []
@@ -301,7 +307,7 @@ def _baseline_lines(baselines: Optional[Dict[str, Any]]) -> List[str]:
     return [""] + lines if lines else []
 
 
-def _kd_gain(models: Dict[str, Any]) -> Optional[str]:
+def kd_gain(models: Dict[str, Any]) -> Optional[str]:
     kd, no_kd, teacher = models.get("student_kd"), models.get("student_no_kd"), models.get("teacher")
     if not (kd and no_kd and no_kd.get("ndcg@10")):
         return None
@@ -311,7 +317,7 @@ def _kd_gain(models: Dict[str, Any]) -> Optional[str]:
     return line
 
 
-def _compression_lines(report: Dict[str, Any]) -> List[str]:
+def compression_lines(report: Dict[str, Any]) -> List[str]:
     models, lines = report["models"], []
     tflite, before, kd = models.get("tflite"), models.get("tflite_float"), models.get("student_kd")
     if tflite and before and kd and kd.get("ndcg@10"):

@@ -1,61 +1,157 @@
-"""The report's PNG plots: quality against size for every model, and the training curves."""
+"""The report's plots (PNG): quality against bytes for every model, and each model's training
+curves on axes of its own. No text on them may overlap (`overlapping_text`, checked on the rendered
+figure before it is saved): labels are in legends and titles, not annotations beside points."""
 
-from typing import Dict, List, Optional
+import io
+from typing import Dict, List, Optional, Tuple
 
-from models.foundation import storage
+from tfx_pipeline import report_names
 
-QUALITY_PLOT = "quality_vs_params.png"
+QUALITY_PLOT = "quality_vs_bytes.png"
 CURVES_PLOT = "training_curves.png"
+_MARKERS = "osD^v<>Ph*X"
+_COLUMNS = 3  # panels per row of the training curves
 
 
-def write_plots(directory: str, models: Dict[str, Optional[Dict]], curves: Optional[Dict]) -> List[str]:
-    """Writes the plots that the data allows; returns their paths."""
+def render_plots(models: Dict[str, Optional[Dict]], curves: Optional[Dict]) -> Dict[str, bytes]:
+    """{file name: PNG bytes} for the plots the data allows."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
+    figures = {}
+    quality = quality_figure(models)
+    if quality is not None:
+        figures[QUALITY_PLOT] = quality
+    curves_figure = training_figure(curves or {})
+    if curves_figure is not None:
+        figures[CURVES_PLOT] = curves_figure
+    return {name: _png(figure) for name, figure in figures.items()}
+
+
+def quality_figure(models: Dict[str, Optional[Dict]]):
+    """Test ndcg@10 against the deployed bytes (MB, log scale): one marker per model that has a
+    size, the baselines (no model file) as horizontal lines; names in the legend, outside the axes."""
     import matplotlib.pyplot as plt
 
-    written = []
-    present = {name: m for name, m in models.items() if m and m.get("params") and m.get("ndcg@10") is not None}
-    if present:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, m in present.items():
-            ax.scatter(m["params"], m["ndcg@10"])
-            ax.annotate(name, (m["params"], m["ndcg@10"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters (log scale)")
-        ax.set_ylabel("test ndcg@10")
-        ax.set_title("Quality against size")
+    sized = {k: m for k, m in models.items() if m and m.get("bytes") and m.get("ndcg@10") is not None}
+    if not sized:
+        return None
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    for marker, (key, m) in zip(_MARKERS * 2, sized.items()):
+        ax.scatter(m["bytes"] / 1e6, m["ndcg@10"], marker=marker, s=60, label=report_names.label(key), zorder=3)
+    for style, key in zip(("--", ":", "-."), report_names.BASELINES):
+        if models.get(key) and models[key].get("ndcg@10") is not None:
+            ax.axhline(models[key]["ndcg@10"], linestyle=style, color="grey", label=report_names.label(key))
+    ax.set_xscale("log")
+    _readable_log_ticks(ax.xaxis, [m["bytes"] / 1e6 for m in sized.values()])
+    ax.set_xlabel("bytes of the model file, MB (log scale)")
+    ax.set_ylabel("test ndcg@10")
+    ax.set_title("Quality against size")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    return fig
+
+
+def _readable_log_ticks(axis, values) -> None:
+    """Plain numbers (0.2, 1, 50) at 1-2-5 steps over a short range, powers of ten over a long one,
+    no minor labels: matplotlib's own minor labels (3x10^-1 beside 4x10^-1) overlap."""
+    import math
+
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    decades = math.log10(max(values) / min(values)) if min(values) > 0 else 0
+    axis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5) if decades < 3 else (1,)))
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def training_figure(curves: Dict[str, Dict]):
+    """One panel per model with its own training loss (and validation loss) on its own y axis,
+    then one panel of every model's validation ndcg@10 per epoch."""
+    import matplotlib.pyplot as plt
+
+    losses = {k: c for k, c in curves.items() if c.get("loss") or c.get("val_loss")}
+    ranked = {k: c["val_ndcg@10"] for k, c in curves.items() if c.get("val_ndcg@10")}
+    panels = len(losses) + (1 if ranked else 0)
+    if not panels:
+        return None
+    rows = -(-panels // _COLUMNS)
+    fig, axes = plt.subplots(rows, _COLUMNS, figsize=(13, 3.4 * rows), squeeze=False)
+    flat = list(axes.flat)
+    for ax, (key, curve) in zip(flat, losses.items()):
+        for series, style, what in (("loss", "-", "training"), ("val_loss", "--", "validation")):
+            if curve.get(series):
+                ax.plot(range(1, len(curve[series]) + 1), curve[series], style, label=what)
+        ax.set_title(f"{report_names.name(key)}: loss", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=8)
+    if ranked:
+        ax = flat[len(losses)]
+        for key, values in ranked.items():
+            ax.plot(range(1, len(values) + 1), values, label=report_names.name(key))
+        ax.set_title("validation ndcg@10", fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("ndcg@10")
+        ax.legend(fontsize=8)
+    for ax in flat[panels:]:
+        ax.set_visible(False)
+    for ax in flat[:panels]:
         ax.grid(True, alpha=0.3)
-        written.append(_save(fig, storage.join(directory, QUALITY_PLOT)))
-    if curves:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-        for name, curve in curves.items():
-            if curve.get("loss"):
-                left.plot(range(1, len(curve["loss"]) + 1), curve["loss"], label=f"{name} train")
-            if curve.get("val_loss"):
-                left.plot(range(1, len(curve["val_loss"]) + 1), curve["val_loss"], "--", label=f"{name} val")
-            if curve.get("val_ndcg@10"):
-                right.plot(range(1, len(curve["val_ndcg@10"]) + 1), curve["val_ndcg@10"], label=name)
-        left.set_xlabel("epoch")
-        left.set_ylabel("loss")
-        left.set_title("Training objective (each model its own)")
-        right.set_xlabel("epoch")
-        right.set_ylabel("validation ndcg@10")
-        right.set_title("Students: validation ranking")
-        for ax in (left, right):
-            ax.grid(True, alpha=0.3)
-            if ax.lines:
-                ax.legend(fontsize=8)
-        written.append(_save(fig, storage.join(directory, CURVES_PLOT)))
-    return written
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs: no 1.5
+    return fig
 
 
-def _save(fig, path: str) -> str:
+def overlapping_text(fig) -> List[Tuple[str, str]]:
+    """The pairs of texts on the rendered figure whose boxes overlap, and texts cut off by the
+    figure's edge (paired with "<figure edge>"): what a reader could not read."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [(text.get_text(), text.get_window_extent(renderer)) for text in _drawn_texts(fig)]
+    edge = fig.bbox
+    found = [(label, "<figure edge>") for label, box in boxes
+             if box.x0 < edge.x0 - 1 or box.y0 < edge.y0 - 1 or box.x1 > edge.x1 + 1 or box.y1 > edge.y1 + 1]
+    for i, (first, a) in enumerate(boxes):
+        for second, b in boxes[i + 1:]:
+            # a pixel of tolerance: neighbouring tick labels may touch
+            if min(a.x1, b.x1) - max(a.x0, b.x0) > 1 and min(a.y1, b.y1) - max(a.y0, b.y0) > 1:
+                found.append((first, second))
+    return found
+
+
+def _drawn_texts(fig):
+    """Every visible, non-empty text that is drawn: tick labels only of the ticks inside the view."""
+    from matplotlib.text import Text
+
+    ticks = set()
+    drawn_ticks = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                ticks.update((tick.label1, tick.label2))
+            low, high = sorted(axis.get_view_interval())
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                if ax.get_visible() and low <= tick.get_loc() <= high:
+                    drawn_ticks.update(label for label in (tick.label1, tick.label2) if label.get_visible())
+    for text in fig.findobj(Text):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        if text in ticks and text not in drawn_ticks:
+            continue
+        if text.axes is not None and not text.axes.get_visible():
+            continue
+        yield text
+
+
+def _png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    with storage.open_file(path, "wb") as handle:  # a local path or a URI; the format is no longer in a name
-        fig.savefig(handle, format="png", dpi=100)
+    problems = overlapping_text(fig)
+    if problems:
+        plt.close(fig)
+        raise RuntimeError(f"overlapping labels: {problems[:3]}")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    return path
+    return buffer.getvalue()

@@ -69,7 +69,7 @@ def test_report_round_trip_on_gcs_writes_the_local_bytes(tmp_path, gcs_root):
     assert report.write_report(gcs_root, built) == storage.join(gcs_root, "report", "report.json")
     assert report.read_report(gcs_root) == json.loads(json.dumps(built))
     report.write_report(str(tmp_path), built)
-    names = ["report.json", "report.md", "summary.txt", "quality_vs_params.png", "training_curves.png"]
+    names = ["report.json", "report.md", "summary.txt", "index.html", "quality_vs_bytes.png", "training_curves.png"]
     assert storage.listdir(storage.join(gcs_root, "report")) == sorted(os.listdir(tmp_path / "report")) == sorted(names)
     for name in names:
         assert storage.read_bytes(storage.join(gcs_root, "report", name)) == (tmp_path / "report" / name).read_bytes()

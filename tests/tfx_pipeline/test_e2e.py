@@ -85,8 +85,10 @@ def test_students_are_distilled_logged_and_plotted(finished_run):
         for name, table in tables[side].items():
             assert not table[0].any() and table[1:].any() and table.max() < tables["size"][name], name
     report_dir = run / "report"
-    for plot in ("quality_vs_params.png", "training_curves.png"):
+    for plot in ("quality_vs_bytes.png", "training_curves.png"):
         assert (report_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (report_dir / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 and "int8 TFLite (phone)" in page
     markdown = (report_dir / "report.md").read_text()
     assert "| student_kd |" in markdown and "distillation: student_kd ndcg@10 =" in markdown
 

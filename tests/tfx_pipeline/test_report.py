@@ -24,7 +24,7 @@ def test_report_with_students_has_the_gain_plots_and_curves(tmp_path):
     markdown = (tmp_path / "report" / "report.md").read_text()
     # 0.44 / 0.40 = 1.100; 20000 / 100 = 200
     assert "student_kd ndcg@10 = 1.100 x student_no_kd; teacher params = 200 x student" in markdown
-    for name in ("quality_vs_params.png", "training_curves.png"):
+    for name in ("quality_vs_bytes.png", "training_curves.png"):
         assert (tmp_path / "report" / name).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -32,7 +32,7 @@ def test_report_before_the_students_has_no_gain_line_and_no_curves_plot(tmp_path
     built = report.build_report("toy", {}, {"total": 1.0}, {}, ["A"], {"popularity": _model(0.25, 10)})
     report.write_report(str(tmp_path), built)
     assert "distillation" not in (tmp_path / "report" / "report.md").read_text()
-    assert (tmp_path / "report" / "quality_vs_params.png").exists()
+    assert (tmp_path / "report" / "quality_vs_bytes.png").exists()
     assert not (tmp_path / "report" / "training_curves.png").exists()
 
 
