@@ -111,7 +111,7 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--clients", default="1,8")
     args = parser.parse_args(argv)
-    from tfx_pipeline import report
+    from tfx_pipeline import report, report_files
 
     clients = [int(c) for c in args.clients.split(",")]
     if min(clients) < 1 or args.requests < max(clients):
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     print(f"tflite, one thread: p50 {results['tflite']['p50_us']:.0f} us, p99 {results['tflite']['p99_us']:.0f} us")
     written = report.read_report(args.run)
     written["serving"] = results
-    report.write_report(args.run, written)
+    report_files.write_report(args.run, written)
     print(f"written to {os.path.join(args.run, report.REPORT_DIR, 'report.json')} (key: serving)")
     return 0
 

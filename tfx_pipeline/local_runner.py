@@ -6,7 +6,7 @@ Layout of an output directory:
     pipeline_root/    TFX artifacts (or --pipeline-root, e.g. gs://...)
     serving/, mobile/ the pushed models (or under --push-root, e.g. gs://...)
     logs/pipeline.log everything TFX, Beam and TensorFlow logged
-    report/           report.json, report.md
+    report/           index.html (open first), report.json, report.md, summary.txt, the plots
 """
 
 import dataclasses
@@ -20,7 +20,7 @@ from components.ingest import spans
 from components.ingest.splits import SPLITS
 from models import artifacts
 
-from tfx_pipeline import fingerprints, mlmd_outputs, report, run_metadata
+from tfx_pipeline import fingerprints, mlmd_outputs, report, report_files, run_metadata
 from models.foundation import storage
 from tfx_pipeline.config import BUILTIN_DATASETS, PipelineConfig
 from tfx_pipeline.pipeline import create_pipeline
@@ -106,7 +106,7 @@ def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optiona
                             spanned=window is not None)
     inputs = [(name, storage.join(data_dir, name)) for name in fingerprints.input_names(window)]
     result["run"] = run_metadata.describe(config, inputs, started_at, run_metadata.now())
-    report.write_report(paths.output_dir, result)
+    report_files.write_report(paths.output_dir, result)
     return result
 
 

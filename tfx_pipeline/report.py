@@ -1,9 +1,7 @@
 """report.json and report.md of a run (keys: docs/design.md, "report.json"), and their printout."""
 
 import errno
-import json
 import os
-import sys
 from typing import Any, Dict, List, Optional
 
 from models.foundation import storage
@@ -117,26 +115,6 @@ def _factorization(compression: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         return None
     return {"rank": found.get("rank"), "params": found.get("params"),
             "params_uncompressed": compression.get("params_uncompressed"), "layers": found["layers"]}
-
-
-def write_report(output_dir: str, report: Dict[str, Any]) -> str:
-    directory = storage.join(output_dir, REPORT_DIR)
-    storage.makedirs(directory)
-    path = storage.join(directory, "report.json")
-    _atomic_write(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
-    _atomic_write(storage.join(directory, "report.md"), render(report, markdown=True))
-    _atomic_write(storage.join(directory, SUMMARY_FILE), render(report))
-    from tfx_pipeline import report_html, report_plots
-
-    plots = {}
-    try:
-        plots = report_plots.render_plots(report["models"], report.get("training_curves"))
-        for name, png in plots.items():
-            storage.write_atomic(storage.join(directory, name), png)
-    except (ImportError, OSError, ValueError, RuntimeError) as error:  # the tables are written already
-        print(f"recdistill: warning: report plots not written: {error}", file=sys.stderr)
-    _atomic_write(storage.join(directory, report_html.HTML_FILE), report_html.render(report, plots))
-    return path
 
 
 def read_report(output_dir: str) -> Dict[str, Any]:
@@ -372,7 +350,3 @@ def table(header: List[str], rows: List[List[str]], markdown: bool) -> List[str]
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     fmt = lambda r: "  ".join(str(x).ljust(w) for x, w in zip(r, widths)).rstrip()  # noqa: E731
     return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
-
-
-def _atomic_write(path: str, text: str) -> None:
-    storage.write_atomic(path, text.encode("utf-8"))

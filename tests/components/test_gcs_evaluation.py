@@ -19,7 +19,7 @@ from models.foundation import signatures
 from models.interaction_data import save_dataset
 from models.retrieval_metrics import split_evaluator
 from serving import catalog, tflite_predict
-from tfx_pipeline import cli, mlmd_outputs, report
+from tfx_pipeline import cli, mlmd_outputs, report, report_files
 from models.foundation import storage
 
 
@@ -66,9 +66,9 @@ def _report():
 
 def test_report_round_trip_on_gcs_writes_the_local_bytes(tmp_path, gcs_root):
     built = _report()
-    assert report.write_report(gcs_root, built) == storage.join(gcs_root, "report", "report.json")
+    assert report_files.write_report(gcs_root, built) == storage.join(gcs_root, "report", "report.json")
     assert report.read_report(gcs_root) == json.loads(json.dumps(built))
-    report.write_report(str(tmp_path), built)
+    report_files.write_report(str(tmp_path), built)
     names = ["report.json", "report.md", "summary.txt", "index.html", "quality_vs_bytes.png", "training_curves.png"]
     assert storage.listdir(storage.join(gcs_root, "report")) == sorted(os.listdir(tmp_path / "report")) == sorted(names)
     for name in names:

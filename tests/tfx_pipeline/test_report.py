@@ -2,7 +2,7 @@
 
 import json
 
-from tfx_pipeline import report
+from tfx_pipeline import report, report_files
 
 
 def _model(ndcg, params):
@@ -17,7 +17,7 @@ def test_report_with_students_has_the_gain_plots_and_curves(tmp_path):
               "student_kd": {"loss": [2.0, 1.0, 0.9], "val_ndcg@10": [0.1, 0.2, 0.15]},
               "student_no_kd": {"loss": [2.0, 1.5], "val_ndcg@10": [0.1, 0.12]}}
     built = report.build_report("toy", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], models, curves)
-    report.write_report(str(tmp_path), built)
+    report_files.write_report(str(tmp_path), built)
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["models"]["student_kd"]["ndcg@10"] == 0.44 and saved["models"]["tflite"] is None
     assert saved["training_curves"]["student_kd"]["val_ndcg@10"] == [0.1, 0.2, 0.15]
@@ -30,7 +30,7 @@ def test_report_with_students_has_the_gain_plots_and_curves(tmp_path):
 
 def test_report_before_the_students_has_no_gain_line_and_no_curves_plot(tmp_path):
     built = report.build_report("toy", {}, {"total": 1.0}, {}, ["A"], {"popularity": _model(0.25, 10)})
-    report.write_report(str(tmp_path), built)
+    report_files.write_report(str(tmp_path), built)
     assert "distillation" not in (tmp_path / "report" / "report.md").read_text()
     assert (tmp_path / "report" / "quality_vs_bytes.png").exists()
     assert not (tmp_path / "report" / "training_curves.png").exists()
@@ -47,7 +47,7 @@ def test_every_model_is_compared_with_the_strongest_baseline(tmp_path):
     # 0.25 / 0.48 = 0.5208; 0.456 / 0.48 = 0.95; 0.4488 / 0.48 = 0.935
     assert built["vs_best_baseline"] == {"best": "ease", "ndcg@10": {"popularity": 0.5208, "ease": 1.0,
                                                                        "student_kd": 0.95, "tflite": 0.935}}
-    report.write_report(str(tmp_path), built)
+    report_files.write_report(str(tmp_path), built)
     assert json.loads((tmp_path / "report" / "report.json").read_text())["vs_best_baseline"]["best"] == "ease"
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| ndcg@10 / ease |" in markdown and "| 0.950 x |" in markdown
@@ -69,7 +69,7 @@ def test_resources_per_component_are_kept_and_tabled(tmp_path):
     built = report.build_report("toy", {}, {"total": 20.0, "Transform": 15.0, "Trainer": 4.0}, {}, ["A"],
                                 resources=resources, peak_rss_mib=2048.0)
     assert built["resources"] == resources and built["peak_rss_mib"] == 2048.0
-    report.write_report(str(tmp_path), built)
+    report_files.write_report(str(tmp_path), built)
     saved = json.loads((tmp_path / "report" / "report.json").read_text())
     assert saved["resources"]["Transform"]["peak_rss_mib"] == 1536.4 and saved["wall_seconds"]["total"] == 20.0
     markdown = (tmp_path / "report" / "report.md").read_text()
