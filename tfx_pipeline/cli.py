@@ -225,7 +225,7 @@ def _report(args) -> int:
     from tfx_pipeline import report, report_compare
 
     reports = []
-    for directory in filter(None, (args.output, args.other)):
+    for directory in (d for d in (args.output, args.other) if d is not None):
         try:
             reports.append(report.read_report(directory))
         except FileNotFoundError:

@@ -23,10 +23,11 @@ _WHAT = (
 
 def placeholders(given) -> List[str]:
     """One line for each setting left to its placeholder; `given` has the compile command's
-    attributes image, data_root, pipeline_root, push_root (None when not given)."""
+    attributes image, data_root, pipeline_root, push_root (None when not given; an empty value is
+    not one either)."""
     return [f"{flag} not given: wrote the placeholder {value} ({why})"
-            for attribute, flag, value, why in _WHAT if getattr(given, attribute) is None]
+            for attribute, flag, value, why in _WHAT if not getattr(given, attribute)]
 
 
 def flags_missing(given) -> List[str]:
-    return [flag for attribute, flag, _, _ in _WHAT if getattr(given, attribute) is None]
+    return [flag for attribute, flag, _, _ in _WHAT if not getattr(given, attribute)]

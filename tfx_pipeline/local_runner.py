@@ -11,6 +11,7 @@ Layout of an output directory:
 
 import dataclasses
 import os
+import sys
 import time
 from typing import Dict, Optional
 
@@ -105,7 +106,11 @@ def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optiona
                             resources=progress.resources, peak_rss_mib=progress.peak_rss_mib,
                             spanned=window is not None)
     inputs = [(name, storage.join(data_dir, name)) for name in fingerprints.input_names(window)]
-    result["run"] = run_metadata.describe(config, inputs, started_at, run_metadata.now())
+    try:
+        result["run"] = run_metadata.describe(config, inputs, started_at, run_metadata.now())
+    except Exception as error:  # what produced a run never fails the run that was produced
+        print(f"recdistill: warning: run metadata not recorded: {error}", file=sys.stderr)
+        result["run"] = None
     report_files.write_report(paths.output_dir, result)
     return result
 

@@ -139,8 +139,8 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
                                  if key in prior))
     lines.append("")
     quality_rows = [
-        [file, f"{entry['rows']:,}", f"{sum(entry['bad'].values()):,}",
-         ", ".join(f"{reason} {n:,}" for reason, n in sorted(entry["bad"].items())) or "-"]
+        [file, _cell(entry.get("rows")), _cell(sum((entry.get("bad") or {}).values())),
+         ", ".join(f"{reason} {n:,}" for reason, n in sorted((entry.get("bad") or {}).items())) or "-"]
         for file, entry in sorted((report.get("data_quality") or {}).items())
     ]
     lines += table(["file", "rows", "bad", "bad by reason"], quality_rows, markdown)
@@ -182,7 +182,8 @@ def run_lines(run: Optional[Dict[str, Any]]) -> List[str]:
     inputs = run.get("inputs") or {}
     if inputs:
         lines.append("inputs: " + ", ".join(
-            f"{name} {entry['rows']:,} rows (sha256 {entry['sha256'][:12]})" if entry.get("sha256") else f"{name} absent"
+            f"{name} {_cell(entry.get('rows'))} rows (sha256 {entry['sha256'][:12]})" if entry.get("sha256")
+            else f"{name} absent"
             for name, entry in inputs.items()))
     return lines
 
@@ -298,7 +299,8 @@ def kd_gain(models: Dict[str, Any]) -> Optional[str]:
 def compression_lines(report: Dict[str, Any]) -> List[str]:
     models, lines = report["models"], []
     tflite, before, kd = models.get("tflite"), models.get("tflite_float"), models.get("student_kd")
-    if tflite and before and kd and kd.get("ndcg@10"):
+    if tflite and before and kd and kd.get("ndcg@10") and tflite.get("ndcg@10") is not None \
+            and tflite.get("bytes") and before.get("bytes"):
         zeros = (report.get("compression") or {}).get("int8_zero_share")
         lines.append(f"compression: tflite ndcg@10 = {tflite['ndcg@10'] / kd['ndcg@10']:.3f} x student_kd; tflite bytes = "
                      f"{tflite['bytes'] / before['bytes']:.3f} x and gzip_bytes = {tflite['gzip_bytes'] / before['bytes']:.3f}"

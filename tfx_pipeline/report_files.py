@@ -18,13 +18,18 @@ def write_report(output_dir: str, report: Dict[str, Any]) -> str:
     _atomic_write(storage.join(directory, "report.md"), render(report, markdown=True))
     _atomic_write(storage.join(directory, SUMMARY_FILE), render(report))
     plots = {}
-    try:
-        plots = report_plots.render_plots(report["models"], report.get("training_curves"))
+    try:  # the tables are written already: a plot or the page that fails is a warning
+        plots, problems = report_plots.render_plots(report["models"], report.get("training_curves"))
         for name, png in plots.items():
             storage.write_atomic(storage.join(directory, name), png)
-    except (ImportError, OSError, ValueError, RuntimeError) as error:  # the tables are written already
+        for problem in problems:
+            print(f"recdistill: warning: report plot not written: {problem}", file=sys.stderr)
+    except (ImportError, OSError) as error:
         print(f"recdistill: warning: report plots not written: {error}", file=sys.stderr)
-    _atomic_write(storage.join(directory, report_html.HTML_FILE), report_html.render(report, plots))
+    try:
+        _atomic_write(storage.join(directory, report_html.HTML_FILE), report_html.render(report, plots))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # an older or hand-edited report.json
+        print(f"recdistill: warning: report/{report_html.HTML_FILE} not written: {error!r}", file=sys.stderr)
     return path
 
 

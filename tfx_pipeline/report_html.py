@@ -37,7 +37,7 @@ def render(data: Dict[str, Any], plots: Dict[str, bytes]) -> str:
                       "-log2 of an item's share of training users; diversity: 1 - cosine of list features; popular "
                       "share: the 10% most popular items' share of the lists.")
     parts += _section("Size and speed", _size_table(models) + _image(plots, "quality_vs_bytes.png", "quality against size"),
-                      "latency: one user per call, one thread, this machine; the baselines have no model file.")
+                      "latency: one user per call, one thread, this machine; the plot draws the baselines as lines.")
     parts += _section("Cold items", _cold_table(data.get("cold_items")), "")
     parts += _section("Data quality", _data_table(data.get("data_quality") or {}), report.split_line(data))
     parts += _section("Time per component", _time_table(data), "")
@@ -54,7 +54,7 @@ def render(data: Dict[str, Any], plots: Dict[str, bytes]) -> str:
 def _verdict(data: Dict[str, Any]) -> str:
     models, versus = data["models"], data.get("vs_best_baseline") or {}
     deployed = models.get("tflite")
-    if not deployed:
+    if not deployed or deployed.get("ndcg@10") is None:
         return ""
     best = versus.get("best")
     ratio = (versus.get("ndcg@10") or {}).get("tflite")
@@ -99,15 +99,17 @@ def _cold_table(cold: Optional[Dict[str, Any]]) -> str:
         return ""
     rows = [([_model_cell(k)] + [_f(m.get(key)) for key in report.COLD_METRIC_KEYS], False)
             for k, m in cold["models"].items() if m]
-    caption = (f"{cold['items']:,} items ({cold['share']:.1%} of the catalog) held out of training, ranked among "
-               "the cold items (ndcg@10, recall@10) and in the whole catalog (top-100 share).")
+    share = cold.get("share")
+    caption = (f"{_count(cold.get('items'))} items ({'-' if share is None else format(share, '.1%')} of the catalog) "
+               "held out of training, ranked among the cold items (ndcg@10, recall@10) and in the whole catalog "
+               "(top-100 share).")
     return f'<p class="note">{_e(caption)}</p>' + _table(["model", "ndcg@10", "recall@10", "top-100 share"], rows)
 
 
 def _data_table(quality: Dict[str, Any]) -> str:
-    rows = [([_e(name), f"{q['rows']:,}", f"{sum(q['bad'].values()):,}",
-              _e(", ".join(f"{reason} {n:,}" for reason, n in sorted(q["bad"].items())) or "-")], False)
-            for name, q in sorted(quality.items())]
+    rows = [([_e(name), _count(q.get("rows")), _count(sum((q.get("bad") or {}).values())),
+              _e(", ".join(f"{reason} {_count(n)}" for reason, n in sorted((q.get("bad") or {}).items())) or "-")], False)
+            for name, q in sorted(quality.items()) if isinstance(q, dict)]
     return _table(["file", "rows", "bad rows", "bad by reason"], rows)
 
 
@@ -182,6 +184,10 @@ def _lines(lines: List[str]) -> str:
 
 def _f(value: Optional[float], spec: str = ".4f") -> str:
     return "-" if value is None else format(value, spec)
+
+
+def _count(value) -> str:
+    return "-" if value is None else f"{value:,}"
 
 
 def _x(value: Optional[float]) -> str:

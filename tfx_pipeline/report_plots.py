@@ -13,27 +13,30 @@ _MARKERS = "osD^v<>Ph*X"
 _COLUMNS = 3  # panels per row of the training curves
 
 
-def render_plots(models: Dict[str, Optional[Dict]], curves: Optional[Dict]) -> Dict[str, bytes]:
-    """{file name: PNG bytes} for the plots the data allows."""
+def render_plots(models: Dict[str, Optional[Dict]], curves: Optional[Dict]) -> Tuple[Dict[str, bytes], List[str]]:
+    """({file name: PNG bytes} for the plots the data allows, [why a plot was not drawn]): one plot
+    that fails leaves the other."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
-    figures = {}
-    quality = quality_figure(models)
-    if quality is not None:
-        figures[QUALITY_PLOT] = quality
-    curves_figure = training_figure(curves or {})
-    if curves_figure is not None:
-        figures[CURVES_PLOT] = curves_figure
-    return {name: _png(figure) for name, figure in figures.items()}
+    plots, problems = {}, []
+    for name, draw in ((QUALITY_PLOT, lambda: quality_figure(models)), (CURVES_PLOT, lambda: training_figure(curves or {}))):
+        try:
+            figure = draw()
+            if figure is not None:
+                plots[name] = _png(figure)
+        except (ValueError, RuntimeError, TypeError, KeyError) as error:
+            problems.append(f"{name}: {error}")
+    return plots, problems
 
 
 def quality_figure(models: Dict[str, Optional[Dict]]):
-    """Test ndcg@10 against the deployed bytes (MB, log scale): one marker per model that has a
-    size, the baselines (no model file) as horizontal lines; names in the legend, outside the axes."""
+    """Test ndcg@10 against the deployed bytes (MB, log scale): one marker per learned model, the
+    baselines as horizontal lines (their bar, whatever their size); names in the legend, outside the axes."""
     import matplotlib.pyplot as plt
 
-    sized = {k: m for k, m in models.items() if m and m.get("bytes") and m.get("ndcg@10") is not None}
+    sized = {k: m for k, m in models.items()
+             if k not in report_names.BASELINES and m and m.get("bytes") and m.get("ndcg@10") is not None}
     if not sized:
         return None
     fig, ax = plt.subplots(figsize=(9, 4.2))

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 from importlib import metadata
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -21,6 +22,7 @@ from models.foundation import storage
 LIBRARIES = ("tensorflow", "tfx", "tf-keras", "keras", "keras-hub", "keras-nlp", "tensorflow-recommenders",
              "tensorflow-model-optimization", "tensorflow-transform", "tensorflow-data-validation",
              "apache-beam", "numpy", "ai-edge-litert")
+_LINE_END = re.compile(r"(\r\n|\r|\n)")
 _SOURCE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -67,8 +69,10 @@ def seeds(settings: Dict[str, Any], path: str = "") -> Dict[str, int]:
 
 
 def input_file(path: str) -> Dict[str, Any]:
-    """{"sha256", "bytes", "rows"}: rows are CSV records after the header (a quoted field may span
-    lines); None where the file is absent."""
+    """{"sha256", "bytes", "rows"}: rows are the non-empty CSV records after the header, read as
+    the ingest reads them (a quoted field may span lines; \n, \r\n or \r end a line; blank lines do
+    not count); rows is None where the file is not CSV the reader can follow, all None where it is
+    absent."""
     if not storage.isfile(path):
         return {"sha256": None, "bytes": None, "rows": None}
     digest, size = hashlib.sha256(), 0
@@ -80,15 +84,32 @@ def input_file(path: str) -> Dict[str, Any]:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
                 size += len(block)
-                # split at "\n" only: splitlines would also break at \x1c, \u2028 inside a field
-                *complete, partial = (partial + decoder.decode(block)).split("\n")
-                yield from (line + "\n" for line in complete)
+                complete, partial = _split_lines(partial + decoder.decode(block))
+                yield from complete
         rest = partial + decoder.decode(b"", final=True)
         if rest:
             yield rest
 
-    rows = sum(1 for _ in csv.reader(lines()))
-    return {"sha256": digest.hexdigest(), "bytes": size, "rows": max(rows - 1, 0)}
+    source = lines()
+    try:
+        rows = sum(1 for record in csv.reader(source, strict=False) if record)
+    except csv.Error:  # e.g. a field over the csv module's limit: the digest still stands
+        for _ in source:  # the rest of the file, for the digest
+            pass
+        rows = None
+    return {"sha256": digest.hexdigest(), "bytes": size, "rows": None if rows is None else max(rows - 1, 0)}
+
+
+def _split_lines(text: str):
+    """(whole lines with their ends, the rest): lines end at \r\n, \r or \n, not at the other
+    characters str.splitlines breaks at (\x1c, \u2028 may sit inside a field); a trailing \r is
+    held back, since the next block may start with its \n."""
+    pieces = _LINE_END.split(text)  # text, end, text, end, ..., text
+    complete = [pieces[i] + pieces[i + 1] for i in range(0, len(pieces) - 1, 2)]
+    rest = pieces[-1]
+    if complete and not rest and complete[-1].endswith("\r"):
+        rest = complete.pop()
+    return complete, rest
 
 
 def git_commit(root: str = _SOURCE_ROOT) -> Optional[str]:

@@ -155,6 +155,9 @@ def test_strict_refuses_placeholders_and_writes_nothing(tmp_path, capsys):
                      "--data-root", "gs://b/data"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--pipeline-root, --push-root" in err[0] and "--image" not in err[0]
+    assert cli.main(["compile", "--output", str(output), "--strict", "--image", "", "--data-root", "gs://b/d",
+                     "--pipeline-root", "gs://b/r", "--push-root", "gs://b"]) == 2  # an empty value is none
+    assert "--image" in capsys.readouterr().err
     assert not output.exists()
     roots = ["--data-root", ROOTS["data_root"], "--pipeline-root", ROOTS["pipeline_root"],
              "--push-root", ROOTS["push_root"]]

@@ -32,8 +32,10 @@ def test_report_before_the_students_has_no_gain_line_and_no_curves_plot(tmp_path
     built = report.build_report("toy", {}, {"total": 1.0}, {}, ["A"], {"popularity": _model(0.25, 10)})
     report_files.write_report(str(tmp_path), built)
     assert "distillation" not in (tmp_path / "report" / "report.md").read_text()
-    assert (tmp_path / "report" / "quality_vs_bytes.png").exists()
+    # baselines alone: nothing to place against them (they are the plot's lines), so no plot either
+    assert not (tmp_path / "report" / "quality_vs_bytes.png").exists()
     assert not (tmp_path / "report" / "training_curves.png").exists()
+    assert (tmp_path / "report" / "index.html").exists()
 
 
 def test_every_model_is_compared_with_the_strongest_baseline(tmp_path):

@@ -51,3 +51,9 @@ def test_a_missing_second_run_is_named(tmp_path, capsys):
     _write(tmp_path / "a", {}, {}, PipelineConfig(), {}, False)
     assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "absent")]) == 2
     assert "absent: no report/report.json" in capsys.readouterr().err
+
+
+def test_an_empty_first_directory_is_named_not_a_crash(tmp_path, capsys):
+    _write(tmp_path / "b", {}, {}, PipelineConfig(), {}, False)
+    assert cli.main(["report", "", str(tmp_path / "b")]) == 2
+    assert "no report/report.json" in capsys.readouterr().err

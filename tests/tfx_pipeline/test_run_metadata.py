@@ -20,6 +20,15 @@ def test_an_input_file_is_digested_and_its_records_counted_with_quoted_line_brea
     assert run_metadata.input_file(str(tmp_path / "absent.csv")) == {"sha256": None, "bytes": None, "rows": None}
 
 
+@pytest.mark.parametrize("text, rows", [("a,b\r1,2\r3,4\r", 2), ("a,b\n1,2\n\n3,4\n\n", 2),
+                                        ('a,b\r\n1,"x\ry"\r\n2,3', 2)])
+def test_old_mac_line_ends_and_blank_lines_count_as_the_ingest_reads_them(tmp_path, text, rows):
+    path = tmp_path / "f.csv"
+    path.write_bytes(text.encode())
+    assert run_metadata.input_file(str(path)) == {"sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                                  "bytes": len(text.encode()), "rows": rows}
+
+
 def test_equal_settings_have_equal_digests_and_a_change_is_named(tmp_path):
     (tmp_path / "a.yaml").write_text("student: {epochs: 3}\n")
     default = run_metadata.describe(PipelineConfig(), [], "t0", "t1")
