@@ -126,14 +126,12 @@ def _drawn_texts(fig):
     """Every visible, non-empty text that is drawn: tick labels only of the ticks inside the view."""
     from matplotlib.text import Text
 
-    ticks = set()
-    drawn_ticks = set()
+    ticks, drawn_ticks = set(), set()
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
-                ticks.update((tick.label1, tick.label2))
             low, high = sorted(axis.get_view_interval())
             for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                ticks.update((tick.label1, tick.label2))
                 if ax.get_visible() and low <= tick.get_loc() <= high:
                     drawn_ticks.update(label for label in (tick.label1, tick.label2) if label.get_visible())
     for text in fig.findobj(Text):
