@@ -105,7 +105,8 @@ def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Opti
 def inputs_for(bins: Dict[str, tf.Tensor], user_index, history) -> Dict[str, tf.Tensor]:
     """The deployed model's inputs for users [B] and histories [B, H], features looked up in `bins`."""
     user_index = tf.cast(user_index, tf.int64)
-    looked_up = {name: tf.gather(table, user_index) for name, table in bins.items()}
+    # bins may be stored narrower (models/mobile_export.py compact): the model reads int64 indices
+    looked_up = {name: tf.cast(tf.gather(table, user_index), tf.int64) for name, table in bins.items()}
     return {USER_INDEX: user_index, HISTORY: tf.cast(history, tf.int64), **looked_up}
 
 

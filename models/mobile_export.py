@@ -4,7 +4,9 @@ Signature `serving_default` (models/foundation/signatures.py):
     user_index int32 [1] (0: unknown user), history int32 [1, H] (item indices, 0 pads)
     -> item_indices int32 [1, K] (never 0), scores float32 [1, K], best first.
 Indices outside the vocabularies are treated as unknown (0) instead of failing the gather.
-The user features are int32 constant tables inside the model, looked up by user index.
+The user features are constant tables inside the model, looked up by user index, each in the
+smallest integer type that holds its bins (int8 for up to 127: a byte per user and value instead
+of four; 120 KB of a 770 KB model at 10,000 users with three features).
 
 Conversion uses builtin ops only (no Select TF ops, no Flex delegate). `int8=True` converts with
 Optimize.DEFAULT: the QAT-annotated Dense becomes an int8 fully connected layer with the ranges
@@ -31,7 +33,7 @@ class _MobileRanker(tf.Module):
                  num_users: int):
         super().__init__()
         self.scorer = scorer
-        self.bins = {name: tf.constant(table.astype(np.int32)) for name, table in bins.items()}
+        self.bins = {name: tf.constant(compact(table)) for name, table in bins.items()}
         num_items = scorer.output_shape[-1] + 1
         self.k = min(k, num_items - 1)
 
@@ -44,6 +46,17 @@ class _MobileRanker(tf.Module):
         self.serve = tf.function(serve, input_signature=[
             tf.TensorSpec([1], tf.int32, name=signatures.USER_INDEX),
             tf.TensorSpec([1, history], tf.int32, name=signatures.HISTORY_INDICES)])
+
+
+def compact(table: np.ndarray) -> np.ndarray:
+    """A feature's bins [num_users, ...] in int8, int16 or int32, the smallest that holds them (bins
+    are never negative: 0 pads). The deployed model casts what it gathers to int64 (Indices)."""
+    table = np.asarray(table)
+    top = int(table.max()) if table.size else 0
+    if table.size and int(table.min()) < 0:
+        raise ValueError(f"feature bins must not be negative, got {int(table.min())}")
+    kind = np.int8 if top <= np.iinfo(np.int8).max else np.int16 if top <= np.iinfo(np.int16).max else np.int32
+    return table.astype(kind)
 
 
 def convert(scorer: tf.keras.Model, bins: Mapping[str, np.ndarray], history: int, int8: bool, num_users: int,

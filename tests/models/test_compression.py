@@ -129,6 +129,20 @@ def test_tflite_signature_float_model_matches_keras_and_handles_unknown_indices(
     unknown = ranker.rank(10_000, [99_999, -3])
     padded = ranker.rank(0, [])
     np.testing.assert_allclose(unknown[1], padded[1], rtol=1e-5)
+    # The user feature tables are stored a byte per value (their bins fit in int8), not four.
+    tables = [d for d in ranker.interpreter.get_tensor_details()
+              if len(d["shape"]) and d["shape"][0] == toy.num_users and np.issubdtype(d["dtype"], np.integer)]
+    assert tables and all(d["dtype"] == np.int8 for d in tables), [(d["name"], d["dtype"]) for d in tables]
+
+
+def test_feature_bins_are_stored_in_the_smallest_integer_type_that_holds_them():
+    assert mobile_export.compact(np.array([0, 3, 127])).dtype == np.int8
+    assert mobile_export.compact(np.array([[0, 128], [5, 1]])).dtype == np.int16
+    assert mobile_export.compact(np.array([0, 40_000])).dtype == np.int32
+    np.testing.assert_array_equal(mobile_export.compact(np.array([0, 300, 7])), [0, 300, 7])
+    assert mobile_export.compact(np.zeros((0, 2), np.int64)).dtype == np.int8
+    with pytest.raises(ValueError, match="negative"):
+        mobile_export.compact(np.array([-1, 2]))
 
 
 @pytest.mark.slow  # trains, prunes and converts (~4 s)
