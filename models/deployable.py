@@ -71,12 +71,16 @@ def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Opti
     scores item j + 1): models/catalog_extension.py appends new items' columns this way.
     rank: the user and history-item tables and the scoring kernel as two factors of this rank
     each, from their truncated SVD (models/factorization.py); the scores are then those of the
-    rank-r approximations. `model.factorization` says what was factorized and how closely."""
+    rank-r approximations. A student whose user table was trained as two factors (user_rank)
+    keeps them at that rank (or `rank`, when smaller) without a rank given. `model.factorization`
+    says what was factorized and how closely."""
     config, tower = model.config, model.query_tower
     bins = feature_bins(model)
     kernel = np.asarray(model.all_items())[1:].T if kernel is None else np.asarray(kernel, np.float32)
-    users = factorization.Table(tower.id_embedding.get_weights()[0], "user_id", rank)
-    history_items = factorization.Table(tower.history_embedding.get_weights()[0], "history_items", rank)
+    # A user table trained as two factors (StudentConfig.user_rank) stays two: its SVD at that rank is exact.
+    user_rank = min((r for r in (rank, config.user_rank_value()) if r is not None), default=None)
+    users = factorization.Table(student_lib.id_table(tower.id_embedding), "user_id", user_rank)
+    history_items = factorization.Table(student_lib.id_table(tower.history_embedding), "history_items", rank)
     scoring = factorization.Kernel(kernel, "scores", rank)
     # functional model
     user = tf.keras.Input([], dtype=tf.int64, name=USER_INDEX)

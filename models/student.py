@@ -73,14 +73,40 @@ class FeatureEmbedding(tf.keras.layers.Layer):
         return {**super().get_config(), "size": self.size, "dim": self.dim, "max_bins": self.max_bins}
 
 
+class LowRankEmbedding(tf.keras.layers.Layer):
+    """An id table [count, dim] trained as two factors from the start: `codes` (an Embedding
+    [count, rank]) followed by `up` (a Dense [rank, dim] without bias). `table()` is their product."""
+
+    def __init__(self, count: int, dim: int, rank: int, **kwargs):
+        super().__init__(**kwargs)
+        self.count, self.dim, self.rank = int(count), int(dim), int(rank)
+        self.codes = tf.keras.layers.Embedding(self.count, self.rank, name="codes")
+        self.up = tf.keras.layers.Dense(self.dim, use_bias=False, name="up")
+
+    def call(self, indices):
+        return self.up(self.codes(indices))
+
+    def table(self) -> np.ndarray:
+        return np.asarray(self.codes.embeddings) @ np.asarray(self.up.kernel)
+
+    def get_config(self):
+        return {**super().get_config(), "count": self.count, "dim": self.dim, "rank": self.rank}
+
+
+def id_table(layer) -> np.ndarray:
+    """[count, dim]: an id embedding's table, a LowRankEmbedding's two factors multiplied."""
+    return layer.table() if isinstance(layer, LowRankEmbedding) else layer.get_weights()[0]
+
+
 class _Tower(tf.keras.Model):
     """Shared by both towers: an id embedding plus the side's feature embeddings."""
 
     def __init__(self, count: int, tables: Mapping[str, np.ndarray], sizes: Mapping[str, int],
-                 config: StudentConfig, name: str):
+                 config: StudentConfig, name: str, id_rank=None):
         super().__init__(name=name)
         # layers
-        self.id_embedding = tf.keras.layers.Embedding(count, config.dim, name="id")
+        self.id_embedding = (LowRankEmbedding(count, config.dim, id_rank, name="id") if id_rank
+                             else tf.keras.layers.Embedding(count, config.dim, name="id"))
         self.feature_names = sorted(tables)
         self.feature_embeddings = [FeatureEmbedding(sizes[f], config.dim, config.max_feature_bins, name=f)
                                    for f in self.feature_names]
@@ -100,7 +126,7 @@ class QueryTower(_Tower):
     """{"user_index": [B], "history": [B, H]} (+ optional user features) -> [B, dim]."""
 
     def __init__(self, num_users: int, num_items: int, tables, sizes, config: StudentConfig, history_embedding=None):
-        super().__init__(num_users, tables, sizes, config, name="query")
+        super().__init__(num_users, tables, sizes, config, name="query", id_rank=config.user_rank_value())
         self.history_embedding = history_embedding or tf.keras.layers.Embedding(num_items, config.dim, name="history")
 
     def call(self, inputs, training=False):

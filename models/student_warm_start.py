@@ -13,7 +13,8 @@ each window. A warm start (`restore`) therefore copies rows by what they stand f
     bucketized feature (no vocabulary in either run) row by row when its range is unchanged (its
     quantile boundaries are refitted on each window: nearly the same buckets); a hashed feature
     (more values than max_feature_bins: a bin holds different values in each run) starts afresh;
-  - what is not indexed (the hint projection) as it is.
+  - what is not indexed (the hint projection, the second factor of a user table trained as two:
+    user_rank) as it is.
 A student of another architecture (dim, shared tables, hint) cannot be started from:
 ArchitectureChanged says why and the students train from scratch.
 """
@@ -34,8 +35,12 @@ class ArchitectureChanged(ValueError):
 def _tables(model) -> Dict[str, tuple]:
     """{key: (variable, what indexes its rows)}: "items", "users", ("feature", layer), or None (not indexed)."""
     query, candidate = model.query_tower, model.candidate_tower
-    tables = {"candidate/id": (candidate.id_embedding.embeddings, "items"),
-              "query/id": (query.id_embedding.embeddings, "users")}
+    tables = {"candidate/id": (candidate.id_embedding.embeddings, "items")}
+    if hasattr(query.id_embedding, "codes"):  # a user table trained as two factors (user_rank)
+        tables["query/id"] = (query.id_embedding.codes.embeddings, "users")
+        tables["query/id_up"] = (query.id_embedding.up.kernel, None)
+    else:
+        tables["query/id"] = (query.id_embedding.embeddings, "users")
     if query.history_embedding is not candidate.id_embedding:
         tables["query/history"] = (query.history_embedding.embeddings, "items")
     for tower in (query, candidate):

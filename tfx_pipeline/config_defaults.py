@@ -139,6 +139,7 @@ STUDENT = {
     "history": "the user's latest items the query tower averages (H of the deployed models)",
     "max_feature_bins": "features with more values are hashed into this many bins minus one, plus bin 0 for padding",
     "share_item_embeddings": "the query tower's history reuses the candidate tower's item id table",
+    "user_rank": "the user id table trained as two factors of this rank from the start (none, an integer or a share of dim in (0, 1)): the deployed models keep the factors (docs/student-and-compression.md, \"Factorization\")",
     "alpha": "weight of the hard loss (positive)",
     "beta": "weight of the soft (distillation) loss",
     "gamma": "weight of the hint loss (item embeddings against the teacher's)",

@@ -322,10 +322,12 @@ def _techniques_line(compression: Dict[str, Any], tflite: Dict[str, Any], before
     parts = []
     factorized = compression.get("factorization")
     if factorized and factorized.get("params_uncompressed"):
-        errors = ", ".join(f"{name} {layer['relative_error']:.2f}" for name, layer in factorized["layers"].items())
-        parts.append(f"factorization to rank {factorized['layers'][next(iter(factorized['layers']))]['rank']}: "
-                     f"{factorized['params_uncompressed']:,} -> {factorized['params']:,} weights "
-                     f"({factorized['params'] / factorized['params_uncompressed']:.2f} x; relative error {errors})")
+        # each matrix's own rank: a user table trained as two factors (student.user_rank) keeps its
+        # rank exactly (relative error 0) beside the compression's rank of the others
+        ranks = ", ".join(f"{name} rank {layer['rank']} (relative error {layer['relative_error']:.2f})"
+                          for name, layer in factorized["layers"].items())
+        parts.append(f"factorization: {ranks}; {factorized['params_uncompressed']:,} -> {factorized['params']:,} "
+                     f"weights ({factorized['params'] / factorized['params_uncompressed']:.2f} x)")
     else:
         parts.append("factorization: none (compression.rank)")
     sparsity = (compression.get("sparsity") or {}).get("all")

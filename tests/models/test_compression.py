@@ -57,6 +57,48 @@ def test_deployed_form_scores_equal_the_student(trained):
     assert bins.max() < 4 and np.all(bins[1:] > 0) and bins[0] == 0  # hashed into 1..3, 0 kept for unknown
 
 
+def test_a_user_table_trained_as_two_factors_is_deployed_as_them(tmp_path):
+    from tests.conftest import toy_dataset
+
+    toy = toy_dataset()
+    config = dataclasses.replace(TINY, epochs=1, user_rank=0.25)  # a quarter of TINY's dim
+    tf.keras.utils.set_random_seed(config.seed)
+    model = student.StudentModel(toy.num_users, toy.num_items, tables_for(toy), config)
+    _, latest = histories(toy.splits["train"], toy.num_users, config.history)
+    student_training.fit(model, rows_for(toy), latest, validation=None)
+    layer = model.query_tower.id_embedding
+    rank = config.user_rank_value()
+    assert np.asarray(layer.codes.embeddings).shape == (toy.num_users, rank)
+    users = np.arange(toy.num_users)
+    # the layer's vectors are rows of codes @ up (numpy), and table() is that product
+    product = np.asarray(layer.codes.embeddings) @ np.asarray(layer.up.kernel)
+    np.testing.assert_allclose(np.asarray(layer(tf.constant(users))), product, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(student.id_table(layer), product, rtol=1e-6)
+
+    scorer = deployable.build(model)  # no compression rank: the user table keeps its two factors, exactly
+    assert scorer.get_layer("user_id").get_weights()[0].shape == (toy.num_users, rank)
+    assert scorer.factorization["user_id"]["relative_error"] < 1e-4 and "scores" not in scorer.factorization
+    expected = model.score(tf.constant(users), tf.constant(latest[users])).numpy()
+    np.testing.assert_allclose(_scores(scorer, model, users, latest)[:, 1:], expected[:, 1:], rtol=1e-4, atol=1e-4)
+    path = tmp_path / "float.tflite"
+    path.write_bytes(mobile_export.convert(scorer, deployable.feature_bins(model), config.history, int8=False,
+                                           num_users=toy.num_users))
+    ranker = TFLiteRanker(str(path))
+    for user in (1, 7):
+        items, scores = ranker.rank(user, latest[user])
+        np.testing.assert_allclose(scores, expected[user][items], rtol=1e-4, atol=1e-4)
+        assert items[0] == np.argmax(expected[user][1:]) + 1 or np.isclose(scores[0], expected[user][1:].max())
+
+
+def test_user_rank_settings():
+    assert student.StudentConfig(dim=32, user_rank=0.25).user_rank_value() == 8
+    assert student.StudentConfig(dim=32, user_rank=8).user_rank_value() == 8
+    assert student.StudentConfig(dim=32, user_rank="none").user_rank_value() is None
+    for bad in (32, 0, 1.5, "eight"):
+        with pytest.raises(ValueError, match="user_rank"):
+            student.StudentConfig(dim=32, user_rank=bad)
+
+
 @pytest.mark.slow  # pruning epochs (~11 s)
 def test_pruning_reaches_each_target_and_strip_removes_the_wrappers(trained):
     toy, model, latest = trained

@@ -10,7 +10,8 @@ import tensorflow as tf
 from models import student, student_training
 from models.interaction_data import histories
 
-TINY = student.StudentConfig(dim=8, history=4, max_feature_bins=8, batch_size=32, learning_rate=2e-2,
+# user_rank None: these tests read the plain user table (tests/models/test_compression.py trains a factored one)
+TINY = student.StudentConfig(dim=8, history=4, max_feature_bins=8, batch_size=32, learning_rate=2e-2, user_rank=None,
                              epochs=12, patience=12, temperature=2.0)
 
 

@@ -13,7 +13,7 @@ from components.student import distill
 from models import artifacts, student, student_warm_start
 from models.foundation import storage
 
-CONFIG = student.StudentConfig(dim=4, history=3, max_feature_bins=4)
+CONFIG = student.StudentConfig(dim=4, history=3, max_feature_bins=4, user_rank=None)  # a plain user table
 
 
 def _model(users, items, genre_values, config=CONFIG, title_values=6, seed=0):
@@ -89,6 +89,28 @@ def test_another_width_or_table_set_is_refused(tmp_path):
     unshared = _model(ids["users"], ids["items"], ["x"], config=dataclasses.replace(CONFIG, share_item_embeddings=False))
     with pytest.raises(student_warm_start.ArchitectureChanged, match="query/history"):
         student_warm_start.restore(unshared, storage.load_npz(path), "student_kd", ids, ids, {}, {})
+
+
+def test_a_user_table_trained_as_two_factors_moves_its_codes_by_id(tmp_path):
+    factored = dataclasses.replace(CONFIG, user_rank=2)
+    earlier_users, items = ["", "u1", "u2"], ["", "a", "b"]
+    earlier = _trained(_model(earlier_users, items, ["x"], config=factored))
+    path = str(tmp_path / artifacts.STUDENT_WEIGHTS_FILE)
+    student_warm_start.save({"student_kd": earlier}, path)
+    users = ["", "u2", "u3", "u1"]
+    later = _model(users, items, ["x"], config=factored, seed=5)
+    kept = student_warm_start.restore(later, storage.load_npz(path), "student_kd",
+                                      {"users": earlier_users, "items": items}, {"users": users, "items": items}, {}, {})
+    assert (kept["users_kept"], kept["users_new"]) == (2, 1)
+    old, new = earlier.query_tower.id_embedding, later.query_tower.id_embedding
+    np.testing.assert_array_equal(np.asarray(new.codes.embeddings)[[0, 1, 3]], np.asarray(old.codes.embeddings)[[0, 2, 1]])
+    np.testing.assert_array_equal(np.asarray(new.codes.embeddings)[2], np.zeros(2))  # u3 is new
+    np.testing.assert_array_equal(np.asarray(new.up.kernel), np.asarray(old.up.kernel))  # not indexed: as it was
+    # a plain table cannot start from the two factors (nor the other way round)
+    plain = _model(users, items, ["x"])
+    with pytest.raises(student_warm_start.ArchitectureChanged, match="query/id_up"):
+        student_warm_start.restore(plain, storage.load_npz(path), "student_kd",
+                                   {"users": earlier_users, "items": items}, {"users": users, "items": items}, {}, {})
 
 
 def _teacher_dir(tmp_path, warm_start):

@@ -148,9 +148,16 @@ def test_the_compression_line_names_each_technique_and_what_it_did():
                                 compression=compression)
     assert built["compression"]["factorization"]["params_uncompressed"] == 1000
     text = report.render(built)
-    assert ("compression techniques: factorization to rank 8: 1,000 -> 400 weights (0.40 x; relative error user_id "
-            "0.31, scores 0.12); pruning: 62% of the weights zero; int8: a byte a weight instead of four; together "
-            "0.140 x the uncompressed float TFLite's bytes, gzip 0.080 x") in text
+    assert ("compression techniques: factorization: user_id rank 8 (relative error 0.31), scores rank 8 (relative "
+            "error 0.12); 1,000 -> 400 weights (0.40 x); pruning: 62% of the weights zero; int8: a byte a weight "
+            "instead of four; together 0.140 x the uncompressed float TFLite's bytes, gzip 0.080 x") in text
+    # a user table trained as two factors (student.user_rank), no compression rank: its own rank, exact
+    compression["factorization"] = {"rank": None, "params": 1000,
+                                    "layers": {"user_id": {"rank": 8, "relative_error": 0.0}}}
+    trained = report.build_report("toy", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], models,
+                                  compression=compression)
+    assert ("factorization: user_id rank 8 (relative error 0.00); 1,000 -> 1,000 weights (1.00 x); pruning"
+            in report.render(trained))
     # without a rank: the line says so, and report.json has no factorization
     compression["factorization"] = {"rank": None, "params": 1000, "layers": {}}
     plain = report.build_report("toy", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], models,
