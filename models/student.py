@@ -11,7 +11,9 @@ MovieLens-100K with 10% of the items held out, the no-KD student's ndcg@10 among
 0.1800 to 0.2153 by it, the distilled one's from 0.2979 to 0.2991). `item_id_dropout` leaves
 out the id vector of that share of the candidates in training, so that the feature path learns to
 stand alone (the distillation's soft labels reach it on the items whose ids are left out).
-Every term is a standard Keras Embedding (TF-MOT can wrap each one). The history shares the
+Every term is a standard Keras Embedding (TF-MOT can wrap each one); the user table is trained as two
+factors, E_user = codes [users, r] @ up [r, dim] (`user_rank`, a quarter of dim by default:
+LowRankEmbedding), since it grows with the users and compresses where the item tables do not. The history shares the
 candidate tower's item id table (`share_item_embeddings`): 94K instead of 148K parameters on
 MovieLens-100K, and the distilled student loses 0.002 ndcg@10 by it. Features come from constant
 tables in the index space (models/feature_tables.py); a multi-valued feature (genres, title
