@@ -116,10 +116,13 @@ def effective_kernel(weights: Dict[str, np.ndarray], name: str = "scores") -> np
 
 
 def rank_in(weights: Dict[str, np.ndarray]) -> Optional[int]:
-    """The rank of a deployed scorer's factors ({variable name: value}), None when it has none."""
+    """The compression's rank in a deployed scorer's factors ({variable name: value}): the history
+    table's or the scoring kernel's, None when neither is factorized. The user table's factors are
+    not read: a student trained with user_rank keeps them at its own rank whatever the compression's
+    (models/deployable.py build)."""
     for name, value in weights.items():
-        if name.endswith(f"{UP}/kernel:0"):
+        if name.endswith(f"history_items{UP}/kernel:0"):
             return int(value.shape[0])
-        if name.endswith(f"{RANK}/kernel:0"):
+        if name.endswith(f"scores{RANK}/kernel:0"):
             return int(value.shape[1])
     return None

@@ -80,6 +80,17 @@ def test_a_user_table_trained_as_two_factors_is_deployed_as_them(tmp_path):
     assert scorer.factorization["user_id"]["relative_error"] < 1e-4 and "scores" not in scorer.factorization
     expected = model.score(tf.constant(users), tf.constant(latest[users])).numpy()
     np.testing.assert_allclose(_scores(scorer, model, users, latest)[:, 1:], expected[:, 1:], rtol=1e-4, atol=1e-4)
+    # add-items rebuilds the compressed structure from its weights: the user table's factors are the
+    # student's own, not a compression rank (the items' matrices stay whole here)
+    from models import catalog_extension, factorization
+
+    quantized, _ = compression.quantize_aware(scorer, deployable.feature_bins(model), rows_for(toy), latest, config,
+                                              dataclasses.replace(FAST, qat_epochs=0))
+    weights = {w.name: w.numpy() for w in quantized.weights}
+    assert factorization.rank_in(weights) is None
+    rebuilt = catalog_extension.quantized_scorer(model, weights)
+    np.testing.assert_allclose(_scores(rebuilt, model, users, latest), _scores(quantized, model, users, latest),
+                               atol=1e-6)
     path = tmp_path / "float.tflite"
     path.write_bytes(mobile_export.convert(scorer, deployable.feature_bins(model), config.history, int8=False,
                                            num_users=toy.num_users))
