@@ -154,6 +154,7 @@ def plot(rows: List[Dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = sorted({r["data"] for r in rows})
     figure, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4), squeeze=False)
@@ -164,6 +165,7 @@ def plot(rows: List[Dict], path: str) -> None:
                 axis.plot([r["tested_on"] for r in mine], [r["ndcg@10"] for r in mine], marker="o", label=policy)
         axis.set_title(f"{name}: next-span ndcg@10")
         axis.set_xlabel("span tested on")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # spans are whole numbers
         axis.legend()
     figure.tight_layout()
     figure.savefig(path)
