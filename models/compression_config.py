@@ -6,6 +6,11 @@ import dataclasses
 from typing import Optional, Union
 
 
+def rank_setting(setting):
+    """A rank setting as stored: YAML's `none` (a string) read as None, anything else as given."""
+    return None if isinstance(setting, str) and setting.strip().lower() == "none" else setting
+
+
 def rank_of(setting: Optional[Union[int, float]], dim: int) -> Optional[int]:
     """The rank a CompressionConfig.rank setting means for a student of width `dim` (None: none)."""
     if setting is None:
@@ -61,8 +66,7 @@ class CompressionConfig:
     rank: Optional[Union[int, float]] = None
 
     def __post_init__(self):
-        if isinstance(self.rank, str) and self.rank.strip().lower() == "none":  # YAML `rank: none`
-            object.__setattr__(self, "rank", None)
+        object.__setattr__(self, "rank", rank_setting(self.rank))  # YAML `rank: none`
         rank_of(self.rank, 32)  # raises ValueError for a rank that cannot be one
         for name in ("target_sparsity", "dense_sparsity"):
             if not 0.0 <= getattr(self, name) < 1.0:

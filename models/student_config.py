@@ -93,12 +93,11 @@ class StudentConfig:
             raise ValueError(f"item_id_dropout must be in [0, 1), got {self.item_id_dropout}")
         if self.recency_prior not in ("auto", "picked", "none"):
             raise ValueError(f"recency_prior must be auto, picked or none, got {self.recency_prior!r}")
-        if isinstance(self.user_rank, str) and self.user_rank.strip().lower() == "none":  # YAML `user_rank: none`
-            object.__setattr__(self, "user_rank", None)
-        from models.compression_config import rank_of
+        from models.compression_config import rank_setting
 
+        object.__setattr__(self, "user_rank", rank_setting(self.user_rank))  # YAML `user_rank: none`
         try:
-            rank = rank_of(self.user_rank, self.dim)
+            rank = self.user_rank_value()
         except ValueError as error:
             raise ValueError(f"user_rank: {error}") from None
         if rank is not None and rank >= self.dim:
