@@ -114,7 +114,8 @@ def quantized_scorer(kd: student_lib.StudentModel, weights: Mapping[str, np.ndar
 
     The structure comes from the same code that compressed the student (quantize_aware, with no
     training epochs), so its variables are named as the saved ones; any difference is an error."""
-    deployed = deployable.build(kd, kernel=factorization.effective_kernel(weights), rank=factorization.rank_in(weights))
+    deployed = deployable.build(kd, kernel=factorization.effective_kernel(weights), rank=factorization.rank_in(weights),
+                                full_rank_items=factorization.full_rank_items_in(weights))
     quantized, _ = compression.quantize_aware(deployed, {}, None, None, kd.config,
                                               compression.CompressionConfig(qat_epochs=0))
     # the recency prior, when the compressed model has one (models/recency_prior.py)

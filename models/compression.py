@@ -209,7 +209,7 @@ def quantize_aware(scorer: tf.keras.Model, bins, rows, latest, student_config: S
         annotated = tf.keras.models.clone_model(scorer, clone_function=clone)
     with tfmot.quantization.keras.quantize_scope(
             {"MaskedMean": deployable.MaskedMean, "Indices": deployable.Indices,
-             "EmbeddingWeightsConfig": EmbeddingWeightsConfig}):
+             "EmbeddingWeightsConfig": EmbeddingWeightsConfig, **factorization.CUSTOM_LAYERS}):
         quantized = tfmot.quantization.keras.quantize_apply(
             annotated, tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
     # Without histories (models/catalog_extension.py rebuilds the structure to load saved weights
@@ -224,8 +224,28 @@ def quantize_aware(scorer: tf.keras.Model, bins, rows, latest, student_config: S
                       variables=tuned, reference=reference, reference_weight=config.reference_weight,
                       name="quantization-aware training", known_items=known_items) \
         if config.qat_epochs else []
+    share_block_ranges(quantized)
     return quantized, {"loss": loss, "seconds": round(time.monotonic() - started, 1), "sparsity": sparsity(quantized),
                        "calibrated_ranges": ranges}
+
+
+def share_block_ranges(quantized: tf.keras.Model) -> None:
+    """Gives the two blocks of a mixed-dimension scoring kernel (models/factorization.py: the Dense
+    name + HEAD and the Dense name, their scores concatenated) one output range, the union of
+    theirs. The int8 TFLite concatenation keeps one scale for its inputs: with two ranges the
+    converter requantized the factorized block's scores into the head's narrower range and clipped
+    them (1.5 off where the scores spanned 6, measured on the tests' toy model)."""
+    wrappers = {layer.layer.name: layer for layer in quantized.layers if hasattr(layer, "layer")}
+    for name, head in wrappers.items():
+        tail = wrappers.get(name[:-len(factorization.HEAD)]) if name.endswith(factorization.HEAD) else None
+        if tail is None:
+            continue
+        for pick, names in ((min, {low for low, _ in RANGE_VARIABLES}), (max, {high for _, high in RANGE_VARIABLES})):
+            found = [v for layer in (head, tail) for v in layer.weights if _short(v.name) in names]
+            if found:
+                value = pick(float(v.numpy()) for v in found)
+                for variable in found:
+                    variable.assign(value)
 
 
 RANGE_VARIABLES = (("output_min", "output_max"), ("post_activation_min", "post_activation_max"))

@@ -26,6 +26,18 @@ def rank_of(setting: Optional[Union[int, float]], dim: int) -> Optional[int]:
     return int(setting)
 
 
+def full_rank_items_of(setting: Union[int, float], num_items: int) -> int:
+    """How many items a CompressionConfig.full_rank_items setting keeps whole in a catalog of
+    `num_items`: a share in [0, 1) of it (rounded), or a count (at most the catalog)."""
+    if isinstance(setting, bool) or not isinstance(setting, (int, float)) or setting < 0:
+        raise ValueError(f"full_rank_items must be a share of the catalog in [0, 1) or a count, got {setting!r}")
+    if isinstance(setting, float) and not float(setting).is_integer():
+        if setting >= 1.0:
+            raise ValueError(f"a full_rank_items share must be below 1, got {setting}")
+        return int(round(setting * num_items))
+    return min(int(setting), num_items)
+
+
 @dataclasses.dataclass(frozen=True)
 class CompressionConfig:
     # Per layer. Measured on MovieLens-100K (int8 TFLite test ndcg@10 / float student_kd 0.4544):
@@ -64,10 +76,15 @@ class CompressionConfig:
     # where none kept 1.000 x, and rank 16 to 0.907 x. A default that refuses the push on larger data
     # is not one (docs/student-and-compression.md, "Factorization"): set it where the bench says it holds.
     rank: Optional[Union[int, float]] = None
+    # Mixed dimensions (models/factorization.py): with a rank, the most frequent items (the vocabulary
+    # lists them first) keep their full-width history rows and scoring columns, and only the others
+    # are factorized. A share of the catalog in [0, 1), or a count; 0 factorizes every item.
+    full_rank_items: Union[int, float] = 0
 
     def __post_init__(self):
         object.__setattr__(self, "rank", rank_setting(self.rank))  # YAML `rank: none`
         rank_of(self.rank, 32)  # raises ValueError for a rank that cannot be one
+        full_rank_items_of(self.full_rank_items, 1)  # likewise for a share or count that cannot be one
         for name in ("target_sparsity", "dense_sparsity"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")

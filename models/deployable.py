@@ -64,7 +64,8 @@ def feature_bins(model: student_lib.StudentModel) -> Dict[str, np.ndarray]:
     return bins
 
 
-def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Optional[int] = None) -> tf.keras.Model:
+def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Optional[int] = None,
+          full_rank_items: int = 0) -> tf.keras.Model:
     """The deployed form of a trained student, with its weights (scores equal model.score's).
 
     kernel: [dim, columns] scoring kernel to use instead of the student's own catalog (column j
@@ -72,23 +73,27 @@ def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Opti
     rank: the user and history-item tables and the scoring kernel as two factors of this rank
     each, from their truncated SVD (models/factorization.py); the scores are then those of the
     rank-r approximations. A student whose user table was trained as two factors (user_rank)
-    keeps them at that rank (or `rank`, when smaller) without a rank given. `model.factorization`
-    says what was factorized and how closely."""
+    keeps them at that rank (or `rank`, when smaller) without a rank given.
+    full_rank_items: with a rank, the history table's rows and the kernel's columns of the first
+    this many items (the vocabulary lists the most frequent first) are kept whole (mixed
+    dimensions); only the rest is factorized. `model.factorization` says what was factorized and
+    how closely."""
     config, tower = model.config, model.query_tower
     bins = feature_bins(model)
     kernel = np.asarray(model.all_items())[1:].T if kernel is None else np.asarray(kernel, np.float32)
     # A user table trained as two factors (StudentConfig.user_rank) stays two: its SVD at that rank is exact.
     user_rank = min((r for r in (rank, config.user_rank_value()) if r is not None), default=None)
     users = factorization.Table(student_lib.id_table(tower.id_embedding), "user_id", user_rank)
-    history_items = factorization.Table(student_lib.id_table(tower.history_embedding), "history_items", rank)
-    scoring = factorization.Kernel(kernel, "scores", rank)
+    # row 0 of the history table is the unknown/padding index, before the items
+    history_items = factorization.Table(student_lib.id_table(tower.history_embedding), "history_items", rank,
+                                        full_rows=full_rank_items + 1 if full_rank_items else 0)
+    scoring = factorization.Kernel(kernel, "scores", rank, full_columns=full_rank_items)
     # functional model
     user = tf.keras.Input([], dtype=tf.int64, name=USER_INDEX)
     history = tf.keras.Input([config.history], dtype=tf.int64, name=HISTORY)
     features = {name: tf.keras.Input(table.shape[1:], dtype=tf.int64, name=name) for name, table in bins.items()}
-    terms = [users.up(users.embed(Indices(name="user_ids")(user))),
-             MaskedMean(name="history_mean")([history_items.up(history_items.embed(Indices(name="history_ids")(history))),
-                                              history])]
+    terms = [users.lookup(Indices(name="user_ids")(user)),
+             MaskedMean(name="history_mean")([history_items.lookup(Indices(name="history_ids")(history)), history])]
     feature_embeddings = {}
     for name, layer in zip(tower.feature_names, tower.feature_embeddings):
         embedding = feature_embeddings[name] = tf.keras.layers.Embedding(layer.bins, config.dim, name=f"{name}_embedding")

@@ -1,14 +1,15 @@
-"""Benchmark (not a test): the compression frontier, rank x target sparsity x {float, int8}.
+"""Benchmark (not a test): the compression frontier, rank x whole items x target sparsity x {float, int8}.
 
     make bench-compression   (= .venv/bin/python -m tfx_pipeline.bench_compression --movielens
                                 --output runs/bench-compression)
     .venv/bin/python -m tfx_pipeline.bench_compression --run RUN_DIR --output DIR
-        [--ranks none,16,8,4] [--sparsities 0.6,0.75,0.9]
+        [--ranks none,16,8,4] [--full-rank-items 0,0.25] [--sparsities 0.6,0.75,0.9]
 
 Takes a finished `recdistill run` directory (--run; --movielens runs `recdistill run` on
 MovieLens-100K into DIR/movielens-run first, when it is not there) and compresses its KD student
 again at every point, with the StudentCompressor's own code (components/compression/compress.py:
-factorized to `rank` (models/factorization.py), pruned to `target_sparsity` of every embedding
+factorized to `rank` (models/factorization.py) after the `full-rank-items` most frequent items
+(a share of the catalog or a count; kept whole: mixed dimensions), pruned to `target_sparsity` of every embedding
 table, the scoring layers at the configuration's dense_sparsity, then QAT). Each point's float
 TFLite (factorized and pruned, not quantized) and int8 TFLite are measured on the run's test split
 as the evaluator measures the pushed model: ndcg@10, bytes, gzip bytes, LiteRT latency p50 (one
@@ -49,6 +50,11 @@ def artifact(run_dir: str, component: str, output: str) -> str:
     return os.path.join(base, str(ids[0]))
 
 
+def _share_or_count(text: str):
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def parse_ranks(text: str) -> List[Optional[int]]:
     return [None if value.strip().lower() == "none" else int(value) for value in text.split(",") if value.strip()]
 
@@ -61,7 +67,8 @@ def measure(path: str, dataset, evaluator, latest, params: int) -> Dict:
     return {key: entry[key] for key in ("ndcg@10", "recall@10", "bytes", "gzip_bytes", "latency_ms_p50", "params")}
 
 
-def frontier(run_dir: str, ranks: List[Optional[int]], sparsities: List[float], out: str) -> Dict:
+def frontier(run_dir: str, ranks: List[Optional[int]], sparsities: List[float], out: str,
+             full_rank_items: List[float] = (0,)) -> Dict:
     import dataclasses
 
     from components.compression import compress
@@ -79,37 +86,41 @@ def frontier(run_dir: str, ranks: List[Optional[int]], sparsities: List[float], 
         base = compression.CompressionConfig(**{k: v for k, v in json.load(f)["config"].items()
                                                 if k in {x.name for x in dataclasses.fields(compression.CompressionConfig)}})
     points, reference = [], None
-    for rank in ranks:
-        for share in sparsities:
-            config = dataclasses.replace(base, rank=rank, target_sparsity=share)
-            done = compress.compress(train_files, student_dir, config)
-            history = done.kd.config.history
-            dataset = done.dataset
-            evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
-            latest = teacher_training.latest_histories(dataset, history)
-            params = done.log["factorization"]["params"]
-            forms = {"float": (done.pruned, False), "int8": (done.quantized, True)}
-            if reference is None:
-                forms["uncompressed"] = (done.reference, False)
-            for form, (model, int8) in forms.items():
-                with tempfile.TemporaryDirectory() as tmp:
-                    path = os.path.join(tmp, signatures.TFLITE_FILE)
-                    content = mobile_export.convert(recency_prior.with_prior(model, done.prior), done.bins, history,
-                                                    int8=int8, num_users=dataset.num_users)
-                    with open(path, "wb") as f:
-                        f.write(content)
-                    with open(os.path.join(tmp, signatures.METADATA), "w") as f:
-                        json.dump({"history": history}, f)
-                    found = measure(path, dataset, evaluator, latest,
-                                    deployable.params(done.reference) if form == "uncompressed" else params)
-                row = {"rank": rank, "target_sparsity": share, "dense_sparsity": config.dense_sparsity, "form": form,
-                       **found, "zero_share": mobile_export.zero_share(content)["zero_share"] if int8 else None}
-                if form == "uncompressed":
-                    reference = {**row, "rank": None, "target_sparsity": 0.0, "dense_sparsity": 0.0}
-                    print(json.dumps(reference), flush=True)
-                    continue
-                print(json.dumps(row), flush=True)
-                points.append(row)
+    # without a rank nothing is factorized, so the whole-items axis applies to ranked points only
+    grid = [(rank, whole, share) for rank in ranks for whole in (full_rank_items if rank else [0])
+            for share in sparsities]
+    for rank, whole, share in grid:
+        config = dataclasses.replace(base, rank=rank, full_rank_items=whole, target_sparsity=share)
+        done = compress.compress(train_files, student_dir, config)
+        history = done.kd.config.history
+        dataset = done.dataset
+        evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
+        latest = teacher_training.latest_histories(dataset, history)
+        params = done.log["factorization"]["params"]
+        forms = {"float": (done.pruned, False), "int8": (done.quantized, True)}
+        if reference is None:
+            forms["uncompressed"] = (done.reference, False)
+        for form, (model, int8) in forms.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, signatures.TFLITE_FILE)
+                content = mobile_export.convert(recency_prior.with_prior(model, done.prior), done.bins, history,
+                                                int8=int8, num_users=dataset.num_users)
+                with open(path, "wb") as f:
+                    f.write(content)
+                with open(os.path.join(tmp, signatures.METADATA), "w") as f:
+                    json.dump({"history": history}, f)
+                found = measure(path, dataset, evaluator, latest,
+                                deployable.params(done.reference) if form == "uncompressed" else params)
+            row = {"rank": rank, "full_rank_items": whole, "target_sparsity": share,
+                   "dense_sparsity": config.dense_sparsity, "form": form, **found,
+                   "zero_share": mobile_export.zero_share(content)["zero_share"] if int8 else None}
+            if form == "uncompressed":
+                reference = {**row, "rank": None, "full_rank_items": 0, "target_sparsity": 0.0,
+                             "dense_sparsity": 0.0}
+                print(json.dumps(reference), flush=True)
+                continue
+            print(json.dumps(row), flush=True)
+            points.append(row)
     result = {"run": run_dir, "reference": reference, "points": points, "pick": pick(points, reference)}
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "frontier.json"), "w") as f:
@@ -126,6 +137,16 @@ def pick(points: List[Dict], reference: Optional[Dict], share: float = RULE_SHAR
     return min(good, key=lambda p: (p["gzip_bytes"], -p["ndcg@10"])) if good else None
 
 
+def _line(point: Dict) -> tuple:
+    return point["rank"] or 0, point.get("full_rank_items") or 0
+
+
+def _rank_label(point: Dict) -> str:
+    """"rank 8" or "rank 8, first 0.25 whole" (mixed dimensions) or "rank full"."""
+    whole = point.get("full_rank_items") or 0
+    return f"rank {point['rank'] or 'full'}" + (f", first {whole} whole" if whole and point["rank"] else "")
+
+
 def plot(result: Dict, path: str) -> None:
     import matplotlib
 
@@ -133,16 +154,17 @@ def plot(result: Dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ranks = sorted({p["rank"] or 0 for p in result["points"]}, key=lambda r: -(r or 10 ** 6))  # full first
-    colors = {rank: plt.get_cmap("tab10")(i) for i, rank in enumerate(ranks)}  # one color per rank
-    for rank in ranks:
+    # one color per (rank, whole items), full rank first
+    lines = sorted({_line(p) for p in result["points"]}, key=lambda line: (-(line[0] or 10 ** 6), line[1]))
+    colors = {line: plt.get_cmap("tab10")(i % 10) for i, line in enumerate(lines)}
+    for line in lines:
         for form, marker in (("int8", "s"), ("float", "o")):
-            mine = sorted((p for p in result["points"] if p["form"] == form and (p["rank"] or 0) == rank),
+            mine = sorted((p for p in result["points"] if p["form"] == form and _line(p) == line),
                           key=lambda p: p["gzip_bytes"])
             if mine:
                 ax.plot([p["gzip_bytes"] / 1024 for p in mine], [p["ndcg@10"] for p in mine], marker=marker,
-                        color=colors[rank], linestyle="-" if form == "int8" else ":",
-                        label=f"rank {rank or 'full'}, {form}")
+                        color=colors[line], linestyle="-" if form == "int8" else ":",
+                        label=f"{_rank_label(mine[0])}, {form}")
     ref = result.get("reference")
     if ref:
         ax.scatter([ref["gzip_bytes"] / 1024], [ref["ndcg@10"]], marker="*", s=120, color="black",
@@ -161,10 +183,10 @@ def plot(result: Dict, path: str) -> None:
 
 def table(result: Dict) -> str:
     ref = result["reference"]
-    lines = ["| rank | target sparsity | form | ndcg@10 | x uncompressed | bytes | gzip bytes | x smaller (gzip) | p50 ms |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| rank | items whole | target sparsity | form | ndcg@10 | x uncompressed | bytes | gzip bytes | x smaller (gzip) | p50 ms |",
+             "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
     for p in [ref] + result["points"]:
-        lines.append(f"| {p['rank'] or 'full'} | {p['target_sparsity']} | {p['form']} | {p['ndcg@10']:.4f} | "
+        lines.append(f"| {p['rank'] or 'full'} | {p.get('full_rank_items') or 0} | {p['target_sparsity']} | {p['form']} | {p['ndcg@10']:.4f} | "
                      f"{p['ndcg@10'] / ref['ndcg@10']:.3f} | {p['bytes']:,} | {p['gzip_bytes']:,} | "
                      f"{ref['bytes'] / p['gzip_bytes']:.1f} | {p['latency_ms_p50']} |")
     return "\n".join(lines)
@@ -177,6 +199,8 @@ def main(argv=None) -> int:
     parser.add_argument("--run", help="a finished `recdistill run` output directory")
     parser.add_argument("--movielens", action="store_true", help="run MovieLens-100K into OUTPUT/movielens-run first")
     parser.add_argument("--ranks", default="none,16,8,4")
+    parser.add_argument("--full-rank-items", default="0",
+                        help="shares of the catalog (or counts) of the most frequent items kept whole")
     parser.add_argument("--sparsities", default="0.6,0.75,0.9", help="target sparsity of the embedding tables")
     args = parser.parse_args(argv)
     if bool(args.run) == bool(args.movielens):
@@ -187,11 +211,12 @@ def main(argv=None) -> int:
         if not os.path.isdir(os.path.join(run_dir, "pipeline_root", "StudentCompressor")):
             subprocess.run([sys.executable, "-m", "tfx_pipeline.cli", "run", "--data", "movielens-100k",
                             "--output", run_dir], check=True)
-    result = frontier(run_dir, parse_ranks(args.ranks), [float(s) for s in args.sparsities.split(",")], args.output)
+    result = frontier(run_dir, parse_ranks(args.ranks), [float(s) for s in args.sparsities.split(",")], args.output,
+                      [_share_or_count(v) for v in args.full_rank_items.split(",") if v.strip()])
     print(table(result))
     chosen = result["pick"]
     print(f"\npick (int8, smallest gzip at >= {RULE_SHARE} x uncompressed ndcg@10): "
-          + (f"rank {chosen['rank'] or 'full'}, target sparsity {chosen['target_sparsity']}" if chosen else "none"))
+          + (f"{_rank_label(chosen)}, target sparsity {chosen['target_sparsity']}" if chosen else "none"))
     return 0
 
 

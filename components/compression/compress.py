@@ -81,8 +81,11 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     reference = deployable.build(kd)  # the uncompressed student: the reference term and the "before"
     known = student.known_items(dataset)
     # Factorized (when config.rank is set) before pruning: the pruning stage fine-tunes the factors.
-    factorized = deployable.build(kd, rank=factorization.rank_of(config.rank, kd.config.dim))
-    factorized_log = {"rank": config.rank, "params": deployable.params(factorized), "layers": factorized.factorization}
+    full_rank_items = factorization.full_rank_items_of(config.full_rank_items, dataset.num_items - 1)
+    factorized = deployable.build(kd, rank=factorization.rank_of(config.rank, kd.config.dim),
+                                  full_rank_items=full_rank_items)
+    factorized_log = {"rank": config.rank, "full_rank_items": config.full_rank_items,
+                      "params": deployable.params(factorized), "layers": factorized.factorization}
     pruned, prune_log = compression.prune(factorized, bins, rows, latest_train, settings, settings_used,
                                           reference, known)
     quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, settings_used,

@@ -158,6 +158,15 @@ def test_the_compression_line_names_each_technique_and_what_it_did():
                                   compression=compression)
     assert ("factorization: user_id rank 8 (relative error 0.00); 1,000 -> 1,000 weights (1.00 x); pruning"
             in report.render(trained))
+    # mixed dimensions: the first items kept whole, in columns of the kernel or rows of a table (row 0 the unknown)
+    compression["factorization"] = {"rank": 8, "params": 700, "layers": {
+        "history_items": {"rank": 8, "relative_error": 0.2, "full_rank_rows": 421},
+        "scores": {"rank": 8, "relative_error": 0.1, "full_rank_columns": 420}}}
+    mixed = report.build_report("toy", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], models,
+                                compression=compression)
+    assert ("factorization: history_items rank 8 after its first 420 items whole (relative error 0.20), scores rank "
+            "8 after its first 420 items whole (relative error 0.10); 1,000 -> 700 weights (0.70 x)"
+            in report.render(mixed))
     # without a rank: the line says so, and report.json has no factorization
     compression["factorization"] = {"rank": None, "params": 1000, "layers": {}}
     plain = report.build_report("toy", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], models,
