@@ -65,7 +65,7 @@ def feature_bins(model: student_lib.StudentModel) -> Dict[str, np.ndarray]:
 
 
 def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Optional[int] = None,
-          full_rank_items: int = 0) -> tf.keras.Model:
+          full_rank_items: int = 0, trained_factors: bool = True) -> tf.keras.Model:
     """The deployed form of a trained student, with its weights (scores equal model.score's).
 
     kernel: [dim, columns] scoring kernel to use instead of the student's own catalog (column j
@@ -76,13 +76,16 @@ def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Opti
     keeps them at that rank (or `rank`, when smaller) without a rank given.
     full_rank_items: with a rank, the history table's rows and the kernel's columns of the first
     this many items (the vocabulary lists the most frequent first) are kept whole (mixed
-    dimensions); only the rest is factorized. `model.factorization` says what was factorized and
-    how closely."""
+    dimensions); only the rest is factorized.
+    trained_factors: False stores a user table trained as two factors as their product (the same
+    scores): the uncompressed form, the reference that compression is measured against.
+    `model.factorization` says what was factorized and how closely."""
     config, tower = model.config, model.query_tower
     bins = feature_bins(model)
     kernel = np.asarray(model.all_items())[1:].T if kernel is None else np.asarray(kernel, np.float32)
     # A user table trained as two factors (StudentConfig.user_rank) stays two: its SVD at that rank is exact.
-    user_rank = min((r for r in (rank, config.user_rank_value()) if r is not None), default=None)
+    trained_rank = config.user_rank_value() if trained_factors else None
+    user_rank = min((r for r in (rank, trained_rank) if r is not None), default=None)
     users = factorization.Table(student_lib.id_table(tower.id_embedding), "user_id", user_rank)
     # row 0 of the history table is the unknown/padding index, before the items
     history_items = factorization.Table(student_lib.id_table(tower.history_embedding), "history_items", rank,

@@ -78,7 +78,10 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
         rows, latest_train = final, latest_final
 
     tf.keras.utils.set_random_seed(settings.seed)
-    reference = deployable.build(kd)  # the uncompressed student: the reference term and the "before"
+    # The uncompressed student: the reference term and the "before" (the float TFLite model). A user
+    # table trained as two factors (student.user_rank) is stored as their product there, the same
+    # scores: that factorization is one of the compression's techniques and is measured as one.
+    reference = deployable.build(kd, trained_factors=False)
     known = student.known_items(dataset)
     # Factorized (when config.rank is set) before pruning: the pruning stage fine-tunes the factors.
     full_rank_items = factorization.full_rank_items_of(config.full_rank_items, dataset.num_items - 1)

@@ -80,6 +80,11 @@ def test_a_user_table_trained_as_two_factors_is_deployed_as_them(tmp_path):
     assert scorer.factorization["user_id"]["relative_error"] < 1e-4 and "scores" not in scorer.factorization
     expected = model.score(tf.constant(users), tf.constant(latest[users])).numpy()
     np.testing.assert_allclose(_scores(scorer, model, users, latest)[:, 1:], expected[:, 1:], rtol=1e-4, atol=1e-4)
+    # the uncompressed reference (the float TFLite model's form) stores the factors' product, same scores
+    uncompressed = deployable.build(model, trained_factors=False)
+    np.testing.assert_allclose(uncompressed.get_layer("user_id").get_weights()[0], product, rtol=1e-5, atol=1e-6)
+    assert uncompressed.factorization == {}
+    np.testing.assert_allclose(_scores(uncompressed, model, users, latest)[:, 1:], expected[:, 1:], rtol=1e-4, atol=1e-4)
     # add-items rebuilds the compressed structure from its weights: the user table's factors are the
     # student's own, not a compression rank (the items' matrices stay whole here)
     from models import catalog_extension, factorization

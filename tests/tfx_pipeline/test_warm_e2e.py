@@ -23,8 +23,8 @@ pytestmark = pytest.mark.e2e  # two whole runs of the tiny DAG (about 4 minutes 
 CONFIG = TINY_CONFIG.replace(
     "student: {dim: 8, history: 4, epochs: 2, batch_size: 256}",
     "student: {dim: 8, history: 4, epochs: 2, batch_size: 256, warm_epochs: 1}").replace(
-    "compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1,",
-    "compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1, warm_prune_epochs: 1, warm_ramp_epochs: 1,") + """
+    "compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1}",
+    "compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1, warm_prune_epochs: 1, warm_ramp_epochs: 1}") + """
 spans: {window: 2}
 drift: {categorical: {item_genres: 1.0, item_id: 1.0, user_id: 1.0}, numeric: {rating: 1.0}, min_ratio: 0.01,
         max_ratio: 100}
