@@ -53,6 +53,12 @@ def scorer_weights(saved_model) -> Dict[str, np.ndarray]:
     return {variable.name: variable.numpy() for variable in saved_model.scorer.variables}
 
 
+def scored_items(weights: Mapping[str, np.ndarray]) -> int:
+    """How many items a deployed scorer's weights score: its kernel's columns, every block of a
+    mixed-dimension kernel (models/factorization.py) counted."""
+    return int(factorization.effective_kernel(weights).shape[1])
+
+
 def item_vectors(kd: student_lib.StudentModel, item_tables: Mapping[str, np.ndarray]) -> np.ndarray:
     """[n, dim]: the candidate tower's feature part for n items.
 

@@ -230,22 +230,46 @@ def quantize_aware(scorer: tf.keras.Model, bins, rows, latest, student_config: S
 
 
 def share_block_ranges(quantized: tf.keras.Model) -> None:
-    """Gives the two blocks of a mixed-dimension scoring kernel (models/factorization.py: the Dense
-    name + HEAD and the Dense name, their scores concatenated) one output range, the union of
-    theirs. The int8 TFLite concatenation keeps one scale for its inputs: with two ranges the
-    converter requantized the factorized block's scores into the head's narrower range and clipped
-    them (1.5 off where the scores spanned 6, measured on the tests' toy model)."""
+    """One int8 range for the two blocks of each mixed-dimension matrix (models/factorization.py),
+    where the int8 TFLite model joins them in an op that keeps one scale for its inputs and output:
+
+    - the kernel's blocks (the Dense name + HEAD and the Dense name), whose scores are concatenated:
+      both output ranges become the union of theirs. With a range each the converter requantized
+      the factorized block's scores into the whole block's narrower range and clipped them (1.5 off
+      where the scores spanned 6, on the tests' toy model);
+    - a table's blocks (the Embedding name + HEAD and the factorized block's Dense name + UP), whose
+      vectors are picked by SELECT_V2: the Dense's output range is widened to hold the whole block's
+      values. The converter gave the select the Dense's range, and the whole block's vectors were
+      clipped to it (MovieLens-100K: values up to 1.32 into a range ending at 1.09), or flattened to
+      nothing where the factorized block's outputs were all zero (a range of 1e-6, which XNNPACK
+      then refused to prepare)."""
     wrappers = {layer.layer.name: layer for layer in quantized.layers if hasattr(layer, "layer")}
+    lows, highs = {low for low, _ in RANGE_VARIABLES}, {high for _, high in RANGE_VARIABLES}
+
+    def ranges(layer):
+        return ([v for v in layer.weights if _short(v.name) in lows], [v for v in layer.weights if _short(v.name) in highs])
+
     for name, head in wrappers.items():
-        tail = wrappers.get(name[:-len(factorization.HEAD)]) if name.endswith(factorization.HEAD) else None
-        if tail is None:
+        if not name.endswith(factorization.HEAD):
             continue
-        for pick, names in ((min, {low for low, _ in RANGE_VARIABLES}), (max, {high for _, high in RANGE_VARIABLES})):
-            found = [v for layer in (head, tail) for v in layer.weights if _short(v.name) in names]
-            if found:
-                value = pick(float(v.numpy()) for v in found)
-                for variable in found:
-                    variable.assign(value)
+        base = name[:-len(factorization.HEAD)]
+        if isinstance(head.layer, tf.keras.layers.Embedding) and base + factorization.UP in wrappers:
+            table = next(w for w in head.weights if _short(w.name) == "embeddings").numpy()
+            low_vars, high_vars = ranges(wrappers[base + factorization.UP])
+            low, high = float(min(table.min(), 0.0)), float(max(table.max(), 0.0))
+        elif base in wrappers:
+            (head_low, head_high), (tail_low, tail_high) = ranges(head), ranges(wrappers[base])
+            low_vars, high_vars = head_low + tail_low, head_high + tail_high
+            low, high = 0.0, 0.0
+        else:
+            continue
+        if low_vars and high_vars:
+            low = min([low] + [float(v.numpy()) for v in low_vars])
+            high = max([high] + [float(v.numpy()) for v in high_vars])
+            for variable in low_vars:
+                variable.assign(low)
+            for variable in high_vars:
+                variable.assign(high)
 
 
 RANGE_VARIABLES = (("output_min", "output_max"), ("post_activation_min", "post_activation_max"))

@@ -84,7 +84,7 @@ def add_items(run_dir: str, items_csv: str, push_root: Optional[str] = None,
     dataset = interaction_data.load_dataset(storage.join(lineage.student_dir, artifacts.DATASET_FILE))
     kd = compress.load_student(lineage.student_dir, dataset, feature_tables.load_from(lineage.student_dir))
     weights = catalog_extension.scorer_weights(old_model)
-    _check_catalogs(old_ids, dataset.item_ids, weights[catalog_extension.KERNEL].shape[1], serving_from, mobile_from)
+    _check_catalogs(old_ids, dataset.item_ids, catalog_extension.scored_items(weights), serving_from, mobile_from)
     vectors = catalog_extension.item_vectors(kd, transformed_items(lineage.transform_graph_dir, new.records))
     extended, extension = catalog_extension.extend(kd, weights, vectors)
     scorer = catalog_extension.quantized_scorer(kd, extended)

@@ -88,3 +88,32 @@ def test_the_mixed_int8_tflite_model_answers_as_the_keras_model_and_takes_new_it
     after = _scores(rebuilt, model, users, latest)
     assert after.shape[1] == keras.shape[1] + 2
     np.testing.assert_allclose(after[:, :-2], keras, atol=1e-5)
+
+
+@pytest.mark.slow  # prunes, QAT, converts to int8 (about 8 s here)
+def test_each_blocks_join_keeps_one_range_that_holds_both_blocks(trained, tmp_path):  # noqa: F811
+    """The int8 model joins a matrix's blocks in ops with one scale (SELECT_V2 for a table's rows,
+    CONCATENATION for the kernel's scores): the range given to them must hold both blocks. At 99%
+    zeros the factorized history block gave only zeros on the calibration histories, and the range
+    the select got (1e-6 wide) flattened the whole block's vectors and failed XNNPACK's preparation."""
+    toy, model, latest = trained
+    bins, rows = deployable.feature_bins(model), rows_for(toy)
+    extreme = dataclasses.replace(FAST, target_sparsity=0.99, dense_sparsity=0.99, qat_epochs=1)
+    for config in (FAST, extreme):
+        pruned, _ = compression.prune(deployable.build(model, rank=RANK, full_rank_items=FULL), bins, rows, latest,
+                                      model.config, config)
+        quantized, _ = compression.quantize_aware(pruned, bins, rows, latest, model.config, config)
+        weights = {w.name: w.numpy() for w in quantized.weights}
+        head = weights["quant_history_items_head/embeddings:0"]
+        low, high = (float(weights[f"quant_history_items_up/post_activation_{end}:0"]) for end in ("min", "max"))
+        assert low <= head.min() and high >= head.max()
+        assert [float(weights[f"quant_scores_head/post_activation_{end}:0"]) for end in ("min", "max")] == \
+            [float(weights[f"quant_scores/post_activation_{end}:0"]) for end in ("min", "max")]
+        path = tmp_path / "model.tflite"
+        path.write_bytes(mobile_export.convert(quantized, bins, model.config.history, int8=True,
+                                               num_users=toy.num_users))
+        ranker = TFLiteRanker(str(path), full_scores=True)  # XNNPACK prepares every node here
+        users = np.arange(toy.num_users)
+        keras = _scores(quantized, model, users, latest)
+        lite = np.stack([ranker.all_scores(int(u), latest[u]) for u in users])
+        np.testing.assert_allclose(lite[:, 1:], keras[:, 1:], atol=0.05 * np.abs(keras[:, 1:]).max())

@@ -157,9 +157,12 @@ def test_new_columns_are_the_candidate_towers_features_scaled_and_pruned(added):
     for name, value in kernels[0].items():  # the query tower and every quantization range as they were
         if name != "scores/kernel:0":
             np.testing.assert_array_equal(kernels[1][name], value, err_msg=name)
-    # factorized (compression.rank): the kernel is down [dim, r] @ old [r, V - 1]
+    # factorized (compression.rank): the kernel is down [dim, r] @ old [r, V - 1], after a head block
     down = kernels[0].get("scores_rank/kernel:0")
     effective = old if down is None else down @ old
+    head = kernels[0].get("scores_head/kernel:0")  # mixed dimensions: the frequent items' columns kept whole
+    if head is not None:
+        effective = np.concatenate([head, effective], axis=1)
     trained = kd.all_items().numpy()[1:].T
     scale = np.linalg.lstsq(trained.reshape(-1, 1), effective.reshape(-1), rcond=None)[0][0]
     # new-b has an extra genre that is out of vocabulary: index 0, left out of the genres' mean.
