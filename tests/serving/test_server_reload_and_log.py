@@ -112,27 +112,31 @@ def test_retries_back_off_doubling_then_stop_until_the_directory_changes():
 
 
 def test_error_counts_are_logged_per_interval_by_status_code(caplog):
-    reported = threading.Event()
+    # The lines are read from a handler of the logger itself, which has each record before it is set
+    # free: caplog's handler is reached later, through propagation, and under load the test once read
+    # caplog before the record was there.
+    reported, lines = threading.Event(), []
 
-    class Signal(logging.Handler):
+    class Collect(logging.Handler):
         def emit(self, record):
+            lines.append(record.getMessage())
             reported.set()
 
-    signal = Signal()
-    logging.getLogger("serving.server_log").addHandler(signal)
+    collect = Collect()
+    logging.getLogger("serving.server_log").addHandler(collect)
     counts = server_log.ErrorCounts(interval_s=0.2)
     try:
         with caplog.at_level(logging.WARNING, logger="serving"):
             for code in [grpc.StatusCode.INVALID_ARGUMENT] * 3 + [grpc.StatusCode.RESOURCE_EXHAUSTED]:
                 counts.add(code)
             assert reported.wait(10)
-        [line] = [r.getMessage() for r in caplog.records if "errors answered" in r.getMessage()]
+        [line] = [text for text in lines if "errors answered" in text]
         assert line.endswith(": INVALID_ARGUMENT 3, RESOURCE_EXHAUSTED 1")
         assert counts.report() == {}  # counted afresh each interval
         assert counts.totals == {grpc.StatusCode.INVALID_ARGUMENT: 3, grpc.StatusCode.RESOURCE_EXHAUSTED: 1}
     finally:
         counts.stop()
-        logging.getLogger("serving.server_log").removeHandler(signal)
+        logging.getLogger("serving.server_log").removeHandler(collect)
 
 
 def test_an_unloaded_version_is_freed_and_its_memory_given_back(served_base, tmp_path, caplog):
