@@ -48,6 +48,11 @@ def remove(handlers: List[logging.Handler]) -> None:
         logger.propagate = True
 
 
+def _seconds(value: float) -> str:
+    """"60" for a minute, "0.3" for a short interval (a server stopped soon after it started), not "0"."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
 class ErrorCounts:
     """Errors answered, counted per status code; every `interval_s` seconds the counts of the
     interval are logged (when there were any) and started again."""
@@ -74,7 +79,7 @@ class ErrorCounts:
             now, since, self._since = time.monotonic(), self._since, time.monotonic()
         if counts:
             listed = sorted((code.name, count) for code, count in counts.items())
-            _log.warning("errors answered in the last %.0f s: %s", now - since,
+            _log.warning("errors answered in the last %s s: %s", _seconds(now - since),
                          ", ".join(f"{name} {count}" for name, count in listed))
         return counts
 

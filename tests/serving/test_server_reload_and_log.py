@@ -132,6 +132,9 @@ def test_error_counts_are_logged_per_interval_by_status_code(caplog):
             assert reported.wait(10)
         [line] = [text for text in lines if "errors answered" in text]
         assert line.endswith(": INVALID_ARGUMENT 3, RESOURCE_EXHAUSTED 1")
+        # the 0.2 s interval is named as such (it was rounded to "in the last 0 s")
+        seconds = float(line.split("in the last ")[1].split(" s:")[0])
+        assert 0.2 <= seconds < 10
         assert counts.report() == {}  # counted afresh each interval
         assert counts.totals == {grpc.StatusCode.INVALID_ARGUMENT: 3, grpc.StatusCode.RESOURCE_EXHAUSTED: 1}
     finally:
