@@ -115,14 +115,20 @@ def extend(kd: student_lib.StudentModel, weights: Mapping[str, np.ndarray],
                       "clipped": int(np.sum(np.abs(columns) > limit))}
 
 
+def deployed_like(kd: student_lib.StudentModel, weights: Mapping[str, np.ndarray]) -> tf.keras.Model:
+    """The deployed form (before QAT) with the structure of a compressed model's `weights`: each
+    matrix factorized, and split into blocks, as they are."""
+    return deployable.build(kd, kernel=factorization.effective_kernel(weights), rank=factorization.rank_in(weights),
+                            full_rank_items=factorization.full_rank_items_in(weights),
+                            user_table_rank=factorization.user_rank_in(weights))
+
+
 def quantized_scorer(kd: student_lib.StudentModel, weights: Mapping[str, np.ndarray]) -> tf.keras.Model:
     """The deployed QAT model (models/compression.py's structure) holding `weights`, by name.
 
     The structure comes from the same code that compressed the student (quantize_aware, with no
     training epochs), so its variables are named as the saved ones; any difference is an error."""
-    deployed = deployable.build(kd, kernel=factorization.effective_kernel(weights), rank=factorization.rank_in(weights),
-                                full_rank_items=factorization.full_rank_items_in(weights))
-    quantized, _ = compression.quantize_aware(deployed, {}, None, None, kd.config,
+    quantized, _ = compression.quantize_aware(deployed_like(kd, weights), {}, None, None, kd.config,
                                               compression.CompressionConfig(qat_epochs=0))
     # the recency prior, when the compressed model has one (models/recency_prior.py)
     prior = weights.get(recency_prior.VARIABLE)

@@ -47,10 +47,22 @@ class Indices(tf.keras.layers.Layer):
     """Index inputs as int64, a layer of its own between each Input and its Embedding. It keeps ids
     out of TF-MOT's input quantization: quantize_apply puts a float QuantizeLayer after an Input
     that feeds an annotated layer, and ids cannot pass through one (an annotated Embedding failed
-    so: models/compression.py wraps the Embeddings itself instead)."""
+    so: models/compression.py wraps the Embeddings itself instead). With `below`, an index at or past
+    it reads as 0, the unknown/padding index: the history table has no row for an item added after
+    training (add-items extends only the scoring kernel), and an out-of-range gather is an error."""
+
+    def __init__(self, below: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.below = None if below is None else int(below)
 
     def call(self, indices):
-        return tf.cast(indices, tf.int64)
+        indices = tf.cast(indices, tf.int64)
+        if self.below is None:
+            return indices
+        return tf.where(indices < self.below, indices, tf.zeros_like(indices))
+
+    def get_config(self):
+        return {**super().get_config(), "below": self.below}
 
 
 def feature_bins(model: student_lib.StudentModel) -> Dict[str, np.ndarray]:
@@ -65,7 +77,8 @@ def feature_bins(model: student_lib.StudentModel) -> Dict[str, np.ndarray]:
 
 
 def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Optional[int] = None,
-          full_rank_items: int = 0, trained_factors: bool = True) -> tf.keras.Model:
+          full_rank_items: int = 0, trained_factors: bool = True,
+          user_table_rank: Optional[int] = None) -> tf.keras.Model:
     """The deployed form of a trained student, with its weights (scores equal model.score's).
 
     kernel: [dim, columns] scoring kernel to use instead of the student's own catalog (column j
@@ -79,13 +92,16 @@ def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Opti
     dimensions); only the rest is factorized.
     trained_factors: False stores a user table trained as two factors as their product (the same
     scores): the uncompressed form, the reference that compression is measured against.
+    user_table_rank: the user table's rank as a saved model holds it (factorization.user_rank_in),
+    instead of the one `rank` and the student's user_rank give: a structure rebuilt from weights.
     `model.factorization` says what was factorized and how closely."""
     config, tower = model.config, model.query_tower
     bins = feature_bins(model)
     kernel = np.asarray(model.all_items())[1:].T if kernel is None else np.asarray(kernel, np.float32)
     # A user table trained as two factors (StudentConfig.user_rank) stays two: its SVD at that rank is exact.
     trained_rank = config.user_rank_value() if trained_factors else None
-    user_rank = min((r for r in (rank, trained_rank) if r is not None), default=None)
+    user_rank = user_table_rank if user_table_rank is not None else \
+        min((r for r in (rank, trained_rank) if r is not None), default=None)
     users = factorization.Table(student_lib.id_table(tower.id_embedding), "user_id", user_rank)
     # row 0 of the history table is the unknown/padding index, before the items
     history_items = factorization.Table(student_lib.id_table(tower.history_embedding), "history_items", rank,
@@ -95,8 +111,10 @@ def build(model: student_lib.StudentModel, kernel: np.ndarray = None, rank: Opti
     user = tf.keras.Input([], dtype=tf.int64, name=USER_INDEX)
     history = tf.keras.Input([config.history], dtype=tf.int64, name=HISTORY)
     features = {name: tf.keras.Input(table.shape[1:], dtype=tf.int64, name=name) for name, table in bins.items()}
+    # an item the history table has no row for (added to the catalog later) counts as padding
+    history_ids = Indices(below=len(history_items.table), name="history_ids")(history)
     terms = [users.lookup(Indices(name="user_ids")(user)),
-             MaskedMean(name="history_mean")([history_items.lookup(Indices(name="history_ids")(history)), history])]
+             MaskedMean(name="history_mean")([history_items.lookup(history_ids), history_ids])]
     feature_embeddings = {}
     for name, layer in zip(tower.feature_names, tower.feature_embeddings):
         embedding = feature_embeddings[name] = tf.keras.layers.Embedding(layer.bins, config.dim, name=f"{name}_embedding")

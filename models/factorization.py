@@ -210,13 +210,21 @@ def full_rank_items_in(weights: Dict[str, np.ndarray]) -> int:
 
 
 def rank_in(weights: Dict[str, np.ndarray]) -> Optional[int]:
-    """The compression's rank in a deployed scorer's factors ({variable name: value}): the history
-    table's or the scoring kernel's, None when neither is factorized. The user table's factors are
-    not read: a student trained with user_rank keeps them at its own rank whatever the compression's
-    (models/deployable.py build)."""
+    """The compression's rank in a deployed scorer's item factors ({variable name: value}): the
+    history table's or the scoring kernel's, None when neither is factorized (user_rank_in reads the
+    user table's, which may be factorized alone, or at a rank of its own: a student trained with
+    user_rank keeps its factors at the smaller of the two ranks, models/deployable.py build)."""
     for name, value in weights.items():
         if name.endswith(f"history_items{UP}/kernel:0"):
             return int(value.shape[0])
         if name.endswith(f"scores{RANK}/kernel:0"):
             return int(value.shape[1])
+    return None
+
+
+def user_rank_in(weights: Dict[str, np.ndarray]) -> Optional[int]:
+    """The rank of a deployed scorer's user table factors, None when the table is whole."""
+    for name, value in weights.items():
+        if name.endswith(f"user_id{UP}/kernel:0"):
+            return int(value.shape[0])
     return None
