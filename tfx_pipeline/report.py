@@ -108,12 +108,13 @@ def _compression_summary(compression: Optional[Dict[str, Any]]) -> Optional[Dict
 
 
 def _factorization(compression: Dict[str, Any]) -> Optional[Dict[str, Any]]:
-    """{"rank", "params", "params_uncompressed", "layers": {name: {"rank", "relative_error"}}}, or
-    None when the compressor factorized nothing (models/factorization.py)."""
+    """{"rank", "full_rank_items", "params", "params_uncompressed", "layers": {name: {"rank",
+    "relative_error", "full_rank_rows" / "full_rank_columns"}}} (the settings as configured, the
+    layers as built), or None when the compressor factorized nothing (models/factorization.py)."""
     found = compression.get("factorization") or {}
     if not found.get("layers"):
         return None
-    return {"rank": found.get("rank"), "params": found.get("params"),
+    return {"rank": found.get("rank"), "full_rank_items": found.get("full_rank_items"), "params": found.get("params"),
             "params_uncompressed": compression.get("params_uncompressed"), "layers": found["layers"]}
 
 

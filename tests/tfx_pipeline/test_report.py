@@ -141,12 +141,13 @@ def test_the_compression_line_names_each_technique_and_what_it_did():
     models["tflite"].update(bytes=1400, gzip_bytes=800)  # against tflite_float's 10,000 bytes
     compression = {"config": {"rank": 8}, "prune": {"sparsity": {"all": 0.62}}, "int8": {"zero_share": 0.6},
                    "params_uncompressed": 1000,
-                   "factorization": {"rank": 8, "params": 400,
+                   "factorization": {"rank": 8, "full_rank_items": 0.5, "params": 400,
                                      "layers": {"user_id": {"rank": 8, "relative_error": 0.31},
                                                 "scores": {"rank": 8, "relative_error": 0.12}}}}
     built = report.build_report("toy", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], models,
                                 compression=compression)
     assert built["compression"]["factorization"]["params_uncompressed"] == 1000
+    assert built["compression"]["factorization"]["full_rank_items"] == 0.5
     text = report.render(built)
     assert ("compression techniques: factorization: user_id rank 8 (relative error 0.31), scores rank 8 (relative "
             "error 0.12); 1,000 -> 400 weights (0.40 x); pruning: 62% of the weights zero; int8: a byte a weight "
