@@ -28,13 +28,14 @@ def rank_of(setting: Optional[Union[int, float]], dim: int) -> Optional[int]:
 
 def full_rank_items_of(setting: Union[int, float], num_items: int) -> int:
     """How many items a CompressionConfig.full_rank_items setting keeps whole in a catalog of
-    `num_items`: a share in [0, 1) of it (rounded), or a count (at most the catalog)."""
-    if isinstance(setting, bool) or not isinstance(setting, (int, float)) or setting < 0:
-        raise ValueError(f"full_rank_items must be a share of the catalog in [0, 1) or a count, got {setting!r}")
-    if isinstance(setting, float) and not float(setting).is_integer():
-        if setting >= 1.0:
-            raise ValueError(f"a full_rank_items share must be below 1, got {setting}")
+    `num_items`: a share of it (a float in [0, 1], rounded: 1.0 is the whole catalog) or a count (an
+    integer, at most the catalog; a float such as 2500.0 is read as one too)."""
+    if isinstance(setting, bool) or not isinstance(setting, (int, float)) or not setting >= 0:
+        raise ValueError(f"full_rank_items must be a share of the catalog in [0, 1] or a count, got {setting!r}")
+    if isinstance(setting, float) and setting <= 1.0:
         return int(round(setting * num_items))
+    if isinstance(setting, float) and not setting.is_integer():
+        raise ValueError(f"a full_rank_items share must be at most 1 (or a whole count), got {setting}")
     return min(int(setting), num_items)
 
 

@@ -53,8 +53,9 @@ def artifact(run_dir: str, component: str, output: str) -> str:
 
 
 def _share_or_count(text: str):
-    value = float(text)
-    return int(value) if value.is_integer() else value
+    """"0.5" or "1.0" a share of the catalog (a float), "2500" a count (an int)."""
+    text = text.strip()
+    return float(text) if any(mark in text.lower() for mark in ".e") else int(text)
 
 
 def parse_ranks(text: str) -> List[Optional[int]]:

@@ -173,7 +173,7 @@ COMPRESSION = {
     "rank": "low-rank factorization before pruning: the user and history-item tables and the scoring kernel as "
             "two factors of this rank each; none, an integer, or a share of the student's dim in (0, 1)",
     "full_rank_items": "with a rank, the most frequent items' history rows and scoring columns kept whole (mixed "
-                       "dimensions), only the others factorized: a share of the catalog in [0, 1), or a count",
+                       "dimensions), only the others factorized: a share of the catalog in [0, 1] (1.0: every item), or a count",
     "target_sparsity": "the share of zeros in every Embedding table, in [0, 1)",
     "dense_sparsity": "the share of zeros in the scoring Dense, in [0, 1)",
     "prune_epochs": "fine-tuning epochs with pruning",

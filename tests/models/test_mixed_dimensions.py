@@ -25,7 +25,10 @@ def test_the_full_rank_items_setting_is_a_share_of_the_catalog_or_a_count():
     assert factorization.full_rank_items_of(0, 100) == 0
     assert factorization.full_rank_items_of(0.25, 100) == 25 and factorization.full_rank_items_of(0.333, 10) == 3
     assert factorization.full_rank_items_of(30, 100) == 30 and factorization.full_rank_items_of(300, 100) == 100
-    for bad in (-1, 1.5, "0.2", True):
+    # a float is a share up to 1.0 (the whole catalog, not one item); a whole float above it a count
+    assert factorization.full_rank_items_of(1.0, 100) == 100 and factorization.full_rank_items_of(1, 100) == 1
+    assert factorization.full_rank_items_of(40.0, 100) == 40
+    for bad in (-1, 1.5, "0.2", True, float("nan")):
         with pytest.raises(ValueError):
             factorization.full_rank_items_of(bad, 100)
     with pytest.raises(ValueError):
