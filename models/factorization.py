@@ -203,10 +203,16 @@ def effective_kernel(weights: Dict[str, np.ndarray], name: str = "scores") -> np
     return kernel if head is None else np.concatenate([head, kernel], axis=1)
 
 
+def _dimension(weights: Dict[str, np.ndarray], suffix: str, axis: int) -> Optional[int]:
+    """The `axis` size of the first variable whose name ends with `suffix` (None: there is none);
+    the names may carry the QAT wrapper's prefix."""
+    found = next((value for name, value in weights.items() if name.endswith(suffix)), None)
+    return None if found is None else int(found.shape[axis])
+
+
 def full_rank_items_in(weights: Dict[str, np.ndarray]) -> int:
     """How many of the most frequent items a deployed scorer's factorized kernel keeps whole (0: none)."""
-    head = next((value for name, value in weights.items() if name.endswith(f"scores{HEAD}/kernel:0")), None)
-    return 0 if head is None else int(head.shape[1])
+    return _dimension(weights, f"scores{HEAD}/kernel:0", 1) or 0
 
 
 def rank_in(weights: Dict[str, np.ndarray]) -> Optional[int]:
@@ -214,17 +220,10 @@ def rank_in(weights: Dict[str, np.ndarray]) -> Optional[int]:
     history table's or the scoring kernel's, None when neither is factorized (user_rank_in reads the
     user table's, which may be factorized alone, or at a rank of its own: a student trained with
     user_rank keeps its factors at the smaller of the two ranks, models/deployable.py build)."""
-    for name, value in weights.items():
-        if name.endswith(f"history_items{UP}/kernel:0"):
-            return int(value.shape[0])
-        if name.endswith(f"scores{RANK}/kernel:0"):
-            return int(value.shape[1])
-    return None
+    history = _dimension(weights, f"history_items{UP}/kernel:0", 0)
+    return history if history is not None else _dimension(weights, f"scores{RANK}/kernel:0", 1)
 
 
 def user_rank_in(weights: Dict[str, np.ndarray]) -> Optional[int]:
     """The rank of a deployed scorer's user table factors, None when the table is whole."""
-    for name, value in weights.items():
-        if name.endswith(f"user_id{UP}/kernel:0"):
-            return int(value.shape[0])
-    return None
+    return _dimension(weights, f"user_id{UP}/kernel:0", 0)
