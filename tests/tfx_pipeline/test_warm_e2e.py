@@ -1,7 +1,10 @@
-"""End to end, two spans apart: the whole DAG on spans 1-2, then again when span 3 arrives. The second
-run's teacher, students and compression start from the blessed first run's; the items and users
-that first appear in span 3 are ranked by the model pushed after it (and not by the one before);
-`add-items` extends the warm-started run (docs/spans.md)."""
+"""End to end, two spans apart: the whole DAG on spans 1-2, then again when span 3 arrives, twice:
+first with a deliberately weakened candidate, which pushes nothing, then as configured. The
+candidates' teacher, students and compression start from the blessed first run's (the weakened run
+was not blessed, so the second candidate starts from the same model and TFX's cache answers its
+teacher and students); the items and users that first appear in span 3 are ranked by the model
+pushed after it (and not by the one before); `add-items` extends the warm-started run
+(docs/spans.md)."""
 
 import csv
 import json
@@ -16,20 +19,28 @@ from models.vocabulary_file import read_vocabulary
 from tests.conftest import TINY_CONFIG, recdistill
 from tfx_pipeline.datasets.synth_spans import write_synthetic_spans
 
-pytestmark = pytest.mark.e2e  # two whole runs of the tiny DAG (about 4 minutes here)
+pytestmark = pytest.mark.e2e  # three runs of the tiny DAG, the last mostly from the cache (about 4 minutes here)
 
-# Tiny spans measure large distances by chance alone: the bounds are opened so that the second run
-# warm-starts (the decision itself is tested in test_spans_e2e.py).
+# Tiny spans measure large distances by chance alone: the bounds are opened so that the later runs
+# warm-start (the decision itself is tested in test_spans_e2e.py). The teacher scores in-process
+# here (scoring_workers: 1); the finished run (tests/conftest.py) scores with two Beam workers.
+TINY_COMPRESSION = "compression: {prune_epochs: 1, ramp_epochs: 1, qat_epochs: 1}"
 CONFIG = TINY_CONFIG.replace(
     "student: {dim: 8, history: 4, epochs: 2, batch_size: 256}",
     "student: {dim: 8, history: 4, epochs: 2, batch_size: 256, warm_epochs: 1}").replace(
-    "compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1}",
+    TINY_COMPRESSION,
     "compression: {prune_epochs: 2, ramp_epochs: 1, qat_epochs: 1, warm_prune_epochs: 1, warm_ramp_epochs: 1}") + """
 spans: {window: 2}
 drift: {categorical: {item_genres: 1.0, item_id: 1.0, user_id: 1.0}, numeric: {rating: 1.0}, min_ratio: 0.01,
         max_ratio: 100}
+scoring_workers: 1
 """
 assert "warm_epochs: 1" in CONFIG and "warm_prune_epochs: 1" in CONFIG
+# The weakened candidate: its int8 model pruned to 99% zeros, and a gate that tolerates 2%.
+WEAKENED = CONFIG.replace("compression: {prune_epochs: 2,",
+                          "compression: {target_sparsity: 0.99, dense_sparsity: 0.99, prune_epochs: 2,"
+                          ).replace("bless_tolerance: 0.9", "bless_tolerance: 0.02")
+assert WEAKENED.count("0.99") == 2 and "bless_tolerance: 0.02" in WEAKENED
 
 
 def _ids(path, column):
@@ -44,25 +55,35 @@ def _latest_mobile(root):
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
+    """(base, the configured second run, its report, (the weakened run, its report, (the mobile
+    versions before it, after it)))."""
     base = tmp_path_factory.mktemp("warm")
     data, later = base / "data", base / "later"
     write_synthetic_spans(data, spans=3, users=120, items=80, interactions=2400, seed=3)
     shutil.move(str(data / "span-3"), str(later))
     (base / "c.yaml").write_text(CONFIG)
-    run = ["run", "--data", str(data), "--output", str(base / "run"), "--config", str(base / "c.yaml")]
-    first = recdistill(*run)
+    (base / "weak.yaml").write_text(WEAKENED)
+    run = ["run", "--data", str(data), "--output", str(base / "run")]
+
+    def report():
+        return json.loads((base / "run" / "report" / "report.json").read_text())
+
+    first = recdistill(*run, "--config", str(base / "c.yaml"))
     assert first.returncode == 0, first.stderr[-3000:]
     before = _latest_mobile(base / "run")
     shutil.copytree(before, base / "served-before")
     shutil.move(str(later), str(data / "span-3"))
-    second = recdistill(*run)
+    versions = sorted((base / "run" / "mobile").iterdir())
+    weakened = recdistill(*run, "--config", str(base / "weak.yaml"))
+    assert weakened.returncode == 0, weakened.stderr[-3000:]
+    weakened_report, after = report(), sorted((base / "run" / "mobile").iterdir())
+    second = recdistill(*run, "--config", str(base / "c.yaml"))
     assert second.returncode == 0, second.stderr[-3000:]
-    report = json.loads((base / "run" / "report" / "report.json").read_text())
-    return base, second, report
+    return base, second, report(), (weakened, weakened_report, (versions, after))
 
 
 def test_the_second_run_starts_every_model_from_the_blessed_first(two_runs):
-    _, second, report = two_runs
+    _, second, report, _ = two_runs
     assert report["drift"]["decision"] == "warm", report["drift"]["reason"]
     started = report["warm_start"]
     assert started["teacher"]["from"] and started["teacher"]["items_kept"] > 0
@@ -76,7 +97,7 @@ def test_the_second_run_starts_every_model_from_the_blessed_first(two_runs):
 
 
 def test_items_and_users_new_in_span_3_are_ranked_by_the_model_pushed_after_it(two_runs):
-    base, _, _ = two_runs
+    base, _, _, _ = two_runs
     span = base / "data" / "span-3"
     new_items, new_users = _ids(span / "items.csv", "item_id"), _ids(span / "users.csv", "user_id")
     assert new_items and new_users
@@ -110,7 +131,7 @@ def test_items_and_users_new_in_span_3_are_ranked_by_the_model_pushed_after_it(t
 
 
 def test_add_items_extends_the_warm_started_run(two_runs, tmp_path):
-    base, _, _ = two_runs
+    base, _, _, _ = two_runs
     root = tmp_path / "push"
     for name in ("serving", "mobile"):
         shutil.copytree(base / "run" / name, root / name)
@@ -129,20 +150,19 @@ def test_add_items_extends_the_warm_started_run(two_runs, tmp_path):
 
 
 def test_a_weakened_candidate_on_the_same_spans_pushes_nothing_and_the_report_says_why(two_runs):
-    """Last in this module: it adds a run to the run directory. The candidate's int8 model is pruned to
-    99% zeros; the gate compares it on the newest span's test with its own student and the served model."""
-    base, _, _ = two_runs
-    versions = sorted((base / "run" / "mobile").iterdir())
-    weakened = CONFIG.replace("compression: {prune_epochs: 2,",
-                              "compression: {target_sparsity: 0.99, dense_sparsity: 0.99, prune_epochs: 2,")
-    weakened = weakened.replace("bless_tolerance: 0.9", "bless_tolerance: 0.02")
-    assert weakened.count("0.99") == 2 and "bless_tolerance: 0.02" in weakened
-    (base / "weak.yaml").write_text(weakened)
-    run = recdistill("run", "--data", str(base / "data"), "--output", str(base / "run"), "--config",
-                     str(base / "weak.yaml"))
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads((base / "run" / "report" / "report.json").read_text())
+    """The weakened candidate's int8 model is pruned to 99% zeros; the gate compares it on the newest
+    span's test with its own student and the served model, and the served model stays."""
+    _, _, _, (run, report, (before, after)) = two_runs
     assert not report["blessed"] and report["pushed"] == {"serving": None, "mobile": None}
     assert report["blessing"]["reason"].startswith("tflite ndcg@10 ")
     assert f"not blessed: {report['blessing']['reason']}" in run.stdout
-    assert sorted((base / "run" / "mobile").iterdir()) == versions  # the served model stays
+    assert after == before and (before[0].parent / "1").is_dir()  # the first run's model stays served
+
+
+def test_the_configured_candidate_after_the_weakened_one_reuses_its_teacher_and_students(two_runs):
+    """Both candidates start from the first run's blessed model: TFX's cache answers the second's
+    teacher, scorer and students, and only compression and what follows run again."""
+    _, second, _, _ = two_runs
+    for component in ("TeacherTrainer", "TeacherScorer", "StudentTrainer"):
+        assert f"[{component}] finished in 0.0 s (cached)" in second.stdout, component
+    assert "[StudentCompressor] finished in 0.0 s (cached)" not in second.stdout
