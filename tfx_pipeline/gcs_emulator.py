@@ -15,7 +15,8 @@ The emulator is `gcp-storage-emulator` (PyPI), objects in memory, with these fix
 returns (resumable uploads, media) are built from the request's Host header, which is
 www.googleapis.com behind the proxy (they get https, so they lead back through it) or has no port;
 a body sent with Transfer-Encoding: chunked is decoded even when a Content-Length comes too; an
-empty upload makes an empty object instead of a crash; and `Expect: 100-continue` is answered.
+empty upload makes an empty object instead of a crash; `Expect: 100-continue` is answered; and a
+write no longer re-serializes every object's metadata.
 """
 
 import argparse
@@ -195,6 +196,10 @@ class Emulator:
         os.makedirs(certificate_dir or self._scratch.name, exist_ok=True)
         certificates = _certificates(certificate_dir or self._scratch.name)
         self._server = server.create_server("127.0.0.1", port, in_memory=True)
+        # Every write re-serialized every object's metadata to JSON (.meta), which only a restart of a
+        # store on disk reads back: a pipeline's thousands of objects made each write slower. In memory,
+        # the dictionaries it serialized are the state.
+        self._server._storage._write_config_to_file = lambda: None
         for bucket in buckets:
             bucket_handlers.create_bucket(bucket, self._server._storage)
         self._server.start()
