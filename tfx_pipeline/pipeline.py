@@ -15,7 +15,7 @@ from components.evaluation.component import ModelEvaluator
 from components.push.component import ModelPusher
 from components.ingest.beam_ingest import IngestSettings
 from components.ingest.component import InteractionsExampleGen
-from components.ingest.splits import SPLITS, TRAIN
+from components.ingest.splits import TRAIN
 from components.teacher.component import TeacherScorer, TeacherTrainer
 from components.teacher.scoring import SCORED_SPLITS
 from components.validation_gate import ValidationGate
@@ -100,7 +100,11 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         preprocessing_fn=PREPROCESSING_FN,
         # The digest is ignored by preprocessing_fn: it makes a changed module miss the cache.
         custom_config={**config.transform_config(), "code_digest": code_digest(transform_module.preprocessing_fn)},
-        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN], transform=list(SPLITS)),
+        # The graph alone: the teacher reads ExampleGen's examples through it, so transformed copies
+        # of every split (materialize) were written and never read, and so was an analyzer cache,
+        # which only a Transform over several example artifacts (per-span inputs) would read back.
+        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN]),
+        materialize=False, disable_analyzer_cache=True,
         disable_statistics=True,
     )
     # Transform reads the examples directly; the gate only orders it after a clean validation.

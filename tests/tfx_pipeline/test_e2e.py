@@ -132,14 +132,17 @@ def test_the_compressed_student_is_evaluated_blessed_and_pushed(finished_run):
     assert standalone.returncode == 0 and standalone.stdout.strip() == str(metadata["k"]), standalone.stderr[-2000:]
 
 
-def test_transformed_examples_match_the_split_counts(finished_run):
+def test_the_examples_match_the_split_counts_and_transform_keeps_its_graph_alone(finished_run):
+    """The teacher reads ExampleGen's examples through Transform's graph: Transform writes no
+    transformed examples and no analyzer cache (nothing reads them; tfx_pipeline/pipeline.py)."""
     base, _, _ = finished_run
     report = json.loads((base / "run" / "report" / "report.json").read_text())
-    (examples_dir,) = glob.glob(str(base / "run" / "pipeline_root" / "Transform" / "transformed_examples" / "*"))
+    (examples_dir,) = glob.glob(str(base / "run" / "pipeline_root" / "InteractionsExampleGen" / "examples" / "*"))
     for split, expected in report["split"]["counts"].items():
         files = glob.glob(os.path.join(examples_dir, f"Split-{split}", "*.gz"))
         count = sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
         assert count == expected, split
+    assert os.listdir(base / "run" / "pipeline_root" / "Transform") == ["transform_graph"]
 
 
 def test_rerun_is_answered_from_the_cache(finished_run):
