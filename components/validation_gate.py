@@ -8,7 +8,7 @@ import os
 from typing import List
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental import annotations, decorators  # what tfx.v1.dsl.components names
 from tfx.types import artifact_utils, standard_artifacts
 
 from models.foundation import storage
@@ -20,10 +20,10 @@ class DataAnomaliesError(ValueError):
     """The examples do not match the schema: the run stops (exit code 2)."""
 
 
-@tfx.dsl.components.component
+@decorators.component
 def ValidationGate(  # noqa: N802 (TFX names components like classes)
-    anomalies: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleAnomalies],
-    code_digest: tfx.dsl.components.Parameter[str],
+    anomalies: annotations.InputArtifact[standard_artifacts.ExampleAnomalies],
+    code_digest: annotations.Parameter[str],
 ) -> None:
     """Raises DataAnomaliesError with a readable summary if any split has an anomaly.
 

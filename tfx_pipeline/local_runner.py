@@ -15,7 +15,7 @@ import sys
 import time
 from typing import Dict, Optional
 
-from tfx import v1 as tfx
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner  # not tfx.v1: tfx_pipeline/pipeline.py
 
 from components.ingest import spans
 from components.ingest.splits import SPLITS
@@ -98,7 +98,7 @@ def run_local(config: PipelineConfig, data: str, output_dir: str, until: Optiona
                                newest_span=window.newest if window else None)
     with RunLogging(paths.log) as progress:
         try:
-            tfx.orchestration.LocalDagRunner().run(pipeline)
+            LocalDagRunner().run(pipeline)
         except Exception as error:
             raise ComponentFailed(progress.running, error, paths.log) from error
     wall = {"total": round(time.monotonic() - started, 2), **progress.wall_seconds}

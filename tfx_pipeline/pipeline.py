@@ -4,7 +4,16 @@ import dataclasses
 import uuid
 from typing import List, Optional
 
-from tfx import v1 as tfx
+# The names tfx.v1 re-exports, from where they are defined: importing tfx.v1 also imports its
+# Google Cloud extensions (google.cloud.aiplatform), about 2.5 s of every process's start.
+from tfx import components as tfx_components
+from tfx.components.schema_gen.import_schema_gen.component import ImportSchemaGen
+from tfx.dsl.components.common.resolver import Resolver
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import LatestBlessedModelStrategy
+from tfx.orchestration import metadata
+from tfx.orchestration.pipeline import Pipeline
+from tfx.proto import trainer_pb2, transform_pb2
+from tfx.types import Channel, standard_artifacts
 
 import components.compression.trainer_module
 import components.student.trainer_module
@@ -42,7 +51,7 @@ def create_pipeline(
     run_token: Optional[str] = None,
     spanned: bool = False,
     newest_span: Optional[int] = None,
-) -> tfx.dsl.Pipeline:
+) -> Pipeline:
     """The DAG for one dataset; with `until`, only the components up to that one.
     push_root: where serving/ and mobile/ are pushed (default: pipeline_root's parent).
     run_token: new in every run (default: a random one), so that the pushers always run: a push
@@ -57,12 +66,12 @@ def create_pipeline(
         for component in components:  # order-only edges to what `until` cut (ValidationGate -> Transform)
             for cut in [node for node in component.downstream_nodes if node not in components]:
                 cut.remove_upstream_node(component)
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=pipeline_root,
         components=components,
         enable_cache=True,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path),
+        metadata_connection_config=metadata.sqlite_metadata_connection_config(metadata_path),
         beam_pipeline_args=config.beam_pipeline_args(),
     )
 
@@ -84,17 +93,17 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         input_fingerprint=f"{data_fingerprint}:{code_digest(InteractionsExampleGen)}",
         settings_json=settings_codec.to_json(settings),
     ).with_id(artifacts.EXAMPLE_GEN)
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx_components.StatisticsGen(examples=example_gen.outputs["examples"])
     if config.schema_path:
-        schema_gen = tfx.components.ImportSchemaGen(schema_file=config.schema_path)
+        schema_gen = ImportSchemaGen(schema_file=config.schema_path)
     else:
-        schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    example_validator = tfx.components.ExampleValidator(
+        schema_gen = tfx_components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
+    example_validator = tfx_components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
     validation_gate = ValidationGate(anomalies=example_validator.outputs["anomalies"],
                                      code_digest=code_digest(ValidationGate))
-    transform = tfx.components.Transform(
+    transform = tfx_components.Transform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         preprocessing_fn=PREPROCESSING_FN,
@@ -103,7 +112,7 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
         # The graph alone: the teacher reads ExampleGen's examples through it, so transformed copies
         # of every split (materialize) were written and never read, and so was an analyzer cache,
         # which only a Transform over several example artifacts (per-span inputs) would read back.
-        splits_config=tfx.proto.SplitsConfig(analyze=[TRAIN]),
+        splits_config=transform_pb2.SplitsConfig(analyze=[TRAIN]),
         materialize=False, disable_analyzer_cache=True,
         disable_statistics=True,
     )
@@ -111,16 +120,16 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     transform.add_upstream_node(validation_gate)
     drift = []
     if spanned:  # the newest span against the one before (components/drift/)
-        span_statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["span_pair"]
+        span_statistics = tfx_components.StatisticsGen(examples=example_gen.outputs["span_pair"]
                                                        ).with_id(artifacts.SPAN_STATISTICS_GEN)
         drift = [span_statistics, DriftCheck(
             statistics=span_statistics.outputs["statistics"], schema=schema_gen.outputs["schema"],
             span_pair=example_gen.outputs["span_pair"], settings_json=settings_codec.to_json(config.drift),
             code_digest=code_digest(DriftCheck)).with_id(artifacts.DRIFT_CHECK)]
-    latest_blessed = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    latest_blessed = Resolver(
+        strategy_class=LatestBlessedModelStrategy,
+        model=Channel(type=standard_artifacts.Model),
+        model_blessing=Channel(type=standard_artifacts.ModelBlessing),
     ).with_id(artifacts.BLESSED_RESOLVER)
     # Data in spans: the teacher starts from the last blessed run's when the drift check says warm.
     warm = {"warm_from": latest_blessed.outputs["model"], "drift": drift[-1].outputs["drift"]} if drift else {}
@@ -138,25 +147,25 @@ def _components(config: PipelineConfig, dataset: str, data_dir: str, data_finger
     teacher_scorer.with_beam_pipeline_args(config.beam_pipeline_args(workers=config.scoring_workers))
     # The teacher is the student's base model: not to warm-start from (another architecture and
     # Keras), but its artifact holds the index spaces, feature tables and item embeddings (hints).
-    student_trainer = tfx.components.Trainer(
+    student_trainer = tfx_components.Trainer(
         run_fn=STUDENT_RUN_FN,
         examples=teacher_scorer.outputs["scored_examples"],
         base_model=teacher_trainer.outputs["model"],
         # Split-train for phase one, Split-final for the refit (components/teacher/scoring.py); the
         # students validate on the dataset's eval split themselves, TFX's eval files go unread.
-        train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
-        eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
+        train_args=trainer_pb2.TrainArgs(splits=list(SCORED_SPLITS)),
+        eval_args=trainer_pb2.EvalArgs(splits=[TRAIN]),
         custom_config={"student": settings_codec.to_dict(_student_settings(config, split.method)),
                        "code_digest": code_digest(_STUDENT_RUN)},
     ).with_id(artifacts.STUDENT_TRAINER)
     # Compression fine-tunes the KD student (the base model) on the same scored examples.
-    student_compressor = tfx.components.Trainer(
+    student_compressor = tfx_components.Trainer(
         run_fn=COMPRESSION_RUN_FN,
         examples=teacher_scorer.outputs["scored_examples"],
         base_model=student_trainer.outputs["model"],
         transform_graph=transform.outputs["transform_graph"],
-        train_args=tfx.proto.TrainArgs(splits=list(SCORED_SPLITS)),
-        eval_args=tfx.proto.EvalArgs(splits=[TRAIN]),
+        train_args=trainer_pb2.TrainArgs(splits=list(SCORED_SPLITS)),
+        eval_args=trainer_pb2.EvalArgs(splits=[TRAIN]),
         custom_config={"compression": settings_codec.to_dict(config.compression),
                        "code_digest": code_digest(_COMPRESSION_RUN)},
     ).with_id(artifacts.STUDENT_COMPRESSOR)

@@ -11,7 +11,7 @@ import os
 
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from google.protobuf import text_format
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental import annotations, decorators  # what tfx.v1.dsl.components names
 from tfx.types import artifact, artifact_utils, standard_artifacts
 
 from components.drift import comparison
@@ -30,14 +30,14 @@ class DriftReport(artifact.Artifact):
     TYPE_NAME = "recdistill.DriftReport"  # namespace.Name: the form Kubeflow v2 requires of custom types
 
 
-@tfx.dsl.components.component
+@decorators.component
 def DriftCheck(  # noqa: N802 (TFX names components like classes)
-    statistics: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleStatistics],
-    schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
-    span_pair: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
-    settings_json: tfx.dsl.components.Parameter[str],  # DriftSettings (models/settings_codec.py)
-    code_digest: tfx.dsl.components.Parameter[str],
-    drift: tfx.dsl.components.OutputArtifact[DriftReport],
+    statistics: annotations.InputArtifact[standard_artifacts.ExampleStatistics],
+    schema: annotations.InputArtifact[standard_artifacts.Schema],
+    span_pair: annotations.InputArtifact[standard_artifacts.Examples],
+    settings_json: annotations.Parameter[str],  # DriftSettings (models/settings_codec.py)
+    code_digest: annotations.Parameter[str],
+    drift: annotations.OutputArtifact[DriftReport],
 ) -> None:
     """Measures the drift between span_pair's newest and previous spans and decides warm or scratch.
 

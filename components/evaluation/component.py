@@ -15,7 +15,7 @@ components/evaluation/blessing.py).
 import json
 import os
 
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental import annotations, decorators  # what tfx.v1.dsl.components names
 from tfx.types import standard_artifacts
 
 from components.evaluation import blessing as blessing_lib
@@ -27,21 +27,21 @@ from models.foundation import storage
 
 
 
-@tfx.dsl.components.component
+@decorators.component
 def ModelEvaluator(  # noqa: N802 (TFX names components like classes)
-    teacher: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
-    student: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
-    compressed: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
-    tolerance: tfx.dsl.components.Parameter[float],
-    margin: tfx.dsl.components.Parameter[float],
-    split_method: tfx.dsl.components.Parameter[str],
-    trending_days: tfx.dsl.components.Parameter[int],
-    ease_max_items: tfx.dsl.components.Parameter[int],
-    code_digest: tfx.dsl.components.Parameter[str],
-    evaluation: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelEvaluation],
-    blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
-    baseline: tfx.dsl.components.InputArtifact[standard_artifacts.Model] = None,
-    baseline_blessing: tfx.dsl.components.InputArtifact[standard_artifacts.ModelBlessing] = None,
+    teacher: annotations.InputArtifact[standard_artifacts.Model],
+    student: annotations.InputArtifact[standard_artifacts.Model],
+    compressed: annotations.InputArtifact[standard_artifacts.Model],
+    tolerance: annotations.Parameter[float],
+    margin: annotations.Parameter[float],
+    split_method: annotations.Parameter[str],
+    trending_days: annotations.Parameter[int],
+    ease_max_items: annotations.Parameter[int],
+    code_digest: annotations.Parameter[str],
+    evaluation: annotations.OutputArtifact[standard_artifacts.ModelEvaluation],
+    blessing: annotations.OutputArtifact[standard_artifacts.ModelBlessing],
+    baseline: annotations.InputArtifact[standard_artifacts.Model] = None,
+    baseline_blessing: annotations.InputArtifact[standard_artifacts.ModelBlessing] = None,
 ) -> None:
     """code_digest is not read: it makes TFX's cache miss when the evaluation code changes.
     baseline_blessing is not read either: the resolver pairs it with `baseline`, which it proves

@@ -12,7 +12,7 @@ import json
 import os
 
 import apache_beam as beam
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental import annotations, decorators  # what tfx.v1.dsl.components names
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.ingest import beam_ingest, quality, rows, spans, splits
@@ -23,15 +23,15 @@ from models.foundation import storage
 _PAYLOAD_FORMAT = "FORMAT_TF_EXAMPLE"
 
 
-@tfx.dsl.components.component(use_beam=True)
+@decorators.component(use_beam=True)
 def InteractionsExampleGen(  # noqa: N802 (TFX names components like classes)
-    input_dir: tfx.dsl.components.Parameter[str],
-    input_fingerprint: tfx.dsl.components.Parameter[str],
-    settings_json: tfx.dsl.components.Parameter[str],  # IngestSettings (models/settings_codec.py)
-    examples: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
-    catalog: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
-    span_pair: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
-    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
+    input_dir: annotations.Parameter[str],
+    input_fingerprint: annotations.Parameter[str],
+    settings_json: annotations.Parameter[str],  # IngestSettings (models/settings_codec.py)
+    examples: annotations.OutputArtifact[standard_artifacts.Examples],
+    catalog: annotations.OutputArtifact[standard_artifacts.Examples],
+    span_pair: annotations.OutputArtifact[standard_artifacts.Examples],
+    beam_pipeline: annotations.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Reads, validates, joins and splits the input directory (docs/data.md, "Input format").
 

@@ -19,7 +19,7 @@ import functools
 import json
 import os
 
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental import annotations, decorators  # what tfx.v1.dsl.components names
 from tfx.types import standard_artifacts
 
 from components.push import push as push_lib
@@ -32,14 +32,14 @@ SOURCES = {"serving": (artifacts.SAVED_MODEL_DIR, ()), "mobile": (artifacts.MOBI
 COMMIT_FILES = {"serving": artifacts.SAVED_MODEL_FILE, "mobile": signatures.METADATA}  # each version's last file
 
 
-@tfx.dsl.components.component
+@decorators.component
 def ModelPusher(  # noqa: N802 (TFX names components like classes)
-    model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
-    blessing: tfx.dsl.components.InputArtifact[standard_artifacts.ModelBlessing],
-    kind: tfx.dsl.components.Parameter[str],
-    destination: tfx.dsl.components.Parameter[str],
-    run_token: tfx.dsl.components.Parameter[str],
-    pushed_model: tfx.dsl.components.OutputArtifact[standard_artifacts.PushedModel],
+    model: annotations.InputArtifact[standard_artifacts.Model],
+    blessing: annotations.InputArtifact[standard_artifacts.ModelBlessing],
+    kind: annotations.Parameter[str],
+    destination: annotations.Parameter[str],
+    run_token: annotations.Parameter[str],
+    pushed_model: annotations.OutputArtifact[standard_artifacts.PushedModel],
 ) -> None:
     """destination: the model base directory (versions are created under it). run_token is not
     read: it differs in every run, so that a push is never answered from the cache."""

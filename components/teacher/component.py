@@ -4,7 +4,7 @@ TeacherScorer (its soft labels for every training interaction, on Beam)."""
 import json
 
 import apache_beam as beam
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental import annotations, decorators  # what tfx.v1.dsl.components names
 from tfx.types import artifact_utils, standard_artifacts
 
 from components.drift.component import DriftReport
@@ -12,16 +12,16 @@ from components.teacher import scoring, training
 from models import settings_codec
 
 
-@tfx.dsl.components.component
+@decorators.component
 def TeacherTrainer(  # noqa: N802 (TFX names components like classes)
-    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
-    catalog: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
-    transform_graph: tfx.dsl.components.InputArtifact[standard_artifacts.TransformGraph],
-    settings_json: tfx.dsl.components.Parameter[str],
-    code_digest: tfx.dsl.components.Parameter[str],
-    model: tfx.dsl.components.OutputArtifact[standard_artifacts.Model],
-    warm_from: tfx.dsl.components.InputArtifact[standard_artifacts.Model] = None,
-    drift: tfx.dsl.components.InputArtifact[DriftReport] = None,
+    examples: annotations.InputArtifact[standard_artifacts.Examples],
+    catalog: annotations.InputArtifact[standard_artifacts.Examples],
+    transform_graph: annotations.InputArtifact[standard_artifacts.TransformGraph],
+    settings_json: annotations.Parameter[str],
+    code_digest: annotations.Parameter[str],
+    model: annotations.OutputArtifact[standard_artifacts.Model],
+    warm_from: annotations.InputArtifact[standard_artifacts.Model] = None,
+    drift: annotations.InputArtifact[DriftReport] = None,
 ) -> None:
     """Exports the teacher SavedModel, its dataset index and training.json into `model`.
 
@@ -54,14 +54,14 @@ def TeacherTrainer(  # noqa: N802 (TFX names components like classes)
     model.set_string_custom_property("seconds", json.dumps(summary["seconds"]))
 
 
-@tfx.dsl.components.component(use_beam=True)
+@decorators.component(use_beam=True)
 def TeacherScorer(  # noqa: N802
-    teacher: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
-    negatives: tfx.dsl.components.Parameter[int],
-    candidate_budget: tfx.dsl.components.Parameter[int],
-    code_digest: tfx.dsl.components.Parameter[str],
-    scored_examples: tfx.dsl.components.OutputArtifact[standard_artifacts.Examples],
-    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
+    teacher: annotations.InputArtifact[standard_artifacts.Model],
+    negatives: annotations.Parameter[int],
+    candidate_budget: annotations.Parameter[int],
+    code_digest: annotations.Parameter[str],
+    scored_examples: annotations.OutputArtifact[standard_artifacts.Examples],
+    beam_pipeline: annotations.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Scores every training interaction's candidates with the teacher (components/teacher/scoring.py):
     `negatives` sampled and as many hard ones per row, fewer when the split's rows times the
