@@ -93,7 +93,9 @@ def frontier(run_dir: str, ranks: List[Optional[int]], sparsities: List[float], 
     grid = [(rank, whole, share) for rank in ranks for whole in (full_rank_items if rank else [0])
             for share in sparsities]
     for rank, whole, share in grid:
-        config = dataclasses.replace(base, rank=rank, full_rank_items=whole, target_sparsity=share)
+        # the axis is the share kept whole as given: no coverage floor above it
+        config = dataclasses.replace(base, rank=rank, full_rank_items=whole, full_rank_coverage=0.0,
+                                     target_sparsity=share)
         done = compress.compress(train_files, student_dir, config)
         history = done.kd.config.history
         dataset = done.dataset

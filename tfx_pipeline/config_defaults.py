@@ -174,6 +174,8 @@ COMPRESSION = {
             "two factors of this rank each; none, an integer, or a share of the student's dim in (0, 1)",
     "full_rank_items": "with a rank, the most frequent items' history rows and scoring columns kept whole (mixed "
                        "dimensions), only the others factorized: a share of the catalog in [0, 1] (1.0: every item), or a count",
+    "full_rank_coverage": "... and at least the most frequent items holding this share of the training interactions "
+                          "(a flatter catalog keeps more whole), in [0, 1]; 0: full_rank_items alone",
     "target_sparsity": "the share of zeros in every Embedding table, in [0, 1)",
     "dense_sparsity": "the share of zeros in the scoring Dense, in [0, 1)",
     "prune_epochs": "fine-tuning epochs with pruning",

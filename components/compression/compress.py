@@ -25,8 +25,8 @@ import tensorflow as tf  # noqa: E402
 
 from components.student import distill  # noqa: E402
 from components.teacher import training as teacher_training  # noqa: E402
-from models import (artifacts, compression, deployable, factorization, feature_tables, interaction_data,  # noqa: E402
-                    mobile_export, recency_prior, serving_export, student, student_training)
+from models import (artifacts, compression, compression_config, deployable, factorization, feature_tables,  # noqa: E402
+                    interaction_data, mobile_export, recency_prior, serving_export, student, student_training)
 from models.foundation import signatures  # noqa: E402
 from models.foundation.tflite_runner import TFLiteRanker  # noqa: E402
 from models.foundation import storage  # noqa: E402
@@ -84,10 +84,15 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     reference = deployable.build(kd, trained_factors=False)
     known = student.known_items(dataset)
     # Factorized (when config.rank is set) before pruning: the pruning stage fine-tunes the factors.
-    full_rank_items = factorization.full_rank_items_of(config.full_rank_items, dataset.num_items - 1)
+    # The most frequent items kept whole: the setting's share or count, or more where the catalog is
+    # flat (full_rank_coverage of the training interactions).
+    counts = np.bincount(dataset.splits["train"].item, minlength=dataset.num_items)[1:]
+    full_rank_items = max(factorization.full_rank_items_of(config.full_rank_items, dataset.num_items - 1),
+                          compression_config.items_covering(counts, config.full_rank_coverage))
     factorized = deployable.build(kd, rank=factorization.rank_of(config.rank, kd.config.dim),
                                   full_rank_items=full_rank_items)
     factorized_log = {"rank": config.rank, "full_rank_items": config.full_rank_items,
+                      "full_rank_coverage": config.full_rank_coverage, "items_whole": full_rank_items,
                       "params": deployable.params(factorized), "layers": factorized.factorization}
     pruned, prune_log = compression.prune(factorized, bins, rows, latest_train, settings, settings_used,
                                           reference, known)

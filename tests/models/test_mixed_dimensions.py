@@ -35,6 +35,23 @@ def test_the_full_rank_items_setting_is_a_share_of_the_catalog_or_a_count():
         compression.CompressionConfig(full_rank_items=-0.5)
 
 
+def test_the_coverage_floor_counts_the_most_frequent_items_that_hold_the_share():
+    from models.compression_config import items_covering
+
+    counts = np.array([50, 20, 10, 10, 5, 5])  # in index order, most frequent first: 100 in all
+    # by hand: the first item holds 50%, two 70%, three 80%, four 90%, five 95%
+    assert [items_covering(counts, c) for c in (0.0, 0.5, 0.51, 0.7, 0.8, 0.9, 0.91, 0.95, 1.0)] == \
+        [0, 1, 2, 2, 3, 4, 5, 5, 6]
+    assert items_covering(np.zeros(4), 0.9) == 0  # no interactions: no floor
+    # the same count as numpy's cumulative shares give, on a long-tailed catalog
+    rng = np.random.default_rng(0)
+    zipf = np.sort(rng.zipf(1.5, 500))[::-1]
+    assert items_covering(zipf, 0.9) == int(np.argmax(np.cumsum(zipf) >= 0.9 * zipf.sum())) + 1
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError):
+            compression.CompressionConfig(full_rank_coverage=bad)
+
+
 def test_the_first_items_stay_whole_and_the_rest_is_the_truncated_svd(trained):  # noqa: F811
     toy, model, latest = trained
     mixed = deployable.build(model, rank=RANK, full_rank_items=FULL)
