@@ -15,7 +15,8 @@ from models.foundation import signatures
 # --- inside TeacherTrainer's Model artifact (components/teacher/training.py) -------------------
 SAVED_MODEL_DIR = "Format-Serving"  # TFX's name for a serving model inside a Model artifact
 DATASET_FILE = "dataset.npz"  # index spaces and splits (models/interaction_data.py)
-ITEM_TEXT_FILE = "item_text.npy"  # [items, 384] the pretrained text embeddings (cold-item runs only)
+ITEM_TEXT_FILE = "item_text.npy"  # [items, 384] the pretrained text embeddings (models/item_text_cache.py)
+ITEM_TEXT_SOURCE_FILE = "item_text.json"  # the encoder that made them (TextEncoder.source)
 TRAINING_FILE = "training.json"  # the teacher's settings and loss curves; the students' too (below)
 LOG_DIR = "logs"  # TensorBoard
 # the final teacher's weights as arrays, for a warm start of the next run's (models/teacher_warm_start.py);

@@ -93,10 +93,10 @@ def train_steps(model, config: teacher_lib.TeacherConfig, half_life: Optional[fl
 
         return strategy.experimental_distribute_values_from_function(of_replica)
 
-    def epoch(latest: np.ndarray, rng: np.random.Generator) -> float:
-        """One pass over every user with a history (a random config.max_epoch_users of them when there
-        are more); returns the mean batch loss."""
-        users = np.flatnonzero(latest[:, 0] > 0)
+    def epoch(latest: np.ndarray, rng: np.random.Generator, only: Optional[np.ndarray] = None) -> float:
+        """One pass over every user with a history (those of the boolean mask `only` when given; a
+        random config.max_epoch_users of them when there are more); returns the mean batch loss."""
+        users = np.flatnonzero((latest[:, 0] > 0) & (True if only is None else only))
         if len(users) > config.max_epoch_users:  # a share of the users (the draw only then: same rng otherwise)
             users = np.sort(rng.choice(users, size=config.max_epoch_users, replace=False))
         order = objective.order(users, latest, rng)
@@ -160,10 +160,12 @@ def best_weight(model, wide: np.ndarray, deep: np.ndarray, evaluator, config, po
 
 
 def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherConfig,
-        half_life: Optional[float], log=report_progress, log_dir: Optional[str] = None) -> Dict:
+        half_life: Optional[float], log=report_progress, log_dir: Optional[str] = None,
+        users: Optional[np.ndarray] = None) -> Dict:
     """Phase one: trains the BERT part (no-op without it) with early stopping on the validation split
     after config.min_epochs (best epoch from min_epochs on kept, and with it the deep weight picked
-    at that epoch). Returns {"loss",
+    at that epoch). users: a boolean [num_users] mask of the users trained on (None: every user with
+    a history; validation is the same either way). Returns {"loss",
     "val_ndcg@10", "epochs", "best_epoch", "deep_weight", "seconds"}. With log_dir, TensorBoard gets
     each epoch's loss and validation ndcg@10."""
     import tensorflow as tf
@@ -181,7 +183,7 @@ def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherC
     epoch = train_steps(model, config, half_life)
     best, best_weights, waited = 0, model.get_weights(), 0
     for n in range(config.epochs):
-        losses.append(epoch(latest_train, rng))
+        losses.append(epoch(latest_train, rng, users))
         score, weight = validate()
         curve.append(score)
         weights.append(weight)
@@ -207,12 +209,12 @@ def fit(model, latest_train: np.ndarray, evaluator, config: teacher_lib.TeacherC
 
 
 def refit(model, phase_one, latest_known: np.ndarray, config: teacher_lib.TeacherConfig,
-          half_life: Optional[float], epochs: int, log=report_progress) -> Dict:
+          half_life: Optional[float], epochs: int, log=report_progress, users: Optional[np.ndarray] = None) -> Dict:
     """The refit: `model` (built on B of train + eval) gets phase one's deep weight and its encoder:
     with match_wide, config.refit "scratch" trains it again from its initial weights on the train +
     eval histories for `epochs` (phase one's best; no validation left to stop on), "warm" goes on
     from phase one's weights for config.refit_epochs; "none" (and cloze: its `refit_trains` is
-    false) keeps phase one's.
+    false) keeps phase one's. users: as fit's.
     Returns {"epochs", "loss", "seconds"}."""
     started = time.monotonic()
     model.deep_weight.assign(float(np.asarray(phase_one.deep_weight)))
@@ -226,7 +228,7 @@ def refit(model, phase_one, latest_known: np.ndarray, config: teacher_lib.Teache
     rng = np.random.default_rng(config.seed)
     epoch, losses = train_steps(model, config, half_life), []
     for n in range(epochs):
-        losses.append(epoch(latest_known, rng))
+        losses.append(epoch(latest_known, rng, users))
         log(f"teacher refit epoch {n + 1}/{epochs}: loss {losses[-1]:.4f}, {time.monotonic() - started:.0f} s")
     return {"epochs": epochs, "loss": losses, "seconds": round(time.monotonic() - started, 1)}
 

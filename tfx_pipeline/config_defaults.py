@@ -195,6 +195,8 @@ WARM_START = {
     "min_epochs": "as min_epochs, for such a phase one",
     "patience": "as patience, for such a phase one",
     "refit_epochs": "as refit_epochs, after such a phase one",
+    "data": "what such a run trains on: newest_span (the teacher's users and the students' rows of the newest span) "
+            "or window (every row, as a start from scratch)",
 }
 SPANS = {
     "window": "interactions of the latest this many spans are trained on (the newest included)",

@@ -32,5 +32,5 @@ def run_fn(fn_args) -> None:
     # The blessed model is this artifact: the next run's teacher and students start from what it
     # carries (data in spans, models/teacher_warm_start.py, models/student_warm_start.py).
     for name in (artifacts.TEACHER_WEIGHTS_FILE, artifacts.STUDENT_WEIGHTS_FILE, artifacts.DATASET_FILE,
-                 artifacts.FEATURES_FILE):
+                 artifacts.FEATURES_FILE, artifacts.ITEM_TEXT_FILE, artifacts.ITEM_TEXT_SOURCE_FILE):
         storage.copy(storage.join(student_dir, name), storage.join(model_dir, name))

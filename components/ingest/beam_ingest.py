@@ -26,6 +26,9 @@ from components.ingest.csv_rows import BadRow
 
 BAD, COUNT = "bad", "count"
 COLD_ITEMS = "cold_items"  # the summary's key: the held-out item ids (splits.pick_cold_items)
+# The summary's key, data in spans only: the newest span's first valid timestamp (what a warm start
+# trains on: models/teacher_warm_start.py, WarmStart.data).
+NEWEST_SPAN_FROM = "newest_span_from"
 CATALOG_SPLIT = "catalog"
 # The spans artifact's splits: every valid interaction of the newest span and of the one before,
 # encoded as the examples are (the drift check's statistics compare them: components/drift/).
@@ -95,6 +98,13 @@ def ingest(
     )
     if window is not None and spans_uri is not None:
         _write_span_pair(p, files, window, joined.ok, settings.split.seed, users_by_id, items_by_id, spans_uri)
+    newest_from = p | "NoSpans" >> beam.Create([None])
+    if window is not None:
+        newest_label = files.label(window.newest, rows.INTERACTIONS_FILE)
+        newest_from = (joined.ok
+                       | "OfNewestSpan" >> beam.Filter(lambda kv: rows.Interaction._make(kv[1]).source == newest_label)
+                       | "NewestTimes" >> beam.Map(lambda kv: rows.Interaction._make(kv[1]).timestamp)
+                       | "NewestFrom" >> beam.CombineGlobally(_earliest))
 
     summary = (
         [users[BAD], users[COUNT], items[BAD], items[COUNT], inter[BAD], inter[COUNT], joined[BAD], encoded[BAD]]
@@ -109,8 +119,13 @@ def ingest(
         | "SummaryTrigger" >> beam.Create([summary_path])
         | "WriteSummary" >> beam.Map(
             _write_summary, pvalue.AsSingleton(summary), pvalue.AsSingleton(split_counts),
-            pvalue.AsSingleton(user_types), pvalue.AsSingleton(item_types), cold)
+            pvalue.AsSingleton(user_types), pvalue.AsSingleton(item_types), cold, pvalue.AsSingleton(newest_from))
     )
+
+
+def _earliest(timestamps: Iterable[Optional[int]]) -> Optional[int]:
+    """The smallest timestamp, None for none (a combiner: partial results come back as inputs)."""
+    return min((t for t in timestamps if t is not None), default=None)
 
 
 def _write_span_pair(p, files, window: spans.SpanWindow, joined_rows, seed: int, users, items, uri: str) -> None:
@@ -281,7 +296,7 @@ def _write(uri: str, split: str) -> beam.PTransform:
     return beam.io.WriteToTFRecord(os.path.join(uri, f"Split-{split}", _TFRECORD), file_name_suffix=".gz")
 
 
-def _write_summary(path: str, data_quality, split_counts, user_types, item_types, cold) -> None:
+def _write_summary(path: str, data_quality, split_counts, user_types, item_types, cold, newest_from=None) -> None:
     summary = {
         "data_quality": data_quality,
         "split_counts": {s: split_counts.get(s, 0) for s in splits.SPLITS},
@@ -289,6 +304,8 @@ def _write_summary(path: str, data_quality, split_counts, user_types, item_types
     }
     if cold:  # only when asked for: the summary's bytes stay what they were otherwise
         summary[COLD_ITEMS] = sorted(cold)
+    if newest_from is not None:  # data in spans only
+        summary[NEWEST_SPAN_FROM] = int(newest_from)
     # Beam's FileSystems: this runs on a Beam worker, and the artifact store may be a bucket.
     # The text is json.dump's of before (no trailing newline), so the file's bytes are unchanged.
     with FileSystems.create(path, mime_type="application/json", compression_type=CompressionTypes.UNCOMPRESSED) as f:

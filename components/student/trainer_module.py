@@ -39,5 +39,6 @@ def run_fn(fn_args) -> None:
     # The artifact dirs may be gs:// (Kubeflow, Vertex); json.dumps(indent=2) keeps the local bytes.
     storage.write_text(storage.join(model_dir, artifacts.TRAINING_FILE), json.dumps(summary, indent=2))
 
-    for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE, artifacts.TEACHER_WEIGHTS_FILE):
+    for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE, artifacts.TEACHER_WEIGHTS_FILE,
+                 artifacts.ITEM_TEXT_FILE, artifacts.ITEM_TEXT_SOURCE_FILE):
         storage.copy(storage.join(teacher_dir, name), storage.join(model_dir, name))

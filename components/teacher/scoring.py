@@ -26,6 +26,10 @@ Output, one tf.Example per row:
 Workers load the SavedModel once (DoFn.setup) and score rows in chunks; the draws depend only on
 the seed, the split and the row, so the output is the same for any number of workers.
 
+A warm start on the newest span's data (models/teacher_warm_start.py, WarmStart.data; the teacher's
+training.json names its first timestamp) has the rows from that timestamp on scored alone: the
+students and the compression go on from the served model with what is new. Every row still counts
+as seen (no negative is an item the user had), and every history is whole.
 Output size: each row holds 1 + 2N candidates (int64 and float each: about 12 bytes per candidate
 before gzip). N is the `negatives` setting (50) unless rows x (1 + 2N) would exceed
 `candidate_budget` (20M scored candidates per split, about 240 MB): then the largest N that fits,
@@ -75,7 +79,8 @@ def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, neg
     from models.foundation import storage
 
     dataset = _load_dataset(teacher_dir)
-    sizes = {split: len(_rows_of(dataset, split).user) for split in SCORED_SPLITS}
+    rows_from = _rows_from(teacher_dir)
+    sizes = {split: len(_scored_positions(_rows_of(dataset, split), rows_from)) for split in SCORED_SPLITS}
     negatives = scored_negatives(negatives, max(sizes.values()), budget)  # one N: one soft-label scale
     stats = []
     for split in SCORED_SPLITS:
@@ -172,12 +177,14 @@ class ScoreRows:
         self._num_items = dataset.num_items
         self._seen = _seen_by_user(self._rows, dataset.num_users)
         self._seen_sets = [set(s.tolist()) for s in self._seen]
+        self._positions = _scored_positions(self._rows, _rows_from(self._dir))
 
     def score_chunk(self, start: int, end: int) -> Iterator[Tuple[bytes, np.ndarray]]:
-        """(serialized example, its candidates' scores) for the rows [start, end)."""
+        """(serialized example, its candidates' scores) for the scored rows [start, end) (every row of
+        the split, or those of a warm start's newest span: _scored_positions)."""
         import tensorflow as tf
 
-        rows = np.arange(start, end)
+        rows = self._positions[start:end]
         users, items = self._rows.user[rows], self._rows.item[rows]
         # One teacher call per user of the chunk, on the history it ranks that user from; the
         # positive is one of the user's seen items, so the hard negatives are the user's, not the row's.
@@ -218,6 +225,19 @@ def _seen_by_user(train, num_users: int):
     for user, item in zip(train.user.tolist(), train.item.tolist()):
         seen[user].add(item)
     return [np.array(sorted(s), np.int64) for s in seen]
+
+
+def _rows_from(teacher_dir: str):
+    """The first timestamp a warm start trained on (training.json's warm_start), or None: every row."""
+    return (training.read_summary(teacher_dir).get("warm_start") or {}).get(training.ROWS_FROM)
+
+
+def _scored_positions(rows, rows_from) -> np.ndarray:
+    """The positions of the rows to score: all, or those at or after rows_from. Their examples keep
+    their positions (`row`), so the draws of a row are the same whichever rows are scored."""
+    if rows_from is None:
+        return np.arange(len(rows.user))
+    return np.flatnonzero(rows.timestamp >= rows_from)
 
 
 def _rows_of(dataset, split: str):

@@ -3,7 +3,8 @@
 Layout of the output directory (the Model artifact):
     Format-Serving/   the teacher SavedModel (models/teacher.py, models/teacher_training.py export)
     dataset.npz       the index spaces, texts and splits the teacher was trained on
-    item_text.npy     the items' pretrained text embeddings (with a cold-item evaluation only)
+    item_text.npy     the items' pretrained text embeddings, and item_text.json the encoder that made
+                      them (models/item_text_cache.py: a warm start reuses them)
     features.npz      users' and items' Transform features in that index space (for the student)
     training.json     timings, parameters, per-epoch losses
     logs/             TensorBoard logs of the training
@@ -24,12 +25,15 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 import numpy as np
 
-from models import (artifacts, distribute, feature_tables, interaction_data, settings_codec, teacher, teacher_training,
-                    teacher_warm_start, text_columns, text_encoder)
+from models import (artifacts, distribute, feature_tables, interaction_data, item_text_cache, settings_codec, teacher,
+                    teacher_training, teacher_warm_start, text_columns, text_encoder)
 from models.teacher import TeacherConfig
 from models.foundation import storage
 
 SPLITS = ("train", "eval", "test")
+# training.json's warm_start key: a warm start on the newest span's data trained the rows from this
+# timestamp on; the TeacherScorer scores those alone (components/teacher/scoring.py).
+ROWS_FROM = "rows_from"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +74,8 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
     from components.ingest import beam_ingest
 
     summary_path = os.path.join(examples_uri, artifacts.INGEST_SUMMARY_FILE)
-    cold = storage.read_json(summary_path).get(beam_ingest.COLD_ITEMS, []) if storage.exists(summary_path) else []
+    ingest_summary = storage.read_json(summary_path) if storage.exists(summary_path) else {}
+    cold = ingest_summary.get(beam_ingest.COLD_ITEMS, [])
     dataset = interaction_data.build_dataset(
         {s: os.path.join(examples_uri, f"Split-{s}") for s in SPLITS},
         os.path.join(catalog_uri, "Split-catalog"), *vocabularies,
@@ -78,7 +83,8 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
     if distribute.is_chief():  # the other workers' models need no features
         feature_tables.save(feature_tables.build(transform_graph_uri, dataset),
                             os.path.join(out_dir, artifacts.FEATURES_FILE))
-    return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started, warm=warm)
+    return fit_and_export(dataset, out_dir, settings, read_seconds=time.monotonic() - started, warm=warm,
+                          newest_span_from=ingest_summary.get(beam_ingest.NEWEST_SPAN_FROM))
 
 
 def warm_source(blessed_dir: Optional[str], decision: Optional[str], reason: str) -> Dict[str, Any]:
@@ -99,25 +105,28 @@ def warm_source(blessed_dir: Optional[str], decision: Optional[str], reason: str
 
 
 def fit_and_export(dataset, out_dir: str, settings: SettingsLike, read_seconds: float = 0.0,
-                   item_text: Optional[np.ndarray] = None, warm: Optional[Dict[str, Any]] = None) -> Dict:
+                   item_text: Optional[np.ndarray] = None, warm: Optional[Dict[str, Any]] = None,
+                   newest_span_from: Optional[int] = None) -> Dict:
     """Encodes the item texts (unless given: the quality bench encodes them once for every teacher
     it trains), picks the wide part, trains, exports into out_dir (a temporary directory on a worker
-    that is not the chief); returns training.json."""
+    that is not the chief); returns training.json. newest_span_from: the newest span's first
+    timestamp (data in spans): a warm start trains on what came from it on (WarmStart.data)."""
     settings = trainer_settings(settings)
     config = settings.teacher
     distribute.strategy_for(config.distribute)  # multi_worker_mirrored: a ValueError if created too late
     warm = warm or {"from": None, "reason": "from scratch"}
     if distribute.is_chief():
-        return _fit_and_export(dataset, out_dir, settings, config, read_seconds, item_text, warm)
+        return _fit_and_export(dataset, out_dir, settings, config, read_seconds, item_text, warm, newest_span_from)
     scratch = tempfile.mkdtemp(prefix="teacher-worker-")
     try:
-        return _fit_and_export(dataset, scratch, settings, config, read_seconds, item_text, warm)
+        return _fit_and_export(dataset, scratch, settings, config, read_seconds, item_text, warm, newest_span_from)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, config: teacher.TeacherConfig,
-                    read_seconds: float, item_text: Optional[np.ndarray], warm: Dict[str, Any]) -> Dict:
+                    read_seconds: float, item_text: Optional[np.ndarray], warm: Dict[str, Any],
+                    newest_span_from: Optional[int]) -> Dict:
     from models import ease
     from models.retrieval_metrics import split_evaluator
 
@@ -126,7 +135,9 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
                          f"items x items matrix, at most {ease.MAX_ITEMS:,} items on one machine (models/ease.py)")
     encoder = encoder_for(settings, dataset)
     started = time.monotonic()
-    item_text = encoder.encode(dataset.item_texts) if item_text is None else item_text
+    texts_reused = 0
+    if item_text is None:  # a warm start reuses the blessed model's vectors of unchanged texts
+        item_text, texts_reused = item_text_cache.encode(encoder, dataset, warm["from"])
     encode_seconds = time.monotonic() - started
 
     started = time.monotonic()
@@ -149,8 +160,9 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     precision = model.dtype_policy.name  # "mixed_float16" or "float32" (the export makes it float32)
     warm = _started(model, warm, dataset)
     phase_one = config.warm_start.applied_to(config) if warm["from"] else config
+    trained_users, warm = _trained_users(dataset, warm, config, newest_span_from)
     history = teacher_training.fit(model, latest, evaluator, phase_one, half_life,
-                                   log_dir=os.path.join(out_dir, artifacts.LOG_DIR))
+                                   log_dir=os.path.join(out_dir, artifacts.LOG_DIR), users=trained_users["train"])
     known = latest_split(dataset)
     wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
     wide_final, text_final = text_columns.with_text_columns(wide_final, item_text, known.item)
@@ -159,13 +171,13 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     if warm["from"]:  # refit "scratch" starts here too (refit "warm" copies phase one's weights anyway)
         _started(final, warm, dataset)
     refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), phase_one, half_life,
-                                   epochs=history["best_epoch"])
+                                   epochs=history["best_epoch"], users=trained_users["final"])
 
     teacher_training.export(model, final, os.path.join(out_dir, artifacts.SAVED_MODEL_DIR), config.history)
     teacher_warm_start.save(final, storage.join(out_dir, artifacts.TEACHER_WEIGHTS_FILE))
     interaction_data.save_dataset(dataset, os.path.join(out_dir, artifacts.DATASET_FILE))
-    if len(dataset.cold_items):  # the text-kNN baseline of the cold-item evaluation reads them
-        storage.save_npy(storage.join(out_dir, artifacts.ITEM_TEXT_FILE), np.asarray(item_text, np.float32))
+    # the next warm start's encoder reuses them, and the cold-item evaluation's text-kNN baseline reads them
+    item_text_cache.save(out_dir, item_text, encoder.source)
     head = teacher_training.head_params(model)
     summary = {
         "encoder": settings.encoder,
@@ -180,7 +192,8 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
         "warm_start": warm,
         "best_epoch": history["best_epoch"],
         "refit": refit,
-        "texts_encoded": len(dataset.item_texts),
+        "texts_encoded": len(dataset.item_texts) - texts_reused,
+        "texts_reused": texts_reused,
         "distribute": {"strategy": config.distribute, "replicas": model.distribute_strategy.num_replicas_in_sync,
                        "workers": distribute.worker_count()},
         "precision": precision,
@@ -209,6 +222,26 @@ def _started(model, warm: Dict[str, Any], dataset) -> Dict[str, Any]:
     except teacher_warm_start.ArchitectureChanged as error:
         return {"from": None, "reason": f"from scratch: {error}"}
     return {**warm, **kept}
+
+
+def _trained_users(dataset, warm: Dict[str, Any], config: teacher.TeacherConfig, newest_span_from: Optional[int]):
+    """({"train": phase one's users, "final": the refit's}, warm): boolean [num_users] masks, or None for
+    every user with a history. A warm start on WarmStart.data "newest_span" trains the users with an
+    interaction at or after newest_span_from (train; train + eval for the refit), and warm records it
+    (ROWS_FROM: the TeacherScorer scores those rows alone)."""
+    every = {"train": None, "final": None}
+    if not warm["from"] or config.warm_start.data != "newest_span" or newest_span_from is None:
+        return every, warm
+    train, known = dataset.splits["train"], latest_split(dataset)
+    masks = {}
+    for name, rows in (("train", train), ("final", known)):
+        mask = np.zeros(dataset.num_users, bool)
+        mask[rows.user[rows.timestamp >= newest_span_from]] = True
+        masks[name] = mask
+    if not masks["train"].any():  # the newest span has nothing in train (all eval and test): the window
+        return every, warm
+    return masks, {**warm, ROWS_FROM: int(newest_span_from), "users_trained": int(masks["final"].sum()),
+                   "rows_trained": int(np.sum(known.timestamp >= newest_span_from))}
 
 
 def encoder_for(settings: SettingsLike, dataset) -> text_encoder.TextEncoder:

@@ -83,20 +83,68 @@ def test_warm_start_settings_shorten_phase_one_only():
         teacher_warm_start.WarmStart(epochs=0)
 
 
-@pytest.mark.slow  # two tiny teachers trained (about 15 s)
-def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_its_fewer_epochs(toy, tmp_path):
-    from components.teacher import training
+@pytest.mark.slow  # two tiny teachers trained, then scored on Beam (about 20 s)
+def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_the_newest_span_for_fewer_epochs(
+        toy, tmp_path, monkeypatch):
+    import apache_beam as beam
 
+    from components.teacher import scoring, training
+    from models import teacher_objectives
+
+    trained_users = []  # the users of every epoch, as the objective orders them
+    order = teacher_objectives.MatchWide.order
+    monkeypatch.setattr(teacher_objectives.MatchWide, "order",
+                        lambda self, users, *args: trained_users.append(set(users.tolist())) or order(self, users, *args))
     settings = {"encoder": "tiny", "text_length": 16,
                 "teacher": {"dim": 8, "layers": 1, "intermediate": 16, "sequence": 5, "history": 5, "epochs": 3,
                             "min_epochs": 3, "batch_size": 32, "warm_start": {"epochs": 1, "patience": 1}}}
     first = training.fit_and_export(toy, str(tmp_path / "first"), settings)
     assert first["warm_start"] == {"from": None, "reason": "from scratch"} and first["epochs"] == 3
+    everyone = set(np.unique(toy.splits["train"].user).tolist())
+    assert trained_users[0] == everyone
     # "first" stands for the blessed model: it holds the teacher's weights and dataset, as the
-    # Trainers' copies there do
+    # Trainers' copies there do. The toy's timestamps are 1000 x user + k: the "newest span" from
+    # 20,000 on holds users 20-39, each with 5 train rows and 1 eval row.
+    trained_users.clear()
     warm = training.warm_source(str(tmp_path / "first"), "warm", "no drift")
-    second = training.fit_and_export(toy, str(tmp_path / "second"), settings, warm=warm)
+    second = training.fit_and_export(toy, str(tmp_path / "second"), settings, warm=warm, newest_span_from=20_000)
     assert second["warm_start"]["from"] == str(tmp_path / "first")
     assert second["warm_start"]["items_kept"] == toy.num_items - 1 and second["warm_start"]["items_new"] == 0
     assert second["epochs"] == 1  # teacher.warm_start.epochs
     assert (tmp_path / "second" / artifacts.TEACHER_WEIGHTS_FILE).exists()
+    # the same texts and the same (tiny) encoder: every item's text vector comes from the first run
+    assert (first["texts_reused"], second["texts_reused"], second["texts_encoded"]) == (0, toy.num_items, 0)
+    newest = set(range(20, 40))
+    assert second["warm_start"][training.ROWS_FROM] == 20_000
+    assert (second["warm_start"]["users_trained"], second["warm_start"]["rows_trained"]) == (20, 20 * 6)
+    assert trained_users == [newest] * len(trained_users) and len(trained_users) == 1 + 3  # phase one, refit
+
+    # The scorer scores the newest span's rows alone, each under its position among all the rows.
+    with beam.Pipeline() as p:
+        scoring.score_training_rows(p, str(tmp_path / "second"), str(tmp_path / "scored"), 4, seed=7)
+    for split, rows in (("train", toy.splits["train"]), ("final", training.latest_split(toy))):
+        scored = _scored(str(tmp_path / "scored"), split)
+        assert sorted(scored) == np.flatnonzero(rows.timestamp >= 20_000).tolist()
+        assert all(scored[r] == (rows.user[r], rows.item[r]) for r in scored)
+        assert scoring.read_stats(str(tmp_path / "scored"))["splits"][split]["rows"] == len(scored)
+
+    # warm_start.data "window": every user, as from scratch.
+    trained_users.clear()
+    window = {**settings, "teacher": {**settings["teacher"], "warm_start": {"epochs": 1, "patience": 1,
+                                                                            "data": "window"}}}
+    third = training.fit_and_export(toy, str(tmp_path / "third"), window, warm=warm, newest_span_from=20_000)
+    assert training.ROWS_FROM not in third["warm_start"] and trained_users[0] == everyone
+
+
+def _scored(directory, split):
+    """{row: (user, item)} of a scored split."""
+    import glob
+    import os
+
+    files = glob.glob(os.path.join(directory, f"Split-{split}", "*.gz"))
+    out = {}
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        example = tf.train.Example.FromString(record.numpy()).features.feature
+        out[example["row"].int64_list.value[0]] = (example["user_index"].int64_list.value[0],
+                                                   example["item_index"].int64_list.value[0])
+    return out

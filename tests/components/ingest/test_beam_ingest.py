@@ -48,6 +48,7 @@ def test_join_accounting_and_splits(tiny_dir, tmp_path):
     assert quality_by_file["users.csv"] == {"rows": 3, "bad": {}, "first_bad": {}}
     # 11 good interactions: u1 4 -> 3 train + 1 test, u2 3 -> 2 + 1, u3 4 -> 3 + 1.
     assert summary["split_counts"] == {"train": 8, "eval": 0, "test": 3}
+    assert beam_ingest.NEWEST_SPAN_FROM not in summary  # flat files: no spans
     assert summary["column_types"] == {
         "users": {"age": "int", "gender": "bytes"},
         "items": {"title": "bytes", "year": "int", "genres": "bytes_list"},

@@ -112,6 +112,9 @@ def test_a_window_of_two_spans_is_ingested_with_updates_and_the_newest_span_as_t
     newest = _examples(f"{out}/pair", "newest")
     assert len(newest) == 10 and all(_value(e, "timestamp")[0] >= 30 * DAY for e in newest)
 
+    # The newest span's first valid timestamp: what a warm start trains from (span 3 starts at day 30).
+    assert summary[beam_ingest.NEWEST_SPAN_FROM] == 30 * DAY
+
     quality_by_file = summary["data_quality"]
     # Span 1's interactions are outside the window: not read. Every span's items and users are.
     assert "span-1/interactions.csv" not in quality_by_file
@@ -159,4 +162,6 @@ def test_a_window_of_one_span_still_compares_with_the_previous_span(three_spans,
     assert len(trained) == 9 and all(_value(e, "timestamp")[0] >= 30 * DAY for e in trained)
     assert sorted(_value(e, "timestamp")[0] for e in _examples(f"{out}/pair", "previous")) == [20 * DAY, 21 * DAY]
     with open(f"{out}/summary.json") as f:
-        assert "span-2/interactions.csv" not in json.load(f)["data_quality"]  # read for the pair only
+        summary = json.load(f)
+    assert "span-2/interactions.csv" not in summary["data_quality"]  # read for the pair only
+    assert summary[beam_ingest.NEWEST_SPAN_FROM] == 30 * DAY
