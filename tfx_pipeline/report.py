@@ -221,7 +221,7 @@ def drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str, 
         kept = f" ({started['items_kept']:,} items kept, {started['items_new']:,} new)" if started.get("from") else ""
         if started.get("from") and started.get("rows_trained") is not None:
             kept += (f"; trained on the newest span: {started['users_trained']:,} users, "
-                     f"{started['rows_trained']:,} rows scored for the students")
+                     f"{started['rows_trained']['final']:,} train and eval rows scored for the students")
         lines.append(f"teacher: {started['reason']}{kept}")
     students = (warm_start or {}).get("students") or {}
     kd = students.get("student_kd") or {}

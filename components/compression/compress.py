@@ -92,7 +92,8 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     factorized = deployable.build(kd, rank=factorization.rank_of(config.rank, kd.config.dim),
                                   full_rank_items=full_rank_items)
     factorized_log = {"rank": config.rank, "full_rank_items": config.full_rank_items,
-                      "full_rank_coverage": config.full_rank_coverage, "items_whole": full_rank_items,
+                      "full_rank_coverage": config.full_rank_coverage,
+                      "items_whole": full_rank_items if config.rank is not None else None,
                       "params": deployable.params(factorized), "layers": factorized.factorization}
     pruned, prune_log = compression.prune(factorized, bins, rows, latest_train, settings, settings_used,
                                           reference, known)

@@ -88,6 +88,12 @@ def train_both(train_files: List[str], teacher_dir: str, config: student.Student
                                       name=name)
     summary["warm_start"] = {**warm, **{name: summary[name].pop("warm_start") for name in trained
                                         if "warm_start" in summary[name]}}
+    rows_from = (teacher_training.read_summary(teacher_dir).get("warm_start") or {}).get(teacher_training.ROWS_FROM)
+    for name in trained:  # a student of another architecture, on the newest span's rows: say so
+        started = summary["warm_start"].get(name) or {}
+        if rows_from is not None and started.get("started") == "scratch":
+            started["reason"] += ("; trained on the rows from the newest span on alone, which the teacher's warm "
+                                  "start scored (teacher.warm_start.data: window trains it on the whole window)")
     if distribute.is_chief():  # the next run's students start from these (when this one is blessed)
         student_warm_start.save(trained, storage.join(os.path.dirname(kd_dir.rstrip("/")),
                                                       artifacts.STUDENT_WEIGHTS_FILE))

@@ -1,6 +1,7 @@
 """Teacher scoring on Beam, in the manner of TFX's BulkInferrer: soft labels for distillation.
 
-Two sets of rows, for the student's two phases (models/student_training.py):
+Two sets of rows, for the student's two phases (models/student_training.py); a warm start on the
+newest span's data scores only its rows of each (below):
     Split-train  every training interaction, scored by the teacher that saw only the training
                  split (`score_train`, the user's training history; seen = training items): the
                  student learns from it while its early stopping watches the eval split, unseen.

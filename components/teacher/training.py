@@ -228,9 +228,17 @@ def _trained_users(dataset, warm: Dict[str, Any], config: teacher.TeacherConfig,
     """({"train": phase one's users, "final": the refit's}, warm): boolean [num_users] masks, or None for
     every user with a history. A warm start on WarmStart.data "newest_span" trains the users with an
     interaction at or after newest_span_from (train; train + eval for the refit), and warm records it
-    (ROWS_FROM: the TeacherScorer scores those rows alone)."""
+    (ROWS_FROM: the TeacherScorer scores those rows alone; users_trained: the refit's users;
+    rows_trained: the rows of each scored split). It is a timestamp, not a span label: rows of an older
+    span at or after it count too (deliveries that overlap in time), and a newest span with one early
+    row trains on nearly the whole window."""
     every = {"train": None, "final": None}
     if not warm["from"] or config.warm_start.data != "newest_span" or newest_span_from is None:
+        return every, warm
+    # The scorer's rows are the students' and the compression's: only students that go on from the
+    # served ones can learn from the newest span's alone (components/student/distill.py warm_source).
+    if not all(storage.exists(storage.join(warm["from"], name))
+               for name in (artifacts.STUDENT_WEIGHTS_FILE, artifacts.FEATURES_FILE)):
         return every, warm
     train, known = dataset.splits["train"], latest_split(dataset)
     masks = {}
@@ -241,7 +249,8 @@ def _trained_users(dataset, warm: Dict[str, Any], config: teacher.TeacherConfig,
     if not masks["train"].any():  # the newest span has nothing in train (all eval and test): the window
         return every, warm
     return masks, {**warm, ROWS_FROM: int(newest_span_from), "users_trained": int(masks["final"].sum()),
-                   "rows_trained": int(np.sum(known.timestamp >= newest_span_from))}
+                   "rows_trained": {"train": int(np.sum(train.timestamp >= newest_span_from)),
+                                    "final": int(np.sum(known.timestamp >= newest_span_from))}}
 
 
 def encoder_for(settings: SettingsLike, dataset) -> text_encoder.TextEncoder:

@@ -107,6 +107,14 @@ def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_the_newest_span_f
     # 20,000 on holds users 20-39, each with 5 train rows and 1 eval row.
     trained_users.clear()
     warm = training.warm_source(str(tmp_path / "first"), "warm", "no drift")
+    config = teacher.TeacherConfig()
+    # Only students that go on from the served ones learn from the newest span's rows alone: without
+    # their weights beside the teacher's, every user and row is trained.
+    assert training._trained_users(toy, warm, config, 20_000) == ({"train": None, "final": None}, warm)
+    for name in (artifacts.STUDENT_WEIGHTS_FILE, artifacts.FEATURES_FILE):  # what the blessed model carries
+        (tmp_path / "first" / name).write_bytes(b"")
+    masks, _ = training._trained_users(toy, warm, config, 20_000)
+    np.testing.assert_array_equal(np.flatnonzero(masks["train"]), np.arange(20, 40))
     second = training.fit_and_export(toy, str(tmp_path / "second"), settings, warm=warm, newest_span_from=20_000)
     assert second["warm_start"]["from"] == str(tmp_path / "first")
     assert second["warm_start"]["items_kept"] == toy.num_items - 1 and second["warm_start"]["items_new"] == 0
@@ -116,7 +124,8 @@ def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_the_newest_span_f
     assert (first["texts_reused"], second["texts_reused"], second["texts_encoded"]) == (0, toy.num_items, 0)
     newest = set(range(20, 40))
     assert second["warm_start"][training.ROWS_FROM] == 20_000
-    assert (second["warm_start"]["users_trained"], second["warm_start"]["rows_trained"]) == (20, 20 * 6)
+    assert second["warm_start"]["users_trained"] == 20
+    assert second["warm_start"]["rows_trained"] == {"train": 20 * 5, "final": 20 * 6}
     assert trained_users == [newest] * len(trained_users) and len(trained_users) == 1 + 3  # phase one, refit
 
     # The scorer scores the newest span's rows alone, each under its position among all the rows.
