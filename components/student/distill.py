@@ -88,7 +88,7 @@ def train_both(train_files: List[str], teacher_dir: str, config: student.Student
                                       name=name)
     summary["warm_start"] = {**warm, **{name: summary[name].pop("warm_start") for name in trained
                                         if "warm_start" in summary[name]}}
-    rows_from = (teacher_training.read_summary(teacher_dir).get("warm_start") or {}).get(teacher_training.ROWS_FROM)
+    rows_from = teacher_training.rows_from(teacher_dir)
     for name in trained:  # a student of another architecture, on the newest span's rows: say so
         started = summary["warm_start"].get(name) or {}
         if rows_from is not None and started.get("started") == "scratch":

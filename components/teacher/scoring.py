@@ -80,7 +80,7 @@ def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, neg
     from models.foundation import storage
 
     dataset = _load_dataset(teacher_dir)
-    rows_from = _rows_from(teacher_dir)
+    rows_from = training.rows_from(teacher_dir)
     sizes = {split: len(_scored_positions(_rows_of(dataset, split), rows_from)) for split in SCORED_SPLITS}
     negatives = scored_negatives(negatives, max(sizes.values()), budget)  # one N: one soft-label scale
     stats = []
@@ -178,7 +178,7 @@ class ScoreRows:
         self._num_items = dataset.num_items
         self._seen = _seen_by_user(self._rows, dataset.num_users)
         self._seen_sets = [set(s.tolist()) for s in self._seen]
-        self._positions = _scored_positions(self._rows, _rows_from(self._dir))
+        self._positions = _scored_positions(self._rows, training.rows_from(self._dir))
 
     def score_chunk(self, start: int, end: int) -> Iterator[Tuple[bytes, np.ndarray]]:
         """(serialized example, its candidates' scores) for the scored rows [start, end) (every row of
@@ -226,11 +226,6 @@ def _seen_by_user(train, num_users: int):
     for user, item in zip(train.user.tolist(), train.item.tolist()):
         seen[user].add(item)
     return [np.array(sorted(s), np.int64) for s in seen]
-
-
-def _rows_from(teacher_dir: str):
-    """The first timestamp a warm start trained on (training.json's warm_start), or None: every row."""
-    return (training.read_summary(teacher_dir).get("warm_start") or {}).get(training.ROWS_FROM)
 
 
 def _scored_positions(rows, rows_from) -> np.ndarray:

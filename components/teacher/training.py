@@ -253,6 +253,12 @@ def _trained_users(dataset, warm: Dict[str, Any], config: teacher.TeacherConfig,
                                     "final": int(np.sum(known.timestamp >= newest_span_from))}}
 
 
+def rows_from(teacher_dir: str) -> Optional[int]:
+    """The first timestamp an exported teacher's warm start trained from (training.json's
+    warm_start, ROWS_FROM): the TeacherScorer scores the rows from it on alone. None: every row."""
+    return (read_summary(teacher_dir).get("warm_start") or {}).get(ROWS_FROM)
+
+
 def encoder_for(settings: SettingsLike, dataset) -> text_encoder.TextEncoder:
     settings = trainer_settings(settings)
     length = settings.text_length
