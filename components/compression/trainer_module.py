@@ -33,4 +33,7 @@ def run_fn(fn_args) -> None:
     # carries (data in spans, models/teacher_warm_start.py, models/student_warm_start.py).
     for name in (artifacts.TEACHER_WEIGHTS_FILE, artifacts.STUDENT_WEIGHTS_FILE, artifacts.DATASET_FILE,
                  artifacts.FEATURES_FILE, artifacts.ITEM_TEXT_FILE, artifacts.ITEM_TEXT_SOURCE_FILE):
+        if name in (artifacts.ITEM_TEXT_FILE, artifacts.ITEM_TEXT_SOURCE_FILE) and not storage.exists(
+                storage.join(student_dir, name)):  # a teacher exported before the text vectors were kept
+            continue
         storage.copy(storage.join(student_dir, name), storage.join(model_dir, name))

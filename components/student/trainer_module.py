@@ -41,4 +41,7 @@ def run_fn(fn_args) -> None:
 
     for name in (artifacts.DATASET_FILE, artifacts.FEATURES_FILE, artifacts.TEACHER_WEIGHTS_FILE,
                  artifacts.ITEM_TEXT_FILE, artifacts.ITEM_TEXT_SOURCE_FILE):
+        if name in (artifacts.ITEM_TEXT_FILE, artifacts.ITEM_TEXT_SOURCE_FILE) and not storage.exists(
+                storage.join(teacher_dir, name)):  # a teacher exported before the text vectors were kept
+            continue
         storage.copy(storage.join(teacher_dir, name), storage.join(model_dir, name))
