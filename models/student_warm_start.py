@@ -138,13 +138,35 @@ def restore(model, saved: Mapping[str, np.ndarray], kind: str, earlier: Mapping[
 
 def _feature_rows(old: np.ndarray, fresh: np.ndarray, layer, earlier_values: Optional[np.ndarray],
                   values: Optional[np.ndarray]) -> Optional[np.ndarray]:
-    """A feature table's start, or None when it starts afresh (hashed, or its range changed without a vocabulary)."""
-    if layer.hashing is not None or (earlier_values is None) != (values is None):
-        return None  # hashed, or a vocabulary on one side only (an earlier file without it)
+    """A feature table's start, or None when it starts afresh (no vocabulary in one run, or a
+    bucketized feature whose range changed)."""
+    if (earlier_values is None) != (values is None):
+        return None  # a vocabulary on one side only (an earlier file without it)
     if earlier_values is None:  # bucketized in both: the same buckets, row by row
-        return old.copy() if old.shape == fresh.shape else None
-    if len(earlier_values) + 1 > len(old):  # the earlier one hashed its values
-        return None
-    rows, _ = _moved_rows(old, list(earlier_values), list(values), fresh, offset=1)
-    rows[0] = old[0]  # padding / out of vocabulary
+        return old.copy() if old.shape == fresh.shape and layer.hashing is None else None
+    # the earlier run hashed its values when they outnumbered its table's rows (size = values + 1)
+    earlier_rows = _value_rows(len(earlier_values), len(old), hashed=len(earlier_values) + 1 > len(old))
+    rows_now = _value_rows(len(values), len(fresh), hashed=layer.hashing is not None)
+    earlier = dict(zip(list(earlier_values), earlier_rows.tolist()))
+    rows, filled = fresh.copy(), np.zeros(len(fresh), bool)
+    rows[0], filled[0] = old[0], True  # padding / out of vocabulary
+    # The vocabulary lists the most frequent value first: a bin that several values share (hashed)
+    # starts from the earlier row of its most frequent known value.
+    for value, target in zip(list(values), rows_now.tolist()):
+        source = earlier.get(value, -1)
+        if source >= 0 and target >= 0 and not filled[target]:
+            rows[target], filled[target] = old[source], True
     return rows
+
+
+def _value_rows(count: int, table_rows: int, hashed: bool) -> np.ndarray:
+    """The table row of each of a vocabulary's `count` values (its index is position + 1, 0 being
+    padding): the index itself (beyond the table: no row, -1), or, when hashed, the bin that
+    models/student.py's FeatureEmbedding hashes it into (Hashing(rows - 1) + 1: the same function in
+    every run, so a value's bin moves only with its index)."""
+    indices = np.arange(1, count + 1, dtype=np.int64)
+    if not hashed:
+        return np.where(indices < table_rows, indices, -1)
+    import tensorflow as tf
+
+    return np.asarray(tf.keras.layers.Hashing(table_rows - 1)(tf.constant(indices))).astype(np.int64) + 1

@@ -1,6 +1,6 @@
 """Students started from an earlier run's (models/student_warm_start.py): id rows found by id, feature
-rows by value through both vocabularies, new ids at zero, hashed features afresh, another
-architecture refused; and the StudentTrainer's choice of where to start (components/student/distill.py)."""
+rows by value through both vocabularies (a hashed feature's bins by their most frequent value), new
+ids at zero, a feature without vocabularies afresh, another architecture refused; and the StudentTrainer's choice of where to start (components/student/distill.py)."""
 
 import dataclasses
 import json
@@ -68,7 +68,7 @@ def test_rows_move_with_their_ids_and_values(tmp_path):
     new_genres = np.asarray(later.candidate_tower.feature_embeddings[0].embedding.embeddings)
     np.testing.assert_array_equal(new_genres[[0, 1, 3]], old_genres[[0, 2, 1]])
     np.testing.assert_array_equal(new_genres[2], fresh_genres[2])
-    # the hashed title tokens: a bin holds other values in each run, so the fresh start stays
+    # the hashed title tokens without vocabularies (which value a bin holds is unknown): the fresh start stays
     np.testing.assert_array_equal(np.asarray(later.candidate_tower.feature_embeddings[1].embedding.embeddings),
                                   fresh_titles)
     # u2 with history [c] scores a (index 3, genre index 1: comedy) as the earlier rows say
@@ -77,6 +77,40 @@ def test_rows_move_with_their_ids_and_values(tmp_path):
     titles = later.candidate_tower.feature_embeddings[1]  # hashed: its own (fresh) vector for title index 3
     candidate = old_items[1] + old_genres[2] + np.asarray(titles(tf.constant([3], tf.int64)))[0]
     np.testing.assert_allclose(score, query @ candidate, rtol=1e-5)
+
+
+def test_a_hashed_feature_starts_each_bin_from_its_most_frequent_known_value(tmp_path):
+    ids = {"users": ["", "u1"], "items": ["", "a", "b", "c"]}
+    earlier_titles = np.array(["t1", "t2", "t3", "t4", "t5"])  # 5 values, 4 rows: hashed into bins 1-3
+    earlier = _trained(_model(ids["users"], ids["items"], ["x"]))
+    path = str(tmp_path / artifacts.STUDENT_WEIGHTS_FILE)
+    student_warm_start.save({"student_kd": earlier}, path)
+    titles = np.array(["t4", "new", "t2", "t1", "t5", "t3"])  # another order (frequency), one new value
+    later = _model(ids["users"], ids["items"], ["x"], title_values=7, seed=5)
+    fresh = np.asarray(later.candidate_tower.feature_embeddings[1].embedding.embeddings).copy()
+    kept = student_warm_start.restore(later, storage.load_npz(path), "student_kd", ids, ids,
+                                      {"item_title_tokens": earlier_titles}, {"item_title_tokens": titles})
+    assert "item_title_tokens" in kept["features_kept"]
+
+    def vector(model, vocabulary, value):  # what the model's title layer gives the value's index
+        index = list(vocabulary).index(value) + 1
+        return np.asarray(model.candidate_tower.feature_embeddings[1](tf.constant([index], tf.int64)))[0]
+
+    def bin_of(model, vocabulary, value):
+        layer = model.candidate_tower.feature_embeddings[1]
+        return int(layer.hashing(tf.constant([list(vocabulary).index(value) + 1], tf.int64))[0]) + 1
+
+    new_table = np.asarray(later.candidate_tower.feature_embeddings[1].embedding.embeddings)
+    firsts = {}
+    for value in titles:  # most frequent first: the first known value of each bin sets it
+        if value in earlier_titles:
+            firsts.setdefault(bin_of(later, titles, value), value)
+    assert firsts  # the check below checks something
+    for target, value in firsts.items():
+        np.testing.assert_array_equal(vector(later, titles, value), vector(earlier, earlier_titles, value))
+    for target in set(range(1, len(new_table))) - set(firsts):  # no known value: as initialized
+        np.testing.assert_array_equal(new_table[target], fresh[target])
+    np.testing.assert_array_equal(new_table[0], np.asarray(earlier.candidate_tower.feature_embeddings[1].embedding.embeddings)[0])
 
 
 def test_another_width_or_table_set_is_refused(tmp_path):
