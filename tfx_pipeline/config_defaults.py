@@ -176,6 +176,9 @@ COMPRESSION = {
                        "dimensions), only the others factorized: a share of the catalog in [0, 1] (1.0: every item), or a count",
     "full_rank_coverage": "... and at least the most frequent items holding this share of the training interactions "
                           "(a flatter catalog keeps more whole), in [0, 1]; 0: full_rank_items alone",
+    "min_kept": "the share of the KD student's eval ndcg@10 the compressed (int8) model must keep, in [0, 1]; below it "
+                "the compression runs again without factorization, then at half the sparsity, and exports the first "
+                "that keeps it (or the best); 0: no check",
     "target_sparsity": "the share of zeros in every Embedding table, in [0, 1)",
     "dense_sparsity": "the share of zeros in the scoring Dense, in [0, 1)",
     "prune_epochs": "fine-tuning epochs with pruning",

@@ -102,7 +102,7 @@ def _compression_summary(compression: Optional[Dict[str, Any]]) -> Optional[Dict
     return {"config": compression.get("config"), "sparsity": (compression.get("prune") or {}).get("sparsity"),
             "int8_zero_share": (compression.get("int8") or {}).get("zero_share"),
             "parity_top10_overlap": compression.get("parity_top10_overlap"),
-            "factorization": _factorization(compression),
+            "factorization": _factorization(compression), "gentler": compression.get("gentler"),
             "seconds": {"prune": (compression.get("prune") or {}).get("seconds"),
                         "qat": (compression.get("qat") or {}).get("seconds")}}
 
@@ -330,6 +330,16 @@ def _factorized_layer(name: str, layer: Dict[str, Any]) -> str:
     return f"{name} rank {layer['rank']}{kept} (relative error {layer['relative_error']:.2f})"
 
 
+def _gentler_used(compression: Dict[str, Any]) -> bool:
+    """Whether the compressor exported a setting gentler than the configured one (compression.min_kept)."""
+    return bool((compression.get("gentler") or {}).get("used"))
+
+
+def _setting(attempt: Dict[str, Any]) -> str:
+    rank = "no factorization" if attempt.get("rank") is None else f"rank {attempt['rank']}"
+    return f"{rank}, sparsity {attempt['target_sparsity']:g} / {attempt['dense_sparsity']:g}:"
+
+
 def _techniques_line(compression: Dict[str, Any], tflite: Dict[str, Any], before: Dict[str, Any]) -> str:
     """What each compression technique did to the deployed model, in the order they are applied."""
     parts = []
@@ -341,7 +351,13 @@ def _techniques_line(compression: Dict[str, Any], tflite: Dict[str, Any], before
         parts.append(f"factorization: {ranks}; {factorized['params_uncompressed']:,} -> {factorized['params']:,} "
                      f"weights ({factorized['params'] / factorized['params_uncompressed']:.2f} x)")
     else:
-        parts.append("factorization: none (compression.rank)")
+        parts.append("factorization: none (compression.rank)" if not _gentler_used(compression) else "factorization: none")
+    gentler = compression.get("gentler") or {}
+    if _gentler_used(compression):
+        tried = gentler["attempts"]
+        kept = ", ".join(f"{_setting(a)} {a['kept']:.3f}" for a in tried[:gentler["used"] + 1] if a.get("kept") is not None)
+        parts.insert(0, f"gentler than configured (the eval split's ndcg@10 kept of student_kd: {kept}; "
+                        f"compression.min_kept {gentler['min_kept']})")
     sparsity = (compression.get("sparsity") or {}).get("all")
     if sparsity is not None:
         parts.append(f"pruning: {sparsity:.0%} of the weights zero")

@@ -7,7 +7,8 @@ exports, in the manner of TFX's TFLiteRewriter (validate, convert, validate agai
     Format-Serving/    TF Serving SavedModel of the compressed student (models/serving_export.py)
     mobile/            model.tflite (int8), user_vocab.txt, item_vocab.txt, metadata.json
     tflite_float.tflite  the uncompressed KD student as float32 TFLite (the "before")
-    compression.json   factorization, fine-tuning logs, sparsity, int8 zero share, TFLite/SavedModel parity
+    compression.json   factorization, fine-tuning logs, sparsity, int8 zero share, TFLite/SavedModel parity,
+                       and what each setting tried kept of the KD student on the eval split ("gentler")
 The KD student's recency prior (models/recency_prior.py), when it has one, is added to every one
 of these in float, after the int8 part.
 """
@@ -29,10 +30,12 @@ from models import (artifacts, compression, compression_config, deployable, fact
                     interaction_data, mobile_export, recency_prior, serving_export, student, student_training)
 from models.foundation import signatures  # noqa: E402
 from models.foundation.tflite_runner import TFLiteRanker  # noqa: E402
+from models.retrieval_metrics import split_evaluator  # noqa: E402
 from models.foundation import storage  # noqa: E402
 
 PARITY_USERS = 200
 MIN_PARITY = 0.8  # mean top-10 overlap below which the int8 model is refused
+KEPT_SHARE_USERS = 5000  # eval users ranked to check what a compression keeps (CompressionConfig.min_kept)
 
 
 def load_student(student_dir: str, dataset, tables) -> student.StudentModel:
@@ -61,7 +64,9 @@ class Compressed:
 
 
 def compress(train_files: List[str], student_dir: str, config: compression.CompressionConfig) -> Compressed:
-    """Factorizes (config.rank), prunes and QAT-trains the KD student of a StudentTrainer artifact."""
+    """Factorizes (config.rank), prunes and QAT-trains the KD student of a StudentTrainer artifact;
+    again, gentler (CompressionConfig.gentler), while the result keeps less than config.min_kept of
+    the KD student's ndcg@10 on the eval split."""
     dataset = interaction_data.load_dataset(os.path.join(student_dir, artifacts.DATASET_FILE))
     tables = feature_tables.load_from(student_dir)
     kd = load_student(student_dir, dataset, tables)
@@ -74,6 +79,7 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     bins = deployable.feature_bins(kd)
     # The rows the KD student was trained on last: the refit's (train + eval) when it was refit.
     rows, latest_train, final, latest_final = distill.training_rows(train_files, settings, dataset)
+    eval_histories = latest_train  # the train split's: what the eval split is ranked from
     if final is not None:
         rows, latest_train = final, latest_final
 
@@ -83,29 +89,81 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     # scores: that factorization is one of the compression's techniques and is measured as one.
     reference = deployable.build(kd, trained_factors=False)
     known = student.known_items(dataset)
-    # Factorized (when config.rank is set) before pruning: the pruning stage fine-tunes the factors.
-    # The most frequent items kept whole: the setting's share or count, or more where the catalog is
-    # flat (full_rank_coverage of the training interactions).
+    check = kept_share_check(dataset, bins, eval_histories, reference) if config.min_kept > 0 else None
     counts = np.bincount(dataset.splits["train"].item, minlength=dataset.num_items)[1:]
-    full_rank_items = max(factorization.full_rank_items_of(config.full_rank_items, dataset.num_items - 1),
-                          compression_config.items_covering(counts, config.full_rank_coverage))
-    factorized = deployable.build(kd, rank=factorization.rank_of(config.rank, kd.config.dim),
-                                  full_rank_items=full_rank_items)
-    factorized_log = {"rank": config.rank, "full_rank_items": config.full_rank_items,
-                      "full_rank_coverage": config.full_rank_coverage,
-                      "items_whole": full_rank_items if config.rank is not None else None,
-                      "params": deployable.params(factorized), "layers": factorized.factorization}
-    pruned, prune_log = compression.prune(factorized, bins, rows, latest_train, settings, settings_used,
-                                          reference, known)
-    quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, settings_used,
-                                                    reference, known)
+    attempts, tried = [], []
+    for step in (config.gentler() if check is not None else [config]):
+        if tried:  # each attempt from the same seed as the first
+            tf.keras.utils.set_random_seed(settings.seed)
+        attempt = _compress_once(kd, dataset, bins, rows, latest_train, settings, step,
+                                 dataclasses.replace(settings_used, rank=step.rank, target_sparsity=step.target_sparsity,
+                                                     dense_sparsity=step.dense_sparsity), reference, known, counts)
+        kept = check(attempt[1]) if check is not None else None
+        tried.append(attempt)
+        attempts.append({"rank": step.rank, "target_sparsity": step.target_sparsity,
+                         "dense_sparsity": step.dense_sparsity, "kept": kept})
+        if kept is None or kept >= config.min_kept:
+            break
+    # none kept min_kept: the one that kept the most (the push gate has the last word)
+    best = max(range(len(tried)), key=lambda i: attempts[i]["kept"] if attempts[i]["kept"] is not None else 0.0)
+    pruned, quantized, factorized_log, prune_log, qat_log = tried[best]
+    gentler = {"min_kept": config.min_kept, "attempts": attempts, "used": best,
+               "eval_ndcg@10_student_kd": check.reference if check is not None else None}
     # The KD student's recency prior (models/recency_prior.py), added in float after the int8 part.
     prior_path = storage.join(student_dir, artifacts.SAVED_MODEL_DIR, artifacts.RECENCY_PRIOR_FILE)
     prior = storage.load_npy(prior_path)[:, 1:] if storage.exists(prior_path) else None  # [known, cold] x items
     started = {"started": "warm" if warm else "scratch", "prune_epochs": settings_used.prune_epochs,
                "qat_epochs": settings_used.qat_epochs}
     return Compressed(kd, dataset, bins, reference, pruned, quantized, prior,
-                      {"factorization": factorized_log, "prune": prune_log, "qat": qat_log, "warm_start": started})
+                      {"factorization": factorized_log, "prune": prune_log, "qat": qat_log, "warm_start": started,
+                       "gentler": gentler})
+
+
+def _compress_once(kd, dataset, bins, rows, latest_train, settings, step, step_epochs, reference, known, counts):
+    """(pruned, quantized, factorization log, prune log, QAT log) with one compression setting
+    (`step`; `step_epochs`: it with the epochs of this run, a warm one's fewer)."""
+    # Factorized (when step.rank is set) before pruning: the pruning stage fine-tunes the factors.
+    # The most frequent items kept whole: the setting's share or count, or more where the catalog is
+    # flat (full_rank_coverage of the training interactions).
+    full_rank_items = max(factorization.full_rank_items_of(step.full_rank_items, dataset.num_items - 1),
+                          compression_config.items_covering(counts, step.full_rank_coverage))
+    factorized = deployable.build(kd, rank=factorization.rank_of(step.rank, kd.config.dim),
+                                  full_rank_items=full_rank_items)
+    factorized_log = {"rank": step.rank, "full_rank_items": step.full_rank_items,
+                      "full_rank_coverage": step.full_rank_coverage,
+                      "items_whole": full_rank_items if step.rank is not None else None,
+                      "params": deployable.params(factorized), "layers": factorized.factorization}
+    pruned, prune_log = compression.prune(factorized, bins, rows, latest_train, settings, step_epochs, reference, known)
+    quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, step_epochs,
+                                                    reference, known)
+    return pruned, quantized, factorized_log, prune_log, qat_log
+
+
+class KeptShare:
+    """model -> its ndcg@10 on the eval split over the KD student's (both deployed form, without the
+    recency prior), ranked from the train split's histories with its items removed."""
+
+    def __init__(self, evaluator, bins, histories: np.ndarray, reference: tf.keras.Model):
+        self.evaluator, self.bins, self.histories = evaluator, bins, histories
+        self.reference = self.ndcg(reference)
+
+    def ndcg(self, model: tf.keras.Model) -> float:
+        def scores(users):
+            inputs = deployable.inputs_for(self.bins, users, self.histories[users])
+            return deployable.full_scores(model(inputs, training=False)).numpy()
+
+        return round(float(self.evaluator.evaluate(scores, ks=(10,))["ndcg@10"]), 4)
+
+    def __call__(self, model: tf.keras.Model) -> Optional[float]:
+        return round(self.ndcg(model) / self.reference, 4) if self.reference > 0 else None
+
+
+def kept_share_check(dataset, bins, histories: np.ndarray, reference: tf.keras.Model) -> Optional[KeptShare]:
+    """The check of what a compression keeps, or None without eval interactions to rank."""
+    if not len(dataset.splits["eval"].user):
+        return None
+    evaluator = split_evaluator(dataset, ["train"], "eval").sample(KEPT_SHARE_USERS)
+    return KeptShare(evaluator, bins, histories, reference) if len(evaluator.users) else None
 
 
 def compress_and_export(train_files: List[str], student_dir: str, transform_graph_dir: Optional[str],
@@ -135,6 +193,7 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
     return {"config": dataclasses.asdict(config), "warm_start": done.log["warm_start"], "prune": done.log["prune"],
             "qat": done.log["qat"], "params": done.log["factorization"]["params"],
             "params_uncompressed": deployable.params(reference), "factorization": done.log["factorization"],
+            "gentler": done.log["gentler"],
             "int8": zeros, "parity_top10_overlap": round(parity, 4)}
 
 

@@ -284,3 +284,46 @@ def test_qat_activation_ranges_start_from_what_the_float_model_gives(trained, tm
     step = (max(high, 0.0) - min(low, 0.0)) / 255
     assert len(np.unique(lite)) > 0.5 * min(lite.size, 256)  # not a handful of levels 12/255 apart
     assert np.abs(lite - scores).max() < 0.1 * (high - low) and step < 12 / 255
+
+
+def test_the_share_a_compression_keeps_is_its_eval_ndcg_over_the_students_by_hand(trained):
+    from components.compression.compress import kept_share_check
+
+    toy, model, latest = trained
+    reference = deployable.build(model)
+    bins = deployable.feature_bins(model)
+    check = kept_share_check(toy, bins, latest, reference)
+
+    def ndcg_by_hand(scorer):  # each eval user's eval items among the catalog, train items and index 0 removed
+        users = np.unique(toy.splits["eval"].user)
+        scores = _scores(scorer, model, users, latest)
+        total = 0.0
+        for row, user in enumerate(users):
+            seen = set(toy.splits["train"].item[toy.splits["train"].user == user].tolist()) | {0}
+            relevant = set(toy.splits["eval"].item[toy.splits["eval"].user == user].tolist())
+            ranked = [i for i in np.argsort(-scores[row], kind="stable") if i not in seen][:10]
+            dcg = sum(1 / np.log2(k + 2) for k, item in enumerate(ranked) if item in relevant)
+            total += dcg / sum(1 / np.log2(k + 2) for k in range(min(len(relevant), 10)))
+        return total / len(users)
+
+    assert check.reference == pytest.approx(ndcg_by_hand(reference), abs=1e-4) and check.reference > 0
+    assert check(reference) == 1.0
+    pruned, _ = compression.prune(deployable.build(model), bins, rows_for(toy), latest, TINY,
+                                  dataclasses.replace(FAST, target_sparsity=0.95, dense_sparsity=0.95))
+    assert check(pruned) == pytest.approx(ndcg_by_hand(pruned) / ndcg_by_hand(reference), abs=1e-3)
+    empty = dataclasses.replace(toy, splits={**toy.splits, "eval": toy.splits["eval"].__class__(
+        *(np.zeros(0, np.int64) for _ in range(3)))})
+    assert kept_share_check(empty, bins, latest, reference) is None  # nothing to rank: no check
+
+
+def test_gentler_settings_drop_the_factorization_then_halve_the_sparsity():
+    configured = compression.CompressionConfig()
+    assert [(c.rank, c.target_sparsity, c.dense_sparsity) for c in configured.gentler()] == [
+        (0.25, 0.75, 0.35), (None, 0.75, 0.35), (None, 0.375, 0.175)]
+    unfactorized = compression.CompressionConfig(rank=None, target_sparsity=0.6, dense_sparsity=0.3)
+    assert [(c.rank, c.target_sparsity, c.dense_sparsity) for c in unfactorized.gentler()] == [
+        (None, 0.6, 0.3), (None, 0.3, 0.15)]
+    assert all(c.prune_epochs == configured.prune_epochs for c in configured.gentler())
+    for bad in (-0.1, 1.5, True):
+        with pytest.raises(ValueError, match="min_kept"):
+            compression.CompressionConfig(min_kept=bad)

@@ -36,11 +36,12 @@ drift: {categorical: {item_genres: 1.0, item_id: 1.0, user_id: 1.0}, numeric: {r
 scoring_workers: 1
 """
 assert "warm_epochs: 1" in CONFIG and "warm_prune_epochs: 1" in CONFIG
-# The weakened candidate: its int8 model pruned to 99% zeros, and a gate that tolerates 2% and asks
+# The weakened candidate: its int8 model pruned to 99% zeros (the compressor's own check, which would
+# prune it gentler, off: min_kept 0), and a gate that tolerates 2% and asks
 # for 5% over the newest span's popularity and trending. On 62 test users the paired comparison with
 # its own KD student can call a shortfall of 12% noise; a model of 99% zeros ranks as popularity does.
 WEAKENED = CONFIG.replace("compression: {prune_epochs: 2,",
-                          "compression: {target_sparsity: 0.99, dense_sparsity: 0.99, prune_epochs: 2,"
+                          "compression: {target_sparsity: 0.99, dense_sparsity: 0.99, min_kept: 0, prune_epochs: 2,"
                           ).replace("bless_tolerance: 0.9", "bless_tolerance: 0.02").replace(
                           "bless_margin: -0.9", "bless_margin: 0.05")
 assert WEAKENED.count("0.99") == 2 and "bless_tolerance: 0.02" in WEAKENED and "bless_margin: 0.05" in WEAKENED
