@@ -8,6 +8,7 @@ pushed after it (and not by the one before); `add-items` extends the warm-starte
 
 import csv
 import json
+import re
 import shutil
 
 import numpy as np
@@ -167,6 +168,9 @@ def test_the_configured_candidate_after_the_weakened_one_reuses_its_teacher_and_
     """Both candidates start from the first run's blessed model: TFX's cache answers the second's
     teacher, scorer and students, and only compression and what follows run again."""
     _, second, _, _ = two_runs
+    def cached(component):  # its seconds as printed: 0.1 on a busy machine
+        return re.search(rf"^\[{component}\] finished in [0-9.]+ s \(cached\)$", second.stdout, re.M) is not None
+
     for component in ("TeacherTrainer", "TeacherScorer", "StudentTrainer"):
-        assert f"[{component}] finished in 0.0 s (cached)" in second.stdout, component
-    assert "[StudentCompressor] finished in 0.0 s (cached)" not in second.stdout
+        assert cached(component), component
+    assert not cached("StudentCompressor")
