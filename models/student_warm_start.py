@@ -78,23 +78,19 @@ def save(models: Mapping[str, object], path: str) -> None:
     storage.save_npz(path, **combined)
 
 
-def _moved_rows(saved: np.ndarray, earlier_ids: Sequence[str], ids: Sequence[str], fresh: np.ndarray,
-                offset: int = 0) -> tuple:
-    """`fresh` with the rows of the ids the earlier table had (row = index of the id in its list +
-    offset); rows of new ids set to zero when offset is 0 (id tables), kept fresh otherwise."""
-    earlier = {value: index + offset for index, value in enumerate(earlier_ids) if offset or index}
-    rows = fresh.copy()
-    if offset == 0:  # id tables: index 0 (unknown, padding) keeps its earlier row, new ids start at zero
-        rows[1:] = 0.0
-        rows[0] = saved[0]
+def _moved_rows(saved: np.ndarray, earlier_ids: Sequence[str], ids: Sequence[str], fresh: np.ndarray) -> tuple:
+    """(an id table's start, how many ids kept their row): row i is id i's; index 0 (unknown,
+    padding) keeps its earlier row, the ids the earlier table had their earlier rows, new ids zero."""
+    earlier = {value: index for index, value in enumerate(earlier_ids) if index}
+    rows = np.zeros_like(fresh)
+    rows[0] = saved[0]
     kept = 0
     for index, value in enumerate(ids):
-        target = index + offset
-        if (offset == 0 and index == 0) or target >= len(rows):
+        if index == 0 or index >= len(rows):
             continue
         source = earlier.get(value)
         if source is not None and source < len(saved):
-            rows[target] = saved[source]
+            rows[index] = saved[source]
             kept += 1
     return rows, kept
 

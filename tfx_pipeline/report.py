@@ -330,11 +330,6 @@ def _factorized_layer(name: str, layer: Dict[str, Any]) -> str:
     return f"{name} rank {layer['rank']}{kept} (relative error {layer['relative_error']:.2f})"
 
 
-def _gentler_used(compression: Dict[str, Any]) -> bool:
-    """Whether the compressor exported a setting gentler than the configured one (compression.min_kept)."""
-    return bool((compression.get("gentler") or {}).get("used"))
-
-
 def _setting(attempt: Dict[str, Any]) -> str:
     rank = "no factorization" if attempt.get("rank") is None else f"rank {attempt['rank']}"
     return f"{rank}, sparsity {attempt['target_sparsity']:g} / {attempt['dense_sparsity']:g}:"
@@ -342,7 +337,7 @@ def _setting(attempt: Dict[str, Any]) -> str:
 
 def _techniques_line(compression: Dict[str, Any], tflite: Dict[str, Any], before: Dict[str, Any]) -> str:
     """What each compression technique did to the deployed model, in the order they are applied."""
-    parts = []
+    parts, gentler = [], compression.get("gentler") or {}
     factorized = compression.get("factorization")
     if factorized and factorized.get("params_uncompressed"):
         # each matrix's own rank: a user table trained as two factors (student.user_rank) keeps its
@@ -351,11 +346,10 @@ def _techniques_line(compression: Dict[str, Any], tflite: Dict[str, Any], before
         parts.append(f"factorization: {ranks}; {factorized['params_uncompressed']:,} -> {factorized['params']:,} "
                      f"weights ({factorized['params'] / factorized['params_uncompressed']:.2f} x)")
     else:
-        parts.append("factorization: none (compression.rank)" if not _gentler_used(compression) else "factorization: none")
-    gentler = compression.get("gentler") or {}
-    if _gentler_used(compression):
-        tried = gentler["attempts"]
-        kept = ", ".join(f"{_setting(a)} {a['kept']:.3f}" for a in tried[:gentler["used"] + 1] if a.get("kept") is not None)
+        parts.append("factorization: none" if gentler.get("used") else "factorization: none (compression.rank)")
+    if gentler.get("used"):  # the compressor exported a setting gentler than the configured one (min_kept)
+        tried = gentler["attempts"][:gentler["used"] + 1]
+        kept = ", ".join(f"{_setting(a)} {a['kept']:.3f}" for a in tried if a.get("kept") is not None)
         parts.insert(0, f"gentler than configured (the eval split's ndcg@10 kept of student_kd: {kept}; "
                         f"compression.min_kept {gentler['min_kept']})")
     sparsity = (compression.get("sparsity") or {}).get("all")

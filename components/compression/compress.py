@@ -92,12 +92,10 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     check = kept_share_check(dataset, bins, eval_histories, reference) if config.min_kept > 0 else None
     counts = np.bincount(dataset.splits["train"].item, minlength=dataset.num_items)[1:]
     attempts, tried = [], []
-    for step in (config.gentler() if check is not None else [config]):
+    for step in (settings_used.gentler() if check is not None else [settings_used]):
         if tried:  # each attempt from the same seed as the first
             tf.keras.utils.set_random_seed(settings.seed)
-        attempt = _compress_once(kd, dataset, bins, rows, latest_train, settings, step,
-                                 dataclasses.replace(settings_used, rank=step.rank, target_sparsity=step.target_sparsity,
-                                                     dense_sparsity=step.dense_sparsity), reference, known, counts)
+        attempt = _compress_once(kd, dataset, bins, rows, latest_train, settings, step, reference, known, counts)
         kept = check(attempt[1]) if check is not None else None
         tried.append(attempt)
         attempts.append({"rank": step.rank, "target_sparsity": step.target_sparsity,
@@ -105,7 +103,7 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
         if kept is None or kept >= config.min_kept:
             break
     # none kept min_kept: the one that kept the most (the push gate has the last word)
-    best = max(range(len(tried)), key=lambda i: attempts[i]["kept"] if attempts[i]["kept"] is not None else 0.0)
+    best = max(range(len(tried)), key=lambda i: attempts[i]["kept"] or 0.0)
     pruned, quantized, factorized_log, prune_log, qat_log = tried[best]
     gentler = {"min_kept": config.min_kept, "attempts": attempts, "used": best,
                "eval_ndcg@10_student_kd": check.reference if check is not None else None}
@@ -119,9 +117,9 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
                        "gentler": gentler})
 
 
-def _compress_once(kd, dataset, bins, rows, latest_train, settings, step, step_epochs, reference, known, counts):
-    """(pruned, quantized, factorization log, prune log, QAT log) with one compression setting
-    (`step`; `step_epochs`: it with the epochs of this run, a warm one's fewer)."""
+def _compress_once(kd, dataset, bins, rows, latest_train, settings, step, reference, known, counts):
+    """(pruned, quantized, factorization log, prune log, QAT log) with one compression setting (`step`,
+    with this run's epochs: a warm one's fewer)."""
     # Factorized (when step.rank is set) before pruning: the pruning stage fine-tunes the factors.
     # The most frequent items kept whole: the setting's share or count, or more where the catalog is
     # flat (full_rank_coverage of the training interactions).
@@ -133,9 +131,8 @@ def _compress_once(kd, dataset, bins, rows, latest_train, settings, step, step_e
                       "full_rank_coverage": step.full_rank_coverage,
                       "items_whole": full_rank_items if step.rank is not None else None,
                       "params": deployable.params(factorized), "layers": factorized.factorization}
-    pruned, prune_log = compression.prune(factorized, bins, rows, latest_train, settings, step_epochs, reference, known)
-    quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, step_epochs,
-                                                    reference, known)
+    pruned, prune_log = compression.prune(factorized, bins, rows, latest_train, settings, step, reference, known)
+    quantized, qat_log = compression.quantize_aware(pruned, bins, rows, latest_train, settings, step, reference, known)
     return pruned, quantized, factorized_log, prune_log, qat_log
 
 
