@@ -53,7 +53,8 @@ PIPELINE = {
     "scoring_negatives":
         "per training interaction, this many sampled and this many hard negatives scored by the teacher (at "
         "least 1 when the student distills)",
-    "scoring_workers": "Beam worker processes of TeacherScorer (each loads the teacher once)",
+    "scoring_workers": "Beam worker processes of TeacherScorer (each loads the teacher once); a scoring of at most "
+                       "32,768 rows a split runs in-process on the DirectRunner",
     "scoring_candidate_budget":
         "fewer negatives when a split's rows x (1 + 2N) would exceed this many scored candidates (about 12 "
         "bytes each; docs/scale.md)",

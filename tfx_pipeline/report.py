@@ -134,10 +134,9 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
     prior = report.get("recency_prior")
     if prior:
         lines.append(f"recency prior of the deployed models: weight x log(1 + an item's interactions in the last "
-                     f"{prior.get('days')} days), picked on the eval split: "
-                     + "; ".join(_prior_pick(prior, who, key, curve) for who, key, curve in (
-                         ("known users", "weight", "val_ndcg@10"), ("cold users", "cold_weight", "cold_val_ndcg@10"))
-                                 if key in prior))
+                     f"{prior.get('days')} days): "
+                     + "; ".join(_prior_pick(prior, who, key) for who, key in (
+                         ("known users", "weight"), ("cold users", "cold_weight")) if key in prior))
     lines.append("")
     quality_rows = [
         [file, _cell(entry.get("rows")), _cell(sum((entry.get("bad") or {}).values())),
@@ -201,12 +200,19 @@ def _beyond_lines(models: Dict[str, Any], markdown: bool) -> List[str]:
     return lines + table(["model", *(f"{k}@10" for k in BEYOND_KEYS)], rows, markdown)
 
 
-def _prior_pick(prior: Dict[str, Any], who: str, key: str, curve_key: str) -> str:
-    """"known users 0.3 (eval ndcg@10 0.2500 against 0.2000 without)": one weight of the recency prior."""
-    curve = prior.get(curve_key) or {}
-    against = f" (eval ndcg@10 {curve.get(str(prior[key]), float('nan')):.4f} against " \
+def _prior_pick(prior: Dict[str, Any], who: str, key: str) -> str:
+    """"known users 0.3, picked on the eval split (ndcg@10 0.2500 against 0.2000 without)": one weight of
+    the recency prior, and where it was picked (the eval split, or the served model's backtest of the
+    newest span: models/prior_backtest.py)."""
+    group = "known" if key == "weight" else "cold"
+    if (prior.get("picked_on") or {}).get(key) == "backtest":
+        picked = prior["backtest"][group]
+        where, curve = f"on the served model's backtest of the newest span ({picked['users']:,} users)", picked["ndcg@10"]
+    else:
+        where, curve = "on the eval split", prior.get("val_ndcg@10" if key == "weight" else "cold_val_ndcg@10") or {}
+    against = f" (ndcg@10 {curve.get(str(prior[key]), float('nan')):.4f} against " \
               f"{curve.get('0.0', float('nan')):.4f} without)" if curve else ""
-    return f"{who} {prior[key]}{against}"
+    return f"{who} {prior[key]}, picked {where}{against}"
 
 
 def drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str, Any]]) -> List[str]:

@@ -18,8 +18,8 @@ import tensorflow as tf  # noqa: E402
 
 from components.teacher import training as teacher_training  # noqa: E402
 from components.teacher import scoring  # noqa: E402
-from models import (artifacts, distillation, distribute, feature_tables, interaction_data, recency_prior,  # noqa: E402
-                    scored_rows, student, student_training, student_warm_start)
+from models import (artifacts, distillation, distribute, feature_tables, interaction_data, prior_backtest,  # noqa: E402
+                    recency_prior, scored_rows, student, student_training, student_warm_start)
 from models.retrieval_metrics import split_evaluator  # noqa: E402
 
 def read_scored(file_patterns: List[str]) -> Dict[str, np.ndarray]:
@@ -78,6 +78,7 @@ def train_both(train_files: List[str], teacher_dir: str, config: student.Student
 
     warm = warm_source(teacher_dir)
     start = _starter(warm, dataset, tables) if warm["from"] else None
+    rows_from = teacher_training.rows_from(teacher_dir)
     summary = {"config": dataclasses.asdict(config), "rows": rows.rows,
                "refit_rows": final.rows if final is not None else 0, "candidates": rows.width}
     trained = {}
@@ -85,10 +86,9 @@ def train_both(train_files: List[str], teacher_dir: str, config: student.Student
                                     ("student_no_kd", config.without_distillation(), no_kd_dir)):
         summary[name] = train_student(settings, dataset, tables, data, validation, out_dir,
                                       os.path.join(log_dir, name), teacher_items, start=start, trained=trained,
-                                      name=name)
+                                      name=name, span_from=rows_from)
     summary["warm_start"] = {**warm, **{name: summary[name].pop("warm_start") for name in trained
                                         if "warm_start" in summary[name]}}
-    rows_from = teacher_training.rows_from(teacher_dir)
     for name in trained:  # a student of another architecture, on the newest span's rows: say so
         started = summary["warm_start"].get(name) or {}
         if rows_from is not None and started.get("started") == "scratch":
@@ -132,7 +132,7 @@ def _starter(warm: Dict, dataset, tables):
 
 def train_student(settings: student.StudentConfig, dataset, tables, data, validation, out_dir: str,
                   log_dir: Optional[str] = None, teacher_items=None, start=None, trained: Optional[Dict] = None,
-                  name: Optional[str] = None) -> Dict:
+                  name: Optional[str] = None, span_from: Optional[int] = None) -> Dict:
     """One student: phase one with early stopping, the refit when `data` has refit rows, export.
 
     data: training_rows' (rows, latest, refit rows or None, refit histories or None). start: None (from
@@ -164,7 +164,11 @@ def train_student(settings: student.StudentConfig, dataset, tables, data, valida
         model, warm = started()
         curves = student_training.fit(model, rows, latest, validation, name=name,
                                       log_dir=log_dir if distribute.is_chief() else None)
-        prior, curves["recency_prior"] = recency(settings, model, dataset, latest, validation)
+        served = None
+        if warm and warm["started"] == "warm" and span_from is not None:  # the served student, untrained
+            served = build(settings.warm_phase_one())
+            start(served, name)
+        prior, curves["recency_prior"] = recency(settings, model, dataset, latest, validation, served, span_from)
         if final is not None:
             model = started()[0] if warm and warm["started"] == "warm" else build(settings)
             refit = student_training.fit(model, final, latest_final, None, epochs=curves["best_epoch"],
@@ -182,11 +186,14 @@ def train_student(settings: student.StudentConfig, dataset, tables, data, valida
             "gamma": settings.gamma}
 
 
-def recency(settings: student.StudentConfig, model, dataset, latest, validation):
+def recency(settings: student.StudentConfig, model, dataset, latest, validation, served=None,
+            span_from: Optional[int] = None):
     """(the weighted prior [2, num_items] (known, cold user) the exported student adds, or None;
     what was picked): each weight picked with the phase-one student on the eval split, the cold
     one with every eval user asked as a cold user (index 0, no history); the prior of train + eval
-    (models/recency_prior.py). "auto" not resolved by the pipeline counts as none."""
+    (models/recency_prior.py). With `served` (the served student as the warm start restored it)
+    and span_from, a weight is picked on its backtest of the newest span instead where that has
+    enough users (models/prior_backtest.py). "auto" not resolved by the pipeline counts as none."""
     mode = recency_prior.resolve(settings.recency_prior, None)
     if mode != "picked" or validation is None:
         return None, {"mode": mode, "weight": 0.0, "cold_weight": 0.0}
@@ -197,9 +204,29 @@ def recency(settings: student.StudentConfig, model, dataset, latest, validation)
     cold = model.score(tf.zeros([1], tf.int64), tf.zeros([1, latest.shape[1]], latest.dtype)).numpy()
     cold_weight, cold_curve = recency_prior.pick(lambda users: np.repeat(cold, len(users), axis=0), validation, prior)
     summary = {"mode": mode, "weight": weight, "cold_weight": cold_weight, "days": settings.recency_days,
-               "val_ndcg@10": curve, "cold_val_ndcg@10": cold_curve}
+               "val_ndcg@10": curve, "cold_val_ndcg@10": cold_curve,
+               "picked_on": {"weight": "eval", "cold_weight": "eval"}}
+    if served is not None and span_from is not None:
+        backtest = backtest_pick(served, dataset, latest.shape[1], span_from, settings.recency_days)
+        summary["backtest"] = backtest
+        for key, group in (("weight", "known"), ("cold_weight", "cold")):
+            if "weight" in backtest[group]:
+                summary[key] = backtest[group]["weight"]
+                summary["picked_on"][key] = "backtest"
+        weight, cold_weight = summary["weight"], summary["cold_weight"]
     if weight <= 0 and cold_weight <= 0:
         return None, summary
     known = teacher_training.latest_split(dataset)
     return recency_prior.rows(recency_prior.vector(known.item, known.timestamp, dataset.num_items,
                                                    settings.recency_days), weight, cold_weight), summary
+
+
+def backtest_pick(served, dataset, history: int, span_from: int, days: int) -> Dict:
+    """models/prior_backtest.py's picks with the served student (untrained, as restored) on the newest
+    span's train and eval rows."""
+    backtest = prior_backtest.newest_span(teacher_training.latest_split(dataset), dataset.num_users,
+                                          dataset.num_items, span_from, history, days)
+    cold = served.score(tf.zeros([1], tf.int64), tf.zeros([1, history], backtest.latest.dtype)).numpy()
+    return prior_backtest.pick(
+        backtest, lambda users, histories: served.score(tf.constant(users, tf.int64), tf.constant(histories)).numpy(),
+        cold)

@@ -123,9 +123,17 @@ def test_spans_say_where_each_model_started_and_what_prior_it_carries():
     assert "students: warm start (1,200 items and 900 users kept, 40 and 80 new, fresh features: item_title_tokens)" \
         in text
     assert "compression: warm: 6 pruning and 1 QAT epochs" in text
-    assert "recency prior of the deployed models: weight x log(1 + an item's interactions in the last 28 days), " \
-           "picked on the eval split: known users 0.3 (eval ndcg@10 0.2500 against 0.2000 without); cold users 10.0 " \
-           "(eval ndcg@10 0.1250 against 0.0500 without)" in text
+    assert "recency prior of the deployed models: weight x log(1 + an item's interactions in the last 28 days): " \
+           "known users 0.3, picked on the eval split (ndcg@10 0.2500 against 0.2000 without); cold users 10.0, " \
+           "picked on the eval split (ndcg@10 0.1250 against 0.0500 without)" in text
+    # a weight picked on the served model's backtest says so, with its own curve
+    backtested = {**prior, "weight": 1.0, "picked_on": {"weight": "backtest", "cold_weight": "eval"},
+                  "backtest": {"known": {"users": 84, "weight": 1.0, "ndcg@10": {"0.0": 0.1266, "1.0": 0.1832}},
+                               "cold": {"users": 3}}}
+    text = report.render(report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"],
+                                             recency_prior=backtested))
+    assert "known users 1.0, picked on the served model's backtest of the newest span (84 users) (ndcg@10 " \
+           "0.1832 against 0.1266 without); cold users 10.0, picked on the eval split" in text
     cold_only = report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"], drift=drift,
                                     warm_start=warm_start, recency_prior={**prior, "weight": 0.0})
     assert cold_only["recency_prior"]["cold_weight"] == 10.0  # the cold users' prior alone is still carried

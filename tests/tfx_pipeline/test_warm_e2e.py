@@ -101,6 +101,23 @@ def test_the_second_run_starts_every_model_from_the_blessed_first(two_runs):
     assert report["pushed"]["mobile"], report["blessing"]
 
 
+def test_the_recency_prior_of_the_warm_run_is_picked_on_the_served_models_backtest(two_runs):
+    base, _, _, _ = two_runs
+    trained = sorted((base / "run" / "pipeline_root" / "StudentTrainer" / "model").glob("*/training.json"),
+                     key=lambda path: int(path.parent.name))[-1]  # span 3's students
+    for name in ("student_kd", "student_no_kd"):
+        prior = json.loads(trained.read_text())[name]["recency_prior"]
+        # span 3's users: those of spans 1-2 come back, the others are new (write_synthetic_spans)
+        assert prior["backtest"]["known"]["users"] > 0 and prior["backtest"]["cold"]["users"] > 0
+        for key, group in (("weight", "known"), ("cold_weight", "cold")):
+            picked = prior["backtest"][group]
+            if prior["picked_on"][key] == "backtest":
+                assert prior[key] == picked["weight"] and picked["users"] >= 20
+                assert picked["ndcg@10"][str(picked["weight"])] == max(picked["ndcg@10"].values())
+            else:
+                assert picked["users"] < 20 and "weight" not in picked
+
+
 def test_items_and_users_new_in_span_3_are_ranked_by_the_model_pushed_after_it(two_runs):
     base, _, _, _ = two_runs
     span = base / "data" / "span-3"

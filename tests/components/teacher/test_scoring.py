@@ -88,3 +88,24 @@ def _check_rows(scored, rows, endpoint, seen_split, num_users):
         assert np.allclose(out["teacher_scores"], scores[candidates], atol=1e-5)
         unseen = [i for i in np.argsort(-scores, kind="stable") if i not in seen and i not in (0, positive)]
         assert sorted(candidates[1 + NEGATIVES:].tolist()) == sorted(unseen[:NEGATIVES])  # hard = top unseen
+
+
+def test_a_small_scoring_runs_in_process_and_a_large_one_keeps_its_workers():
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+    def pipeline(runner=None):
+        options = PipelineOptions(["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+        return beam.Pipeline(runner=runner, options=options)
+
+    def mode(p):
+        direct = p.options.view_as(DirectOptions)
+        return direct.direct_running_mode, direct.direct_num_workers
+
+    small = pipeline()
+    assert scoring.in_process_when_small(small, scoring.IN_PROCESS_ROWS) and mode(small) == ("in_memory", 1)
+    large = pipeline()
+    assert not scoring.in_process_when_small(large, scoring.IN_PROCESS_ROWS + 1)
+    assert mode(large) == ("multi_processing", 2)
+    other = pipeline(FnApiRunner())  # not the DirectRunner (as Dataflow is not): its options stay
+    assert not scoring.in_process_when_small(other, 10) and mode(other) == ("multi_processing", 2)
