@@ -4,8 +4,8 @@ models/recency_prior.py picks its two weights on the eval split: the newest span
 before the test, by users in mid-session, whose latest items say well what they do next. A model is
 served to other users: those who come back days or weeks later, and new ones. On MovieLens-100K in
 4-week spans (docs/spans.md) the eval split picked 0 for known users in every span, while the served
-models' known users needed 0.3 to 3 on the next span (their ndcg@10 0.117-0.156 at 0, 0.128-0.190
-at the weight that span wanted), and trending beat the model there.
+models' known users needed 1 to 10 on the next span (k = 4-6: their ndcg@10 0.117-0.156 at 0,
+0.143-0.190 at the weight that span wanted), and trending beat the model there.
 
 A warm run has the served model at hand: its students start from it. This backtest asks it the
 question the next span will ask the candidate. The served student, restored as the warm start
