@@ -341,6 +341,11 @@ def _setting(attempt: Dict[str, Any]) -> str:
     return f"{rank}, sparsity {attempt['target_sparsity']:g} / {attempt['dense_sparsity']:g}:"
 
 
+def _gentler_step(gentler: Dict[str, Any]) -> int:
+    """The exported setting's place among CompressionConfig.gentler()'s: 0 for the configured one."""
+    return int(gentler.get("started_at") or 0) + int(gentler.get("used") or 0)
+
+
 def _techniques_line(compression: Dict[str, Any], tflite: Dict[str, Any], before: Dict[str, Any]) -> str:
     """What each compression technique did to the deployed model, in the order they are applied."""
     parts, gentler = [], compression.get("gentler") or {}
@@ -352,11 +357,12 @@ def _techniques_line(compression: Dict[str, Any], tflite: Dict[str, Any], before
         parts.append(f"factorization: {ranks}; {factorized['params_uncompressed']:,} -> {factorized['params']:,} "
                      f"weights ({factorized['params'] / factorized['params_uncompressed']:.2f} x)")
     else:
-        parts.append("factorization: none" if gentler.get("used") else "factorization: none (compression.rank)")
-    if gentler.get("used"):  # the compressor exported a setting gentler than the configured one (min_kept)
+        parts.append("factorization: none" if _gentler_step(gentler) else "factorization: none (compression.rank)")
+    if _gentler_step(gentler):  # the compressor exported a setting gentler than the configured one (min_kept)
         tried = gentler["attempts"][:gentler["used"] + 1]
         kept = ", ".join(f"{_setting(a)} {a['kept']:.3f}" for a in tried if a.get("kept") is not None)
-        parts.insert(0, f"gentler than configured (the eval split's ndcg@10 kept of student_kd: {kept}; "
+        carried = "started at the setting the served model shipped; " if gentler.get("started_at") else ""
+        parts.insert(0, f"gentler than configured ({carried}the eval split's ndcg@10 kept of student_kd: {kept}; "
                         f"compression.min_kept {gentler['min_kept']})")
     sparsity = (compression.get("sparsity") or {}).get("all")
     if sparsity is not None:

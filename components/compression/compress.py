@@ -8,7 +8,8 @@ exports, in the manner of TFX's TFLiteRewriter (validate, convert, validate agai
     mobile/            model.tflite (int8), user_vocab.txt, item_vocab.txt, metadata.json
     tflite_float.tflite  the uncompressed KD student as float32 TFLite (the "before")
     compression.json   factorization, fine-tuning logs, sparsity, int8 zero share, TFLite/SavedModel parity,
-                       and what each setting tried kept of the KD student on the eval split ("gentler")
+                       and what each setting tried kept of the KD student on the eval split ("gentler";
+                       a warm run starts at the setting the served model shipped: "started_at")
 The KD student's recency prior (models/recency_prior.py), when it has one, is added to every one
 of these in float, after the int8 part.
 """
@@ -92,7 +93,10 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     check = kept_share_check(dataset, bins, eval_histories, reference) if config.min_kept > 0 else None
     counts = np.bincount(dataset.splits["train"].item, minlength=dataset.num_items)[1:]
     attempts, tried = [], []
-    for step in (settings_used.gentler() if check is not None else [settings_used]):
+    steps = settings_used.gentler() if check is not None else [settings_used]
+    # A warm run starts at the setting the served model shipped: the tries it failed, it would fail again.
+    first = shipped_step(steps, _served_gentler(student_warm.get("from"))) if warm else 0
+    for step in steps[first:]:
         if tried:  # each attempt from the same seed as the first
             tf.keras.utils.set_random_seed(settings.seed)
         attempt = _compress_once(kd, dataset, bins, rows, latest_train, settings, step, reference, known, counts)
@@ -105,7 +109,7 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     # none kept min_kept: the one that kept the most (the push gate has the last word)
     best = max(range(len(tried)), key=lambda i: attempts[i]["kept"] or 0.0)
     pruned, quantized, factorized_log, prune_log, qat_log = tried[best]
-    gentler = {"min_kept": config.min_kept, "attempts": attempts, "used": best,
+    gentler = {"min_kept": config.min_kept, "started_at": first, "attempts": attempts, "used": best,
                "eval_ndcg@10_student_kd": check.reference if check is not None else None}
     # The KD student's recency prior (models/recency_prior.py), added in float after the int8 part.
     prior_path = storage.join(student_dir, artifacts.SAVED_MODEL_DIR, artifacts.RECENCY_PRIOR_FILE)
@@ -115,6 +119,30 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     return Compressed(kd, dataset, bins, reference, pruned, quantized, prior,
                       {"factorization": factorized_log, "prune": prune_log, "qat": qat_log, "warm_start": started,
                        "gentler": gentler})
+
+
+def shipped_step(steps: List[compression.CompressionConfig], served: Optional[Dict]) -> int:
+    """The index among `steps` (CompressionConfig.gentler()) of the setting the served model shipped
+    (its compression.json's "gentler": the attempt it used); 0 when it has none or none matches (the
+    configuration changed since)."""
+    try:
+        shipped = served["attempts"][served["used"]]
+    except (KeyError, IndexError, TypeError):
+        return 0
+
+    def same(a, b) -> bool:
+        return a == b or (a is not None and b is not None and abs(a - b) < 1e-9)
+
+    for index, step in enumerate(steps):
+        if all(same(getattr(step, key), shipped.get(key)) for key in ("rank", "target_sparsity", "dense_sparsity")):
+            return index
+    return 0
+
+
+def _served_gentler(served_dir: Optional[str]) -> Optional[Dict]:
+    """The served (blessed) compression artifact's "gentler" record, or None."""
+    path = storage.join(served_dir, artifacts.COMPRESSION_FILE) if served_dir else None
+    return _read_json(path).get("gentler") if path and storage.exists(path) else None
 
 
 def _compress_once(kd, dataset, bins, rows, latest_train, settings, step, reference, known, counts):

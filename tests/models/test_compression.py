@@ -316,6 +316,25 @@ def test_the_share_a_compression_keeps_is_its_eval_ndcg_over_the_students_by_han
     assert kept_share_check(empty, bins, latest, reference) is None  # nothing to rank: no check
 
 
+def test_a_warm_compression_starts_at_the_setting_the_served_model_shipped():
+    from components.compression.compress import shipped_step
+
+    steps = compression.CompressionConfig().warm().gentler()
+
+    def served(used, attempts):
+        return {"used": used, "attempts": [{"rank": r, "target_sparsity": t, "dense_sparsity": d, "kept": 1.0}
+                                           for r, t, d in attempts]}
+
+    # the served run tried the configured setting, then without factorization, and shipped that
+    assert shipped_step(steps, served(1, [(0.25, 0.75, 0.35), (None, 0.75, 0.35)])) == 1
+    # a warm served run that started at half the sparsity and shipped it (its first attempt)
+    assert shipped_step(steps, served(0, [(None, 0.375, 0.175)])) == 2
+    assert shipped_step(steps, served(0, [(0.25, 0.75, 0.35)])) == 0
+    # nothing to go by, or a setting this configuration does not try: from the configured one
+    for unknown in (None, {}, {"used": 3, "attempts": []}, served(0, [(None, 0.5, 0.2)])):
+        assert shipped_step(steps, unknown) == 0
+
+
 def test_gentler_settings_drop_the_factorization_then_halve_the_sparsity():
     configured = compression.CompressionConfig()
     assert [(c.rank, c.target_sparsity, c.dense_sparsity) for c in configured.gentler()] == [

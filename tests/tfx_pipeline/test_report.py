@@ -182,6 +182,14 @@ def test_the_compression_line_names_each_technique_and_what_it_did():
                                 compression=compression)
     assert plain["compression"]["factorization"] is None
     assert "compression techniques: factorization: none (compression.rank); pruning" in report.render(plain)
+    # a warm run that started at the served model's setting (half the sparsity, without factorization): gentler
+    compression["gentler"] = {"min_kept": 0.99, "started_at": 2, "used": 0, "attempts": [
+        {"rank": None, "target_sparsity": 0.375, "dense_sparsity": 0.175, "kept": 1.004}]}
+    carried = report.render(report.build_report("toy", {"method": "stratified"}, {"total": 1.0}, {}, ["A"], models,
+                                                compression=compression))
+    assert ("compression techniques: gentler than configured (started at the setting the served model shipped; the "
+            "eval split's ndcg@10 kept of student_kd: no factorization, sparsity 0.375 / 0.175: 1.004; "
+            "compression.min_kept 0.99); factorization: none; pruning") in carried
 
 
 def test_each_models_beyond_accuracy_is_tabled_and_kept_in_report_json():

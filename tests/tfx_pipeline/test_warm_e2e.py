@@ -118,6 +118,18 @@ def test_the_recency_prior_of_the_warm_run_is_picked_on_the_served_models_backte
                 assert picked["users"] < 20 and "weight" not in picked
 
 
+def test_the_warm_compression_starts_at_the_setting_the_served_model_shipped(two_runs):
+    base, _, report, _ = two_runs
+    runs = sorted((base / "run" / "pipeline_root" / "StudentCompressor" / "model").glob("*/compression.json"),
+                  key=lambda path: int(path.parent.name))
+    served = json.loads(runs[0].read_text())["gentler"]  # span 2's, the model served when span 3 came
+    shipped = served["attempts"][served["used"]]
+    warm = report["compression"]["gentler"]
+    setting = ("rank", "target_sparsity", "dense_sparsity")
+    assert [warm["attempts"][0][key] for key in setting] == [shipped[key] for key in setting]
+    assert warm["started_at"] == served.get("started_at", 0) + served["used"]
+
+
 def test_items_and_users_new_in_span_3_are_ranked_by_the_model_pushed_after_it(two_runs):
     base, _, _, _ = two_runs
     span = base / "data" / "span-3"
