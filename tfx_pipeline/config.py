@@ -162,9 +162,21 @@ class PipelineConfig:
         workers = workers or self.beam_workers
         mode = "multi_processing" if workers > 1 else "in_memory"
         # Worker processes log every bundle at INFO to the terminal; the run's log has the rest.
-        return [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}",
+        args = [f"--direct_running_mode={mode}", f"--direct_num_workers={workers}",
                 "--default_sdk_harness_log_level=ERROR", *self.beam_args]
+        runners = [a.split("=", 1)[1] for a in self.beam_args if a.startswith("--runner=")]
+        if not runners or runners[-1] in DIRECT_RUNNERS:
+            args.append(DIRECT_STAGES_NOTHING)
+        return args
 
+
+# Without a dependency flag, TFX builds an sdist of itself for every Beam component, for remote
+# workers to install (tfx.utils.dependency_utils.make_beam_dependency_flags): 52 MB in a /tmp
+# directory it never removes and about 4 s, five times a run (46 GB of them had piled up here).
+# The DirectRunner stages nothing (its workers are processes of this environment), so on it a flag
+# that names no package skips the build; another runner (Dataflow: beam_args) keeps TFX's sdist.
+DIRECT_RUNNERS = ("DirectRunner", "direct", "SwitchingDirectRunner")
+DIRECT_STAGES_NOTHING = "--extra_package=direct-runner-stages-nothing"
 
 # The nested sections and their dataclasses (defaults and range checks are theirs).
 _SECTIONS = {"teacher": TeacherConfig, "student": StudentConfig, "compression": CompressionConfig,

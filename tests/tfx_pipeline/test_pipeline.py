@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from tfx_pipeline import fingerprints
+from tfx_pipeline import config as config_lib, fingerprints
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.pipeline import component_index, create_pipeline
 
@@ -44,6 +44,19 @@ def test_components_and_edges(tmp_path):
     assert "--direct_num_workers=1" in pipeline.beam_pipeline_args
     scorer = next(c for c in pipeline.components if c.id == "TeacherScorer")
     assert "--direct_num_workers=2" in scorer.executor_spec.beam_pipeline_args  # one teacher per worker
+
+
+def test_the_direct_runner_skips_tfxs_sdist_and_another_runner_keeps_it():
+    from tfx.utils import dependency_utils
+
+    local = PipelineConfig().beam_pipeline_args()
+    assert config_lib.DIRECT_STAGES_NOTHING in local
+    # TFX would build its sdist (about 4 s, 52 MB in /tmp) without a dependency flag: with it, nothing
+    assert dependency_utils.make_beam_dependency_flags(local) == local
+    direct = PipelineConfig(beam_args=("--runner=DirectRunner",)).beam_pipeline_args()
+    assert config_lib.DIRECT_STAGES_NOTHING in direct
+    dataflow = PipelineConfig(beam_args=("--runner=DataflowRunner", "--project=p")).beam_pipeline_args()
+    assert not any(arg.startswith("--extra_package") for arg in dataflow)  # TFX stages its sdist there
 
 
 def test_example_gen_gets_the_benchmark_split_for_movielens(tmp_path):
