@@ -1,11 +1,12 @@
-"""The items' text vectors between runs: a warm start encodes only the texts that are new.
+"""The items' text vectors between runs: a run with a served model encodes only the texts that are new.
 
 Encoding every item's text with the pretrained BERT is a fixed cost of every teacher (MiniLM on two
 cores: about 9 s for 1,300 items, more with the catalog). The teacher writes the vectors it used
 beside its export (artifacts.ITEM_TEXT_FILE) with the encoder that made them
 (artifacts.ITEM_TEXT_SOURCE_FILE: TextEncoder.source), and the student and compression Trainers carry
-both into the blessed model, as they carry the teacher's weights. A run that starts from that model
-takes an item's vector from it when the item's id and text are unchanged and the encoder is the same
+both into the blessed model, as they carry the teacher's weights. A run after it (warm, or from
+scratch after drift: components/teacher/training.py item_text_vectors) takes an item's vector from
+it when the item's id and text are unchanged and the encoder is the same
 source; every other item (new, retitled, or all of them under another encoder) is encoded.
 """
 

@@ -9,7 +9,7 @@ exports, in the manner of TFX's TFLiteRewriter (validate, convert, validate agai
     tflite_float.tflite  the uncompressed KD student as float32 TFLite (the "before")
     compression.json   factorization, fine-tuning logs, sparsity, int8 zero share, TFLite/SavedModel parity,
                        and what each setting tried kept of the KD student on the eval split ("gentler";
-                       a warm run starts at the setting the served model shipped: "started_at")
+                       a run with a served model starts at the setting it shipped: "started_at")
 The KD student's recency prior (models/recency_prior.py), when it has one, is added to every one
 of these in float, after the int8 part.
 """
@@ -94,8 +94,7 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     counts = np.bincount(dataset.splits["train"].item, minlength=dataset.num_items)[1:]
     attempts, tried = [], []
     steps = settings_used.gentler() if check is not None else [settings_used]
-    # A warm run starts at the setting the served model shipped: the tries it failed, it would fail again.
-    first = shipped_step(steps, _served_gentler(student_warm.get("from"))) if warm else 0
+    first = first_step(steps, student_warm)
     for step in steps[first:]:
         if tried:  # each attempt from the same seed as the first
             tf.keras.utils.set_random_seed(settings.seed)
@@ -119,6 +118,16 @@ def compress(train_files: List[str], student_dir: str, config: compression.Compr
     return Compressed(kd, dataset, bins, reference, pruned, quantized, prior,
                       {"factorization": factorized_log, "prune": prune_log, "qat": qat_log, "warm_start": started,
                        "gentler": gentler})
+
+
+def first_step(steps: List[compression.CompressionConfig], student_warm: Dict) -> int:
+    """The index among `steps` to start at: the setting the served model shipped, when there is one
+    (the student's training.json warm_start: SERVED, or "from" in artifacts older than it), whether the
+    students started from it or from scratch. The settings before it failed on this catalog and
+    model; a taste shift does not make them pass. A run without a served model starts at 0, the
+    configured setting."""
+    served = student_warm.get(teacher_training.SERVED) or student_warm.get("from")
+    return shipped_step(steps, _served_gentler(served))
 
 
 def shipped_step(steps: List[compression.CompressionConfig], served: Optional[Dict]) -> int:

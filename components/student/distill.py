@@ -106,13 +106,15 @@ def warm_source(teacher_dir: str) -> Dict:
     model carries the students' weights and feature tables."""
     started = teacher_training.read_summary(teacher_dir).get("warm_start") or {}
     blessed = started.get("from")
+    served = {teacher_training.SERVED: started[teacher_training.SERVED]} \
+        if started.get(teacher_training.SERVED) else {}  # the compression starts at what it shipped
     if not blessed:
-        return {"from": None, "reason": started.get("reason", "from scratch")}
+        return {"from": None, "reason": started.get("reason", "from scratch"), **served}
     if not all(storage.exists(storage.join(blessed, name))
                for name in (artifacts.STUDENT_WEIGHTS_FILE, artifacts.FEATURES_FILE)):
         return {"from": None, "reason": "from scratch: the last blessed model carries no student weights "
-                                        "(trained before the students warm-started)"}
-    return {"from": blessed, "reason": started["reason"]}
+                                        "(trained before the students warm-started)", **served}
+    return {"from": blessed, "reason": started["reason"], **served}
 
 
 def _starter(warm: Dict, dataset, tables):

@@ -34,6 +34,11 @@ SPLITS = ("train", "eval", "test")
 # training.json's warm_start key: a warm start on the newest span's data trained the rows from this
 # timestamp on; the TeacherScorer scores those alone (components/teacher/scoring.py).
 ROWS_FROM = "rows_from"
+# warm_source's answer: the last blessed model's directory, whatever the decision. A start from scratch
+# (the drift check's, or a teacher whose architecture changed) still takes from it what does not
+# depend on the interactions: the items' text vectors (item_text_cache) and the compression setting
+# it shipped (components/compression/compress.py first_step).
+SERVED = "served"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +93,15 @@ def train_and_export(examples_uri: str, catalog_uri: str, transform_graph_uri: s
 
 
 def warm_source(blessed_dir: Optional[str], decision: Optional[str], reason: str) -> Dict[str, Any]:
-    """{"from": the directory to start from or None, "reason": one line}: a warm start when the drift
-    check said warm (decision, reason: its drift.json's) and the last blessed model carries the
-    teacher weights it needs (artifacts.TEACHER_WEIGHTS_FILE and DATASET_FILE, copied along by the
-    student and compression Trainers)."""
+    """{"from": the directory to start from or None, "reason": one line, SERVED: blessed_dir when there
+    is one}: a warm start when the drift check said warm (decision, reason: its drift.json's) and the
+    last blessed model carries the teacher weights it needs (artifacts.TEACHER_WEIGHTS_FILE and
+    DATASET_FILE, copied along by the student and compression Trainers)."""
+    started = _warm_or_scratch(blessed_dir, decision, reason)
+    return {**started, SERVED: blessed_dir} if blessed_dir else started
+
+
+def _warm_or_scratch(blessed_dir: Optional[str], decision: Optional[str], reason: str) -> Dict[str, Any]:
     if decision is None:
         return {"from": None, "reason": "from scratch: no drift check (the data is not in spans)"}
     if decision != "warm":
@@ -136,8 +146,8 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     encoder = encoder_for(settings, dataset)
     started = time.monotonic()
     texts_reused = 0
-    if item_text is None:  # a warm start reuses the blessed model's vectors of unchanged texts
-        item_text, texts_reused = item_text_cache.encode(encoder, dataset, warm["from"])
+    if item_text is None:  # the served model's vectors of unchanged texts, warm start or not
+        item_text, texts_reused = item_text_vectors(encoder, dataset, warm)
     encode_seconds = time.monotonic() - started
 
     started = time.monotonic()
@@ -210,6 +220,16 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     return summary
 
 
+def item_text_vectors(encoder, dataset, warm: Dict[str, Any]):
+    """item_text_cache.encode's (vectors, how many reused): from the model the weights start from, or
+    else the served one (SERVED): a text's vector depends on the text and the encoder alone."""
+    return item_text_cache.encode(encoder, dataset, warm["from"] or warm.get(SERVED))
+
+
+def _served_of(warm: Dict[str, Any]) -> Dict[str, Any]:
+    return {SERVED: warm[SERVED]} if warm.get(SERVED) else {}
+
+
 def _started(model, warm: Dict[str, Any], dataset) -> Dict[str, Any]:
     """Restores `model` from warm["from"] (a blessed model's directory) when set; returns warm with
     what was kept, or turned into a start from scratch when the earlier teacher does not fit."""
@@ -220,7 +240,7 @@ def _started(model, warm: Dict[str, Any], dataset) -> Dict[str, Any]:
         kept = teacher_warm_start.restore(model, storage.join(warm["from"], artifacts.TEACHER_WEIGHTS_FILE),
                                           earlier.item_ids, dataset.item_ids)
     except teacher_warm_start.ArchitectureChanged as error:
-        return {"from": None, "reason": f"from scratch: {error}"}
+        return {"from": None, "reason": f"from scratch: {error}", **_served_of(warm)}
     return {**warm, **kept}
 
 

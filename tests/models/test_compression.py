@@ -2,13 +2,14 @@
 models/compression.py, models/mobile_export.py, models/foundation/tflite_runner.py)."""
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
 
-from models import compression, deployable, mobile_export, student, student_training
+from models import artifacts, compression, deployable, mobile_export, student, student_training
 from models.foundation import signatures
 from models.interaction_data import histories
 from models.foundation.tflite_runner import TFLiteRanker
@@ -333,6 +334,23 @@ def test_a_warm_compression_starts_at_the_setting_the_served_model_shipped():
     # nothing to go by, or a setting this configuration does not try: from the configured one
     for unknown in (None, {}, {"used": 3, "attempts": []}, served(0, [(None, 0.5, 0.2)])):
         assert shipped_step(steps, unknown) == 0
+
+
+def test_a_run_with_a_served_model_starts_at_its_setting_warm_or_from_scratch(tmp_path):
+    from components.compression.compress import first_step
+    from components.teacher.training import SERVED
+
+    steps = compression.CompressionConfig().gentler()
+    blessed = tmp_path / "blessed"
+    blessed.mkdir()
+    (blessed / artifacts.COMPRESSION_FILE).write_text(json.dumps(
+        {"gentler": {"used": 0, "attempts": [{"rank": None, "target_sparsity": 0.375, "dense_sparsity": 0.175}]}}))
+    drift = "from scratch: drift: item_genres L-infinity 0.14 > 0.05"
+    assert first_step(steps, {"from": str(blessed), "reason": "warm", SERVED: str(blessed)}) == 2
+    assert first_step(steps, {"from": None, "reason": drift, SERVED: str(blessed)}) == 2  # retrained after drift
+    assert first_step(steps, {"from": str(blessed), "reason": "warm"}) == 2  # an artifact from before SERVED
+    assert first_step(steps, {"from": None, "reason": "from scratch: no blessed model to start from yet"}) == 0
+    assert first_step(steps, {}) == 0  # data not in spans: no drift check, no served model
 
 
 def test_gentler_settings_drop_the_factorization_then_halve_the_sparsity():

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from components.student import distill
+from components.teacher.training import SERVED
 from models import artifacts, student, student_warm_start
 from models.foundation import storage
 
@@ -155,14 +156,16 @@ def _teacher_dir(tmp_path, warm_start):
 
 
 def test_the_students_start_where_the_teacher_did(tmp_path):
-    scratch = {"from": None, "reason": "from scratch: drift: item_genres L-infinity 0.12 > 0.05"}
-    assert distill.warm_source(_teacher_dir(tmp_path, scratch)) == scratch
     blessed = tmp_path / "blessed"
     blessed.mkdir()
-    warm = {"from": str(blessed), "reason": "warm start from the last blessed run: no drift"}
+    scratch = {"from": None, "reason": "from scratch: drift: item_genres L-infinity 0.12 > 0.05",
+               SERVED: str(blessed)}  # the compression starts at the served model's setting
+    assert distill.warm_source(_teacher_dir(tmp_path, scratch)) == scratch
+    warm = {"from": str(blessed), "reason": "warm start from the last blessed run: no drift", SERVED: str(blessed)}
     (tmp_path / "teacher" / artifacts.TRAINING_FILE).write_text(json.dumps({"warm_start": warm}))
-    assert distill.warm_source(str(tmp_path / "teacher"))["reason"].startswith(
-        "from scratch: the last blessed model carries no student weights")
+    assert distill.warm_source(str(tmp_path / "teacher")) == {
+        "from": None, "reason": "from scratch: the last blessed model carries no student weights "
+                                "(trained before the students warm-started)", SERVED: str(blessed)}
     for name in (artifacts.STUDENT_WEIGHTS_FILE, artifacts.FEATURES_FILE):
         (blessed / name).write_bytes(b"")
     assert distill.warm_source(str(tmp_path / "teacher")) == warm

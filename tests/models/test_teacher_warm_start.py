@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.teacher.training import warm_source
+from components.teacher.training import SERVED, warm_source
 from models import artifacts, teacher, teacher_warm_start
 from models.teacher_objectives import Cloze
 
@@ -62,13 +62,14 @@ def test_where_a_teacher_starts_from(tmp_path):
     blessed = tmp_path / "blessed"
     blessed.mkdir()
     assert warm_source(None, None, "")["reason"] == "from scratch: no drift check (the data is not in spans)"
+    # a retrain after drift still names the served model (its text vectors and compression setting)
     assert warm_source(str(blessed), "scratch", "drift: item_genres L-infinity 0.13 > 0.05") == \
-        {"from": None, "reason": "from scratch: drift: item_genres L-infinity 0.13 > 0.05"}
+        {"from": None, "reason": "from scratch: drift: item_genres L-infinity 0.13 > 0.05", SERVED: str(blessed)}
     assert warm_source(None, "warm", "no drift")["reason"] == "from scratch: no blessed model to start from yet"
     assert "carries no teacher weights" in warm_source(str(blessed), "warm", "no drift")["reason"]
     (blessed / artifacts.TEACHER_WEIGHTS_FILE).write_bytes(b"")
     assert warm_source(str(blessed), "warm", "no drift") == \
-        {"from": str(blessed), "reason": "warm start from the last blessed run: no drift"}
+        {"from": str(blessed), "reason": "warm start from the last blessed run: no drift", SERVED: str(blessed)}
 
 
 def test_warm_start_settings_shorten_phase_one_only():
@@ -136,6 +137,14 @@ def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_the_newest_span_f
         assert sorted(scored) == np.flatnonzero(rows.timestamp >= 20_000).tolist()
         assert all(scored[r] == (rows.user[r], rows.item[r]) for r in scored)
         assert scoring.read_stats(str(tmp_path / "scored"))["splits"][split]["rows"] == len(scored)
+
+    # A retrain from scratch after drift: its weights start afresh, the text vectors come from the served run.
+    scratch = {"from": None, "reason": "from scratch: drift", training.SERVED: str(tmp_path / "first")}
+    encoder = training.encoder_for(training.trainer_settings(settings), toy)
+    vectors, reused = training.item_text_vectors(encoder, toy, scratch)
+    assert reused == toy.num_items
+    np.testing.assert_array_equal(vectors, np.load(tmp_path / "first" / artifacts.ITEM_TEXT_FILE))
+    assert training.item_text_vectors(encoder, toy, {"from": None, "reason": "from scratch"})[1] == 0
 
     # warm_start.data "window": every user, as from scratch.
     trained_users.clear()
