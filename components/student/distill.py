@@ -166,8 +166,8 @@ def train_student(settings: student.StudentConfig, dataset, tables, data, valida
         model, warm = started()
         curves = student_training.fit(model, rows, latest, validation, name=name,
                                       log_dir=log_dir if distribute.is_chief() else None)
-        served = None
-        if warm and warm["started"] == "warm" and span_from is not None:  # the served student, untrained
+        served = None  # the served student, untrained, for the recency prior's backtest (when it is picked)
+        if warm and warm["started"] == "warm" and span_from is not None and _picks_prior(settings, validation):
             served = build(settings.warm_phase_one())
             start(served, name)
         prior, curves["recency_prior"] = recency(settings, model, dataset, latest, validation, served, span_from)
@@ -196,9 +196,9 @@ def recency(settings: student.StudentConfig, model, dataset, latest, validation,
     (models/recency_prior.py). With `served` (the served student as the warm start restored it)
     and span_from, a weight is picked on its backtest of the newest span instead where that has
     enough users (models/prior_backtest.py). "auto" not resolved by the pipeline counts as none."""
-    mode = recency_prior.resolve(settings.recency_prior, None)
-    if mode != "picked" or validation is None:
-        return None, {"mode": mode, "weight": 0.0, "cold_weight": 0.0}
+    if not _picks_prior(settings, validation):
+        return None, {"mode": recency_prior.resolve(settings.recency_prior, None), "weight": 0.0, "cold_weight": 0.0}
+    mode = "picked"
     train = dataset.splits["train"]
     prior = recency_prior.vector(train.item, train.timestamp, dataset.num_items, settings.recency_days)
     weight, curve = recency_prior.pick(
@@ -221,6 +221,10 @@ def recency(settings: student.StudentConfig, model, dataset, latest, validation,
     known = teacher_training.latest_split(dataset)
     return recency_prior.rows(recency_prior.vector(known.item, known.timestamp, dataset.num_items,
                                                    settings.recency_days), weight, cold_weight), summary
+
+
+def _picks_prior(settings: student.StudentConfig, validation) -> bool:
+    return recency_prior.resolve(settings.recency_prior, None) == "picked" and validation is not None
 
 
 def backtest_pick(served, dataset, history: int, span_from: int, days: int) -> Dict:

@@ -1,7 +1,5 @@
 """preprocessing_fn on tiny data through tf.Transform: vocabularies, OOV 0, tokens, buckets."""
 
-import tempfile
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -35,13 +33,13 @@ _TRAIN = [
 
 
 @pytest.fixture(scope="module")
-def transformed():
+def transformed(tmp_path_factory):
     config = {"max_tokens": 3, "max_list_values": 2, "numeric_buckets": 2}
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(_SPEC))
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
+    with tft_beam.Context(temp_dir=str(tmp_path_factory.mktemp("tft_temp")), force_tf_compat_v1=False):
         (data, _), transform_fn = (_TRAIN, metadata) | tft_beam.AnalyzeAndTransformDataset(
             lambda inputs: transform_module.preprocessing_fn(inputs, config), output_record_batches=False)
-        output_dir = tempfile.mkdtemp()
+        output_dir = str(tmp_path_factory.mktemp("transform_graph"))
         _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
     return data, tft.TFTransformOutput(output_dir)
 

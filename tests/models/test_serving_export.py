@@ -2,7 +2,6 @@
 top-K (computed here with numpy), unknown ids served, Transform features from tf.Examples, warmup
 records, and the server's config files."""
 
-import tempfile
 import types
 from unittest import mock
 
@@ -197,7 +196,7 @@ def with_transform(tmp_path_factory):
             for u, g, z in _RAW]
     metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
     graph_dir = str(tmp_path_factory.mktemp("transform_graph"))
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
+    with tft_beam.Context(temp_dir=str(tmp_path_factory.mktemp("tft_temp")), force_tf_compat_v1=False):
         (data, _), transform_fn = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
             lambda inputs: transform_module.preprocessing_fn(inputs, {}), output_record_batches=False)
         _ = transform_fn | tft_beam.WriteTransformFn(graph_dir)
