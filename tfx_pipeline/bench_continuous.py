@@ -13,7 +13,8 @@ next-span ndcg@10, seen items removed: tfx_pipeline/next_span.py):
             the last blessed model: the drift check decides, the teacher warm-starts, the push gate
             compares with the served model; measured: the served int8 model (the latest pushed)
   scratch   the same into a fresh run directory per span: everything from scratch, every span; when
-            the push gate refuses a span's candidate, the previous span's pushed model stays served
+            the push gate refuses a span's candidate, the previous span's pushed model stays served;
+            at the first span it is the warm policy's run (an empty directory both), run once
   frozen    the model served after span 2, never retrained
   ease      EASE (l2 --ease-l2) refit on the window's spans, scored in numpy
   trending  the most popular items of the last --trending-days of history, for everyone (a floor)
@@ -71,7 +72,7 @@ def served(output: str) -> Optional[str]:
 
 def bench_data(name: str, data_dir: str, out: str, policies, config: Optional[str], window: int, last_span: int,
                ease_l2: float, trending_days: int, first_span: int = 2) -> List[Dict]:
-    rows, frozen, last_scratch = [], None, None
+    rows, frozen, last_scratch, first_run = [], None, None, None
     if first_span > 2:  # resumed: the run directories of the spans before are where they were left
         frozen = served(os.path.join(out, f"{name}-scratch-2"))
         last_scratch = next((served(os.path.join(out, f"{name}-scratch-{k}")) for k in range(first_span - 1, 1, -1)
@@ -84,14 +85,24 @@ def bench_data(name: str, data_dir: str, out: str, policies, config: Optional[st
             row = {"data": name, "trained_to": k, "tested_on": k + 1, "policy": policy}
             if policy in ("warm", "scratch"):
                 output = os.path.join(out, f"{name}-warm" if policy == "warm" else f"{name}-scratch-{k}")
-                if policy == "scratch":
-                    shutil.rmtree(output, ignore_errors=True)
-                ran = run_pipeline(here, output, config)
-                report = ran["report"]
-                row.update(seconds=ran["seconds"], pushed=bool(report.get("pushed", {}).get("mobile")),
-                           decision=(report.get("drift") or {}).get("decision"),
-                           teacher=((report.get("warm_start") or {}).get("teacher") or {}).get("reason"))
-                model = served(output)
+                if policy == "scratch" and first_run is not None and first_run["k"] == k:
+                    # The first span: both policies run on the same data and config into an empty
+                    # directory, the same run; it ran once, for the warm policy.
+                    row.update({key: first_run["row"][key] for key in ("seconds", "pushed", "decision", "teacher")},
+                               same_run_as="warm")
+                    model = first_run["model"]
+                else:
+                    if policy == "scratch":
+                        shutil.rmtree(output, ignore_errors=True)
+                    first = not os.path.exists(output)
+                    ran = run_pipeline(here, output, config)
+                    report = ran["report"]
+                    row.update(seconds=ran["seconds"], pushed=bool(report.get("pushed", {}).get("mobile")),
+                               decision=(report.get("drift") or {}).get("decision"),
+                               teacher=((report.get("warm_start") or {}).get("teacher") or {}).get("reason"))
+                    model = served(output)  # a version directory: later pushes add others beside it
+                    if policy == "warm" and first:
+                        first_run = {"k": k, "row": row, "model": model}
                 if policy == "scratch":
                     model = last_scratch = model or last_scratch  # a refused candidate: the last push serves
                     frozen = model if k == 2 else frozen

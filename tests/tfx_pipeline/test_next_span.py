@@ -79,3 +79,33 @@ def test_the_ratios_pair_the_spans_where_both_policies_served_a_model():
     assert ratios["warm/scratch ndcg@10"] == round((0.2 + 0.1) / (0.25 + 0.15), 3)  # spans 3 and 5
     assert ratios["warm/scratch seconds"] == round((4 + 5) / (10 + 10), 3)
     assert ratios["warm/trending ndcg@10"] == round(0.1 / 0.2, 3)  # span 5 alone
+
+
+def test_the_first_span_runs_once_for_the_warm_and_scratch_policies(tmp_path, monkeypatch):
+    """At span 2 both policies run `recdistill run` on the same data into an empty directory: the bench
+    runs it once and the scratch policy (and frozen, its model) takes the warm run's. From span 3 on
+    each policy runs its own."""
+    from tfx_pipeline.datasets.synth_spans import write_synthetic_spans
+
+    data = tmp_path / "data"
+    write_synthetic_spans(data, spans=4, users=80, items=40, interactions=1600, seed=0)
+    runs = []
+
+    def run_pipeline(here, output, config):  # a pushed model per run: mobile/<n> in its directory
+        runs.append((sorted(os.listdir(here)), os.path.basename(output)))
+        version = len(os.listdir(os.path.join(output, "mobile"))) + 1 if os.path.isdir(output) else 1
+        os.makedirs(os.path.join(output, "mobile", str(version)))
+        return {"seconds": 10.0 * len(runs), "report": {"pushed": {"mobile": "x"}, "drift": {"decision": "warm"}}}
+
+    monkeypatch.setattr(bench_continuous, "run_pipeline", run_pipeline)
+    monkeypatch.setattr(next_span, "tflite_ndcg", lambda model, dataset: float(model.count(os.sep) + len(model)))
+    rows = bench_continuous.bench_data("s", str(data), str(tmp_path / "out"), ("warm", "scratch", "frozen"), None,
+                                       window=4, last_span=4, ease_l2=200.0, trending_days=28)
+    assert runs == [(["span-1", "span-2"], "s-warm"),
+                    (["span-1", "span-2", "span-3"], "s-warm"), (["span-1", "span-2", "span-3"], "s-scratch-3")]
+    by = {(r["trained_to"], r["policy"]): r for r in rows}
+    first = os.path.join(str(tmp_path / "out"), "s-warm", "mobile", "1")
+    assert by[2, "scratch"]["same_run_as"] == "warm" and by[2, "scratch"]["seconds"] == by[2, "warm"]["seconds"] == 10
+    assert by[2, "scratch"]["ndcg@10"] == by[2, "warm"]["ndcg@10"] == round(first.count(os.sep) + len(first), 4)
+    assert by[3, "frozen"]["ndcg@10"] == by[2, "warm"]["ndcg@10"]  # the model served after span 2
+    assert "same_run_as" not in by[3, "scratch"] and by[3, "scratch"]["seconds"] == 30
