@@ -106,8 +106,7 @@ def warm_source(teacher_dir: str) -> Dict:
     model carries the students' weights and feature tables."""
     started = teacher_training.read_summary(teacher_dir).get("warm_start") or {}
     blessed = started.get("from")
-    served = {teacher_training.SERVED: started[teacher_training.SERVED]} \
-        if started.get(teacher_training.SERVED) else {}  # the compression starts at what it shipped
+    served = teacher_training.served_of(started)  # the compression starts at what it shipped
     if not blessed:
         return {"from": None, "reason": started.get("reason", "from scratch"), **served}
     if not all(storage.exists(storage.join(blessed, name))

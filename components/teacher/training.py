@@ -226,7 +226,8 @@ def item_text_vectors(encoder, dataset, warm: Dict[str, Any]):
     return item_text_cache.encode(encoder, dataset, warm["from"] or warm.get(SERVED))
 
 
-def _served_of(warm: Dict[str, Any]) -> Dict[str, Any]:
+def served_of(warm: Dict[str, Any]) -> Dict[str, Any]:
+    """{SERVED: the served model's directory} of a warm_source answer that names one, else {}."""
     return {SERVED: warm[SERVED]} if warm.get(SERVED) else {}
 
 
@@ -240,7 +241,7 @@ def _started(model, warm: Dict[str, Any], dataset) -> Dict[str, Any]:
         kept = teacher_warm_start.restore(model, storage.join(warm["from"], artifacts.TEACHER_WEIGHTS_FILE),
                                           earlier.item_ids, dataset.item_ids)
     except teacher_warm_start.ArchitectureChanged as error:
-        return {"from": None, "reason": f"from scratch: {error}", **_served_of(warm)}
+        return {"from": None, "reason": f"from scratch: {error}", **served_of(warm)}
     return {**warm, **kept}
 
 
