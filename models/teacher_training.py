@@ -225,11 +225,26 @@ def refit(model, phase_one, latest_known: np.ndarray, config: teacher_lib.Teache
         model.gate.assign(float(np.asarray(phase_one.gate)))
         model.wide_scale.assign(float(np.asarray(phase_one.wide_scale)))
     epochs = 0 if not retrain else config.refit_epochs if config.refit == "warm" else epochs
+    return _train_epochs(model, latest_known, config, half_life, epochs, users, "teacher refit epoch", log, started)
+
+
+def go_on(model, latest_known: np.ndarray, config: teacher_lib.TeacherConfig, half_life: Optional[float],
+          epochs: int, log=report_progress, users: Optional[np.ndarray] = None) -> Dict:
+    """A warm start without phase one (WarmStart.phase_one false): `model`, started from the served
+    teacher, trains on the train + eval histories for `epochs` epochs (none without BERT), with no
+    validation. users: as fit's. Returns {"epochs", "loss", "seconds"}."""
+    epochs = epochs if config.use_bert else 0
+    return _train_epochs(model, latest_known, config, half_life, epochs, users, "teacher warm epoch", log,
+                         time.monotonic())
+
+
+def _train_epochs(model, latest: np.ndarray, config: teacher_lib.TeacherConfig, half_life: Optional[float],
+                  epochs: int, users: Optional[np.ndarray], label: str, log, started: float) -> Dict:
     rng = np.random.default_rng(config.seed)
     epoch, losses = train_steps(model, config, half_life), []
     for n in range(epochs):
-        losses.append(epoch(latest_known, rng, users))
-        log(f"teacher refit epoch {n + 1}/{epochs}: loss {losses[-1]:.4f}, {time.monotonic() - started:.0f} s")
+        losses.append(epoch(latest, rng, users))
+        log(f"{label} {n + 1}/{epochs}: loss {losses[-1]:.4f}, {time.monotonic() - started:.0f} s")
     return {"epochs": epochs, "loss": losses, "seconds": round(time.monotonic() - started, 1)}
 
 
@@ -239,7 +254,8 @@ def export(model, final, path: str, history: int) -> None:
     score(user: int64 [B], history: int64 [B, history]) -> float32 [B, num_items]: `final`, the
       teacher refit on train + eval (for ranking test users); the user index is not read (the
       history says everything), it keeps the signature every scorer of the project shares.
-    score_train(user, history): `model`, phase one, trained on the training split (soft labels).
+    score_train(user, history): `model`, phase one, trained on the training split (soft labels); the
+      same as score when a warm start skipped phase one (`model` is `final`).
     item_embeddings() -> float32 [num_items, dim]: phase one's (hints).
     index 0 of the items is OOV and scores -1e9.
     A teacher trained in mixed precision is switched to float32 first (SequenceTeacher.
@@ -264,8 +280,8 @@ def export(model, final, path: str, history: int) -> None:
 
     spec = [tf.TensorSpec([None], tf.int64, name="user"), tf.TensorSpec([None, history], tf.int64, name="history")]
     archive = keras.export.ExportArchive()
-    archive.track(model)
-    archive.track(final)
+    for tracked in {id(m): m for m in (model, final)}.values():  # one model when phase one was skipped
+        archive.track(tracked)
     archive.add_endpoint("score", score, input_signature=spec)
     archive.add_endpoint("score_train", score_train, input_signature=spec)
     archive.add_endpoint("item_embeddings", item_embeddings, input_signature=[])

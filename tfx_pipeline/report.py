@@ -228,13 +228,16 @@ def drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str, 
         if started.get("from") and started.get("rows_trained") is not None:
             kept += (f"; trained on the newest span: {started['users_trained']:,} users, "
                      f"{started['rows_trained']['final']:,} train and eval rows scored for the students")
+        if started.get("from") and started.get("phase_one") is False:
+            kept += f"; no phase one: {_epochs(started['epochs'])} on train and eval"
         lines.append(f"teacher: {started['reason']}{kept}")
     students = (warm_start or {}).get("students") or {}
     kd = students.get("student_kd") or {}
     if kd.get("started") == "warm":
         fresh = f", fresh features: {', '.join(kd['features_fresh'])}" if kd.get("features_fresh") else ""
+        went = f"; no phase one: {_epochs(kd['epochs'])} on train and eval" if kd.get("phase_one") is False else ""
         lines.append(f"students: warm start ({kd['items_kept']:,} items and {kd['users_kept']:,} users kept, "
-                     f"{kd['items_new']:,} and {kd['users_new']:,} new{fresh})")
+                     f"{kd['items_new']:,} and {kd['users_new']:,} new{fresh}){went}")
     elif students:
         lines.append(f"students: {kd.get('reason') or students.get('reason')}")
     compressed = (warm_start or {}).get("compression")
@@ -242,6 +245,10 @@ def drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str, 
         lines.append(f"compression: {compressed['started']}: {compressed['prune_epochs']} pruning and "
                      f"{compressed['qat_epochs']} QAT epochs")
     return lines
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch" + ("" if count == 1 else "s")
 
 
 def _cold_lines(cold_items: Optional[Dict[str, Any]], markdown: bool) -> List[str]:

@@ -3,6 +3,8 @@
 Each student trains in two phases: on TeacherScorer's Split-train rows with early stopping on the
 dataset's eval split, then (StudentConfig.refit, when there is an eval split) again from the same
 start on Split-final (train + eval rows, the final teacher's labels) for the epochs phase one chose.
+A warm teacher that skipped phase one (teacher.warm_start.phase_one false) had Split-final scored
+alone: each student then goes on from the served one on it for warm_epochs, with no validation.
 """
 
 import dataclasses
@@ -32,6 +34,18 @@ def split_files(file_patterns: List[str], split: str) -> List[str]:
     return [f for f in file_patterns if f"Split-{split}" in f.replace(os.sep, "/").split("/")]
 
 
+def scored(file_patterns: List[str], split: str) -> bool:
+    """Whether the scorer scored the split: its scoring_stats.json names it (a warm teacher without
+    phase one has Split-train left empty); an artifact without the file, whether patterns name it."""
+    patterns = split_files(file_patterns, split)
+    if not patterns:
+        return False
+    artifact = storage.dirname(storage.dirname(patterns[0]))
+    if not storage.exists(storage.join(artifact, artifacts.SCORING_STATS_FILE)):
+        return True
+    return split in scoring.read_stats(artifact)["splits"]
+
+
 def open_split(file_patterns: List[str], split: str) -> scored_rows.ScoredRows:
     """One scored split as a stream, with the scorer's statistics when it wrote them."""
     patterns = split_files(file_patterns, split)
@@ -45,17 +59,18 @@ def open_split(file_patterns: List[str], split: str) -> scored_rows.ScoredRows:
 
 def training_rows(file_patterns: List[str], config: student.StudentConfig, dataset):
     """(rows, latest histories, refit rows or None, refit histories or None) for training; the rows
-    are scored_rows.ScoredRows streams.
+    are scored_rows.ScoredRows streams. rows is None when the scorer wrote Split-final alone (a warm
+    teacher that skipped phase one): the students skip it too, and train on the refit rows.
 
     With the mse soft loss both splits' teacher scores are rescaled by the one factor that gives
     the training rows' scores a standard deviation of config.soft_scale (the two teachers differ
     only in the data their wide part saw: one scale)."""
-    rows = open_split(file_patterns, "train")
+    rows = open_split(file_patterns, "train") if scored(file_patterns, "train") else None
     refit = config.refit and len(dataset.splits["eval"].user) and split_files(file_patterns, "final")
-    final = open_split(file_patterns, "final") if refit else None
+    final = open_split(file_patterns, "final") if refit or rows is None else None
     if config.beta > 0 and config.soft_loss == "mse":
-        factor = distillation.rescale_factor(rows.std, config.soft_scale)
-        rows = rows.scaled(factor)
+        factor = distillation.rescale_factor((rows or final).std, config.soft_scale)
+        rows = rows.scaled(factor) if rows is not None else None
         final = final.scaled(factor) if final is not None else None
     latest = interaction_data.latest_items(dataset.splits["train"], dataset.num_users, config.history)
     latest_final = teacher_training.latest_histories(dataset, config.history) if final is not None else None
@@ -79,8 +94,8 @@ def train_both(train_files: List[str], teacher_dir: str, config: student.Student
     warm = warm_source(teacher_dir)
     start = _starter(warm, dataset, tables) if warm["from"] else None
     rows_from = teacher_training.rows_from(teacher_dir)
-    summary = {"config": dataclasses.asdict(config), "rows": rows.rows,
-               "refit_rows": final.rows if final is not None else 0, "candidates": rows.width}
+    summary = {"config": dataclasses.asdict(config), "rows": rows.rows if rows is not None else 0,
+               "refit_rows": final.rows if final is not None else 0, "candidates": (rows or final).width}
     trained = {}
     for name, settings, out_dir in (("student_kd", config, kd_dir),
                                     ("student_no_kd", config.without_distillation(), no_kd_dir)):
@@ -163,28 +178,65 @@ def train_student(settings: student.StudentConfig, dataset, tables, data, valida
     strategy = distribute.strategy_for(settings.distribute)
     with strategy.scope():  # the variables (mirrored under a strategy) and the training steps
         model, warm = started()
+        if rows is None:  # the teacher skipped phase one (components/teacher/training.py): so does the student
+            return _went_on(settings, model, warm, data, dataset, validation, out_dir, trained, name, span_from,
+                            served=_served(settings, start, build, name, validation) if warm else None)
         curves = student_training.fit(model, rows, latest, validation, name=name,
                                       log_dir=log_dir if distribute.is_chief() else None)
         served = None  # the served student, untrained, for the recency prior's backtest (when it is picked)
-        if warm and warm["started"] == "warm" and span_from is not None and _picks_prior(settings, validation):
-            served = build(settings.warm_phase_one())
-            start(served, name)
+        if warm and warm["started"] == "warm" and span_from is not None:
+            served = _served(settings, start, build, name, validation)
         prior, curves["recency_prior"] = recency(settings, model, dataset, latest, validation, served, span_from)
         if final is not None:
             model = started()[0] if warm and warm["started"] == "warm" else build(settings)
             refit = student_training.fit(model, final, latest_final, None, epochs=curves["best_epoch"],
                                          name=f"{name} refit")
             curves["refit"] = {"epochs": curves["best_epoch"], "loss": refit["loss"], "seconds": refit["seconds"]}
+    return _exported(settings, model, prior, curves, out_dir, trained, name, warm if start is not None else None)
+
+
+def _exported(settings: student.StudentConfig, model, prior, curves: Dict, out_dir: str, trained: Optional[Dict],
+              name: str, warm: Optional[Dict]) -> Dict:
     if distribute.is_chief():  # every worker holds the same weights; one writes them
         student_training.export(model, out_dir, prior)
         if prior is not None:
             storage.save_npy(storage.join(out_dir, artifacts.RECENCY_PRIOR_FILE), prior)
     if trained is not None:
         trained[name] = model
-    if start is not None:
+    if warm is not None:
         curves["warm_start"] = warm
     return {**curves, "params": student.params(model), "alpha": settings.alpha, "beta": settings.beta,
             "gamma": settings.gamma}
+
+
+def _served(settings: student.StudentConfig, start, build, name: str, validation):
+    """The served student as the warm start restores it, untrained (the recency prior's picks), or None
+    when the prior is not picked or the student started from scratch."""
+    if start is None or not _picks_prior(settings, validation):
+        return None
+    served = build(settings.warm_phase_one())
+    try:
+        start(served, name)
+    except student_warm_start.ArchitectureChanged:
+        return None
+    return served
+
+
+def _went_on(settings: student.StudentConfig, model, warm: Optional[Dict], data, dataset, validation, out_dir: str,
+             trained: Optional[Dict], name: str, span_from: Optional[int], served=None) -> Dict:
+    """A student without phase one: it goes on from the served student on the refit rows for
+    warm_epochs (epochs, from scratch: a student of another architecture), with no validation; the
+    recency prior's weights are picked with the served student, which saw none of the eval split."""
+    _, latest, final, latest_final = data
+    warmed = bool(warm) and warm["started"] == "warm"
+    epochs = settings.warm_epochs if warmed else settings.epochs
+    went = student_training.fit(model, final, latest_final, None, epochs=epochs, name=f"{name} warm")
+    prior, picked = recency(settings, served, dataset, latest, validation, served, span_from) if served is not None \
+        else recency(dataclasses.replace(settings, recency_prior="none"), model, dataset, latest, None)
+    curves = {"loss": [], "val_ndcg@10": [], "best_epoch": 0, "seconds": 0.0, "recency_prior": picked,
+              "phase_one": False, "refit": {"epochs": epochs, "loss": went["loss"], "seconds": went["seconds"]}}
+    return _exported(settings, model, prior, curves, out_dir, trained, name,
+                     {**warm, "phase_one": False, "epochs": epochs} if warm else None)
 
 
 def recency(settings: student.StudentConfig, model, dataset, latest, validation, served=None,

@@ -1,7 +1,9 @@
 """Teacher scoring on Beam, in the manner of TFX's BulkInferrer: soft labels for distillation.
 
 Two sets of rows, for the student's two phases (models/student_training.py); a warm start on the
-newest span's data scores only its rows of each (below):
+newest span's data scores only its rows of each (below), and one without phase one (the teacher's
+training.json: phase_one false) Split-final alone (Split-train is then an empty directory, and
+scoring_stats.json names the splits scored):
     Split-train  every training interaction, scored by the teacher that saw only the training
                  split (`score_train`, the user's training history; seen = training items): the
                  student learns from it while its early stopping watches the eval split, unseen.
@@ -87,11 +89,13 @@ def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, neg
 
     dataset = _load_dataset(teacher_dir)
     rows_from = training.rows_from(teacher_dir)
-    sizes = {split: len(_scored_positions(_rows_of(dataset, split), rows_from)) for split in SCORED_SPLITS}
+    sizes = {split: len(_scored_positions(_rows_of(dataset, split), rows_from)) for split in scored_splits(teacher_dir)}
     negatives = scored_negatives(negatives, max(sizes.values()), budget)  # one N: one soft-label scale
     in_process_when_small(p, max(sizes.values()))
+    for split in SCORED_SPLITS:  # a split not scored is an empty directory: the artifact names both (TFX's
+        storage.makedirs(storage.join(output_dir, f"Split-{split}"))  # Trainer checks its TrainArgs splits)
     stats = []
-    for split in SCORED_SPLITS:
+    for split in sizes:
         size = sizes[split]
         shards = [(start, min(start + SHARD_ROWS, size)) for start in range(0, size, SHARD_ROWS)]
         directory = storage.join(output_dir, f"Split-{split}")
@@ -108,6 +112,12 @@ def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, neg
              storage.join(output_dir, artifacts.SCORING_STATS_FILE),
              json.dumps({"negatives": negatives, "splits": by_split}, indent=2))))
     return negatives
+
+
+def scored_splits(teacher_dir: str) -> Tuple[str, ...]:
+    """The splits to score: both, or Split-final alone after a warm start without phase one (its
+    students train on the final teacher's rows alone: components/student/distill.py)."""
+    return SCORED_SPLITS if training.phase_one_ran(teacher_dir) else ("final",)
 
 
 def in_process_when_small(p: beam.Pipeline, rows: int) -> bool:

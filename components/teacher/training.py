@@ -39,6 +39,9 @@ ROWS_FROM = "rows_from"
 # depend on the interactions: the items' text vectors (item_text_cache) and the compression setting
 # it shipped (components/compression/compress.py first_step).
 SERVED = "served"
+# training.json's key: false when a warm start skipped phase one (WarmStart.phase_one): the export's
+# score_train is the final teacher, and the scorer writes Split-final alone.
+PHASE_ONE = "phase_one"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,23 +168,32 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     wide_train, text_info = text_columns.with_text_columns(wide_train, item_text, train.item)
     wide_seconds = time.monotonic() - started
 
-    model = teacher.build_teacher(item_text, wide_train, half_life, config,
-                                  known_items=interaction_data.items_with_interactions(train.item, dataset.num_items))
+    final, text_final = None, None
+    if skips_phase_one(config, warm):
+        final, text_final = _final_teacher(dataset, item_text, l2, half_life, config)
+        warm = _started(final, warm, dataset)  # a teacher of another architecture: phase one after all
+    if final is not None and warm["from"]:
+        model, history = final, _restored_deep_weight(final, warm, config)
+        trained_users, warm = _trained_users(dataset, warm, config, newest_span_from)
+        refit = teacher_training.go_on(final, latest_histories(dataset, config.history), config, half_life,
+                                       epochs=config.warm_start.applied_to(config).refit_epochs,
+                                       users=trained_users["final"])
+        warm = {**warm, PHASE_ONE: False, "epochs": refit["epochs"]}  # report.json's warm_start.teacher
+    else:
+        model = teacher.build_teacher(item_text, wide_train, half_life, config,
+                                      known_items=interaction_data.items_with_interactions(train.item,
+                                                                                           dataset.num_items))
+        warm = _started(model, warm, dataset)
+        phase_one = config.warm_start.applied_to(config) if warm["from"] else config
+        trained_users, warm = _trained_users(dataset, warm, config, newest_span_from)
+        history = teacher_training.fit(model, latest, evaluator, phase_one, half_life,
+                                       log_dir=os.path.join(out_dir, artifacts.LOG_DIR), users=trained_users["train"])
+        final, text_final = _final_teacher(dataset, item_text, l2, half_life, config)
+        if warm["from"]:  # refit "scratch" starts here too (refit "warm" copies phase one's weights anyway)
+            _started(final, warm, dataset)
+        refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), phase_one,
+                                       half_life, epochs=history["best_epoch"], users=trained_users["final"])
     precision = model.dtype_policy.name  # "mixed_float16" or "float32" (the export makes it float32)
-    warm = _started(model, warm, dataset)
-    phase_one = config.warm_start.applied_to(config) if warm["from"] else config
-    trained_users, warm = _trained_users(dataset, warm, config, newest_span_from)
-    history = teacher_training.fit(model, latest, evaluator, phase_one, half_life,
-                                   log_dir=os.path.join(out_dir, artifacts.LOG_DIR), users=trained_users["train"])
-    known = latest_split(dataset)
-    wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
-    wide_final, text_final = text_columns.with_text_columns(wide_final, item_text, known.item)
-    final = teacher.build_teacher(item_text, wide_final, half_life, config,
-                                  known_items=interaction_data.items_with_interactions(known.item, dataset.num_items))
-    if warm["from"]:  # refit "scratch" starts here too (refit "warm" copies phase one's weights anyway)
-        _started(final, warm, dataset)
-    refit = teacher_training.refit(final, model, latest_histories(dataset, config.history), phase_one, half_life,
-                                   epochs=history["best_epoch"], users=trained_users["final"])
 
     teacher_training.export(model, final, os.path.join(out_dir, artifacts.SAVED_MODEL_DIR), config.history)
     teacher_warm_start.save(final, storage.join(out_dir, artifacts.TEACHER_WEIGHTS_FILE))
@@ -201,6 +213,7 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
         "deep_weight": history["deep_weight"],
         "warm_start": warm,
         "best_epoch": history["best_epoch"],
+        PHASE_ONE: model is not final,
         "refit": refit,
         "texts_encoded": len(dataset.item_texts) - texts_reused,
         "texts_reused": texts_reused,
@@ -218,6 +231,47 @@ def _fit_and_export(dataset, out_dir: str, settings: TeacherTrainerSettings, con
     # out_dir may be a gs:// artifact; json.dumps(indent=2) keeps the file's bytes as they were.
     storage.write_text(storage.join(out_dir, artifacts.TRAINING_FILE), json.dumps(summary, indent=2))
     return summary
+
+
+def skips_phase_one(config: teacher.TeacherConfig, warm: Dict[str, Any]) -> bool:
+    """A warm start without phase one (WarmStart.phase_one false): only when the students go on from
+    the served ones too, since they then train on the final teacher's rows alone (no Split-train)."""
+    return bool(warm["from"]) and not config.warm_start.phase_one and _has_students(warm["from"])
+
+
+def _has_students(blessed_dir: str) -> bool:
+    return all(storage.exists(storage.join(blessed_dir, name))
+               for name in (artifacts.STUDENT_WEIGHTS_FILE, artifacts.FEATURES_FILE))
+
+
+def _final_teacher(dataset, item_text, l2: float, half_life, config: teacher.TeacherConfig):
+    """(the teacher whose wide part is fit on train + eval, its text-column summary): what ranks test users."""
+    from models import ease
+
+    known = latest_split(dataset)
+    wide_final = ease.EaseModel(dataset.num_items, l2).fit(known.user, known.item, dataset.num_users).weights
+    wide_final, text_final = text_columns.with_text_columns(wide_final, item_text, known.item)
+    final = teacher.build_teacher(item_text, wide_final, half_life, config,
+                                  known_items=interaction_data.items_with_interactions(known.item, dataset.num_items))
+    return final, text_final
+
+
+def _restored_deep_weight(final, warm: Dict[str, Any], config: teacher.TeacherConfig) -> Dict[str, Any]:
+    """fit's answer for a warm start without phase one: no epochs, no curve; the deep weight the served
+    teacher ranked with (a teacher saved before it was kept: the objective's unvalidated one)."""
+    weight = float(np.asarray(final.deep_weight)) if not config.chosen_objective.ranks_with_deep_weight else (
+        teacher_warm_start.saved_deep_weight(storage.join(warm["from"], artifacts.TEACHER_WEIGHTS_FILE)))
+    if weight is None:
+        weight = config.chosen_objective.unvalidated_deep_weight() if config.use_bert else 0.0
+    final.deep_weight.assign(float(weight))
+    return {"loss": [], "val_ndcg@10": [], "epochs": 0, "best_epoch": 0, "deep_weight": float(weight),
+            "seconds": 0.0}
+
+
+def phase_one_ran(teacher_dir: str) -> bool:
+    """Whether an exported teacher had a phase one (training.json; teachers from before the warm
+    start without it always had): without one its scorer writes Split-final alone."""
+    return read_summary(teacher_dir).get(PHASE_ONE, True)
 
 
 def item_text_vectors(encoder, dataset, warm: Dict[str, Any]):
@@ -258,8 +312,7 @@ def _trained_users(dataset, warm: Dict[str, Any], config: teacher.TeacherConfig,
         return every, warm
     # The scorer's rows are the students' and the compression's: only students that go on from the
     # served ones can learn from the newest span's alone (components/student/distill.py warm_source).
-    if not all(storage.exists(storage.join(warm["from"], name))
-               for name in (artifacts.STUDENT_WEIGHTS_FILE, artifacts.FEATURES_FILE)):
+    if not _has_students(warm["from"]):
         return every, warm
     train, known = dataset.splits["train"], latest_split(dataset)
     masks = {}

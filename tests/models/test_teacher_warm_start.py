@@ -82,6 +82,9 @@ def test_warm_start_settings_shorten_phase_one_only():
     assert short.warm_start.applied_to(short).epochs == 3 and short.warm_start.applied_to(short).patience == 2
     with pytest.raises(ValueError, match="teacher warm_start.epochs must be an integer >= 1"):
         teacher_warm_start.WarmStart(epochs=0)
+    assert teacher_warm_start.WarmStart().phase_one is False
+    with pytest.raises(ValueError, match="teacher warm_start.phase_one must be true or false"):
+        teacher_warm_start.WarmStart(phase_one="no")
 
 
 @pytest.mark.slow  # two tiny teachers trained, then scored on Beam (about 20 s)
@@ -116,7 +119,11 @@ def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_the_newest_span_f
         (tmp_path / "first" / name).write_bytes(b"")
     masks, _ = training._trained_users(toy, warm, config, 20_000)
     np.testing.assert_array_equal(np.flatnonzero(masks["train"]), np.arange(20, 40))
-    second = training.fit_and_export(toy, str(tmp_path / "second"), settings, warm=warm, newest_span_from=20_000)
+    with_phase_one = {**settings, "teacher": {**settings["teacher"],
+                                              "warm_start": {"epochs": 1, "patience": 1, "phase_one": True}}}
+    second = training.fit_and_export(toy, str(tmp_path / "second"), with_phase_one, warm=warm,
+                                     newest_span_from=20_000)
+    assert second[training.PHASE_ONE] is True
     assert second["warm_start"]["from"] == str(tmp_path / "first")
     assert second["warm_start"]["items_kept"] == toy.num_items - 1 and second["warm_start"]["items_new"] == 0
     assert second["epochs"] == 1  # teacher.warm_start.epochs
@@ -127,7 +134,7 @@ def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_the_newest_span_f
     assert second["warm_start"][training.ROWS_FROM] == 20_000
     assert second["warm_start"]["users_trained"] == 20
     assert second["warm_start"]["rows_trained"] == {"train": 20 * 5, "final": 20 * 6}
-    assert trained_users == [newest] * len(trained_users) and len(trained_users) == 1 + 3  # phase one, refit
+    assert trained_users == [newest] * len(trained_users) and len(trained_users) == 1 + 5  # phase one, refit_epochs
 
     # The scorer scores the newest span's rows alone, each under its position among all the rows.
     with beam.Pipeline() as p:
@@ -137,6 +144,29 @@ def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_the_newest_span_f
         assert sorted(scored) == np.flatnonzero(rows.timestamp >= 20_000).tolist()
         assert all(scored[r] == (rows.user[r], rows.item[r]) for r in scored)
         assert scoring.read_stats(str(tmp_path / "scored"))["splits"][split]["rows"] == len(scored)
+
+    # Without phase one (the default): the teacher goes on from the served one on the newest span's
+    # train + eval histories for warm_start.refit_epochs, ranks with the deep weight the served one
+    # saved, exports it for both endpoints, and the scorer writes Split-final alone.
+    trained_users.clear()
+    direct = {**settings, "teacher": {**settings["teacher"], "warm_start": {"refit_epochs": 2}}}
+    fourth = training.fit_and_export(toy, str(tmp_path / "fourth"), direct, warm=warm, newest_span_from=20_000)
+    assert fourth[training.PHASE_ONE] is False and fourth["epochs"] == 0 and fourth["refit"]["epochs"] == 2
+    assert trained_users == [newest, newest]
+    assert fourth["deep_weight"] == pytest.approx(first["deep_weight"], rel=1e-6)
+    with beam.Pipeline() as p:
+        scoring.score_training_rows(p, str(tmp_path / "fourth"), str(tmp_path / "scored4"), 4, seed=7)
+    assert list((tmp_path / "scored4" / "Split-train").iterdir()) == []  # named by the artifact, left empty
+    assert list(scoring.read_stats(str(tmp_path / "scored4"))["splits"]) == ["final"]
+    final_rows = training.latest_split(toy)
+    assert sorted(_scored(str(tmp_path / "scored4"), "final")) == np.flatnonzero(final_rows.timestamp >= 20_000).tolist()
+    exported = tf.saved_model.load(str(tmp_path / "fourth" / artifacts.SAVED_MODEL_DIR))
+    users = tf.constant([20, 21], tf.int64)
+    histories = tf.constant(training.latest_histories(toy, 5)[[20, 21]])
+    np.testing.assert_array_equal(exported.score(users, histories).numpy(),
+                                  exported.score_train(users, histories).numpy())
+    assert scoring.scored_splits(str(tmp_path / "fourth")) == ("final",)
+    assert scoring.scored_splits(str(tmp_path / "second")) == scoring.SCORED_SPLITS
 
     # A retrain from scratch after drift: its weights start afresh, the text vectors come from the served run.
     scratch = {"from": None, "reason": "from scratch: drift", training.SERVED: str(tmp_path / "first")}
@@ -149,7 +179,7 @@ def test_a_warm_teacher_starts_from_the_earlier_one_and_trains_the_newest_span_f
     # warm_start.data "window": every user, as from scratch.
     trained_users.clear()
     window = {**settings, "teacher": {**settings["teacher"], "warm_start": {"epochs": 1, "patience": 1,
-                                                                            "data": "window"}}}
+                                                                            "phase_one": True, "data": "window"}}}
     third = training.fit_and_export(toy, str(tmp_path / "third"), window, warm=warm, newest_span_from=20_000)
     assert training.ROWS_FROM not in third["warm_start"] and trained_users[0] == everyone
 

@@ -123,6 +123,16 @@ def test_spans_say_where_each_model_started_and_what_prior_it_carries():
     assert "students: warm start (1,200 items and 900 users kept, 40 and 80 new, fresh features: item_title_tokens)" \
         in text
     assert "compression: warm: 6 pruning and 1 QAT epochs" in text
+    assert "no phase one" not in text
+    # a warm run without phase one (teacher.warm_start.phase_one: false) says how long each trained instead
+    went = {**warm_start, "teacher": {**warm_start["teacher"], "phase_one": False, "epochs": 5},
+            "students": {**warm_start["students"],
+                         "student_kd": {**warm_start["students"]["student_kd"], "phase_one": False, "epochs": 6}}}
+    went_text = report.render(report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"],
+                                                  drift=drift, warm_start=went))
+    assert "teacher: warm start from the last blessed run: no drift (1,200 items kept, 40 new); no phase one: " \
+           "5 epochs on train and eval" in went_text
+    assert "40 and 80 new, fresh features: item_title_tokens); no phase one: 6 epochs on train and eval" in went_text
     assert "recency prior of the deployed models: weight x log(1 + an item's interactions in the last 28 days): " \
            "known users 0.3, picked on the eval split (ndcg@10 0.2500 against 0.2000 without); cold users 10.0, " \
            "picked on the eval split (ndcg@10 0.1250 against 0.0500 without)" in text

@@ -96,8 +96,12 @@ def test_the_second_run_starts_every_model_from_the_blessed_first(two_runs):
         student = started["students"][name]
         assert student["started"] == "warm" and student["items_kept"] > 0 and student["users_kept"] > 0
         assert student["items_new"] > 0 and student["users_new"] > 0  # span 3's own
+    # no phase one (teacher.warm_start.phase_one: false): one training on train + eval each
+    assert started["teacher"]["phase_one"] is False and started["students"]["student_kd"]["phase_one"] is False
+    assert started["students"]["student_kd"]["epochs"] == 1  # student.warm_epochs
     assert started["compression"] == {"started": "warm", "prune_epochs": 1, "qat_epochs": 1}
     assert "students: warm start (" in second.stdout and "compression: warm: 1 pruning and 1 QAT epochs" in second.stdout
+    assert "; no phase one: 1 epoch on train and eval" in second.stdout
     assert report["pushed"]["mobile"], report["blessing"]
 
 
