@@ -121,7 +121,7 @@ TEACHER = {
         "tf.distribute strategy: default (one device), mirrored (the GPUs of one machine), "
         "multi_worker_mirrored (TF_CONFIG's workers); docs/scale.md",
     "mixed_precision": "Keras 3 mixed_float16 on a GPU (ignored, and logged, without one); scores stay float32",
-    "warm_start": "phase one when the teacher starts from the last blessed run's (data in spans; the keys below)",
+    "warm_start": "the training of a teacher that starts from the last blessed run's (data in spans; the keys below)",
 }
 MATCH_WIDE = {
     "deep_weight":
@@ -163,7 +163,8 @@ STUDENT = {
     "learning_rate": "the learning rate",
     "epochs": "training epochs at most",
     "patience": "early stopping's patience, in epochs",
-    "warm_epochs": "phase one's epochs at most when the students start from the last blessed run's (data in spans)",
+    "warm_epochs": "when the students start from the last blessed run's (data in spans): their epochs on the final "
+                   "teacher's rows, or phase one's at most (teacher.warm_start.phase_one: true)",
     "warm_patience": "early stopping's patience for such a phase one",
     "max_epoch_rows":
         "an epoch is one pass over the rows, or this many rows of the repeated stream when there are more",
@@ -195,10 +196,12 @@ COMPRESSION = {
         "the whole catalog",
 }
 WARM_START = {
-    "epochs": "phase one's epochs when the teacher starts from the last blessed run's (data in spans)",
+    "phase_one": "when the teacher starts from the last blessed run's (data in spans): false trains refit_epochs "
+                 "on train + eval with no validation, the students likewise; true runs phase one first",
+    "epochs": "phase one's epochs in such a run (phase_one: true)",
     "min_epochs": "as min_epochs, for such a phase one",
     "patience": "as patience, for such a phase one",
-    "refit_epochs": "as refit_epochs, after such a phase one",
+    "refit_epochs": "the epochs on train + eval: the whole training without phase one, the refit's after it",
     "data": "what such a run trains on: newest_span (the teacher's users and the students' rows of the newest span) "
             "or window (every row, as a start from scratch)",
 }
