@@ -180,7 +180,7 @@ def train_student(settings: student.StudentConfig, dataset, tables, data, valida
         model, warm = started()
         if rows is None:  # the teacher skipped phase one (components/teacher/training.py): so does the student
             return _went_on(settings, model, warm, data, dataset, validation, out_dir, trained, name, span_from,
-                            served=_served(settings, start, build, name, validation) if warm else None)
+                            served=_served(settings, start, build, name, validation))
         curves = student_training.fit(model, rows, latest, validation, name=name,
                                       log_dir=log_dir if distribute.is_chief() else None)
         served = None  # the served student, untrained, for the recency prior's backtest (when it is picked)

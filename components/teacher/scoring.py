@@ -98,8 +98,7 @@ def score_training_rows(p: beam.Pipeline, teacher_dir: str, output_dir: str, neg
     for split in sizes:
         size = sizes[split]
         shards = [(start, min(start + SHARD_ROWS, size)) for start in range(0, size, SHARD_ROWS)]
-        directory = storage.join(output_dir, f"Split-{split}")
-        storage.makedirs(directory)
+        directory = storage.join(output_dir, f"Split-{split}")  # made above
         stats.append(
             p
             | f"Shards[{split}]" >> beam.Create(list(enumerate(shards)))
