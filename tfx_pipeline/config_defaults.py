@@ -62,7 +62,8 @@ PIPELINE = {
     "compression": "compression overrides (the keys below)",
     "bless_tolerance":
         "the push gate: the int8 TFLite model's ndcg@10 must be >= (1 - tolerance) x student_kd's (or short of it "
-        "by less than the test's noise, paired per user) and >= (1 - tolerance) x the last blessed model's",
+        "by less than the test's noise, paired per user) and >= (1 - tolerance) x the last blessed model's "
+        "(paired too)",
     "bless_margin":
         "... and >= (1 + margin) x the best non-personalized baseline (popularity, trending); in (-1, 10), "
         "negative only for tiny test data",

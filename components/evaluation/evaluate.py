@@ -104,7 +104,14 @@ def _tflite_scores(path: str, latest) -> Callable:
 
 
 def tflite_ndcg(path: str, dataset, vocabularies: Optional[Tuple[Sequence[str], Sequence[str]]] = None) -> float:
-    """ndcg@10 of a TFLite model on `dataset`'s test split (a baseline's, for the blessing).
+    """ndcg@10 of a TFLite model on `dataset`'s test split (tflite_per_user's mean)."""
+    return tflite_per_user(path, dataset, vocabularies)[0]
+
+
+def tflite_per_user(path: str, dataset, vocabularies: Optional[Tuple[Sequence[str], Sequence[str]]] = None,
+                    ) -> Tuple[float, np.ndarray]:
+    """(ndcg@10, each test user's ndcg@10 [U]) of a TFLite model on `dataset`'s test split (a baseline's,
+    for the blessing); the users in the order of split_evaluator(dataset, TRAINING_SPLITS, "test").
 
     vocabularies: the model's (user ids, item ids), index i at [i], when they are not the dataset's
     (a model of an earlier span): users and history items are looked up by id (a user it never saw
@@ -117,8 +124,8 @@ def tflite_ndcg(path: str, dataset, vocabularies: Optional[Tuple[Sequence[str], 
     with storage.local_copy(path) as local:  # the interpreter reads local files only
         score_fn = _tflite_scores(local, latest) if vocabularies is None else \
             _tflite_scores_by_id(local, latest, dataset, *vocabularies)
-        scores = evaluator.evaluate(score_fn, ks=(10,))
-    return float(scores["ndcg@10"])
+        scores = evaluator.evaluate(score_fn, ks=(10,), per_user=True)
+    return float(scores["ndcg@10"]), np.asarray(scores["per_user"]["ndcg@10"], np.float64)
 
 
 def _tflite_scores_by_id(path: str, latest: np.ndarray, dataset, user_ids: Sequence[str],

@@ -160,4 +160,5 @@ def test_tflite_evaluation_and_the_blessing_baseline_on_gcs(mobile, tmp_path):
     baseline = storage.join(remote, "baseline")
     storage.copy_tree(os.path.dirname(local_file), storage.join(baseline, artifacts.MOBILE_DIR))
     save_dataset(toy, str(tmp_path / artifacts.DATASET_FILE))
-    assert blessing.baseline_ndcg(baseline, str(tmp_path)) == (ndcg, "on this test split")
+    served = blessing.served_on_test(baseline, str(tmp_path))
+    assert (served.ndcg, served.how) == (ndcg, "on this test split")

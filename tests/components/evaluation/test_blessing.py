@@ -53,7 +53,8 @@ def test_a_zero_margin_only_asks_to_match_the_baselines():
 
 def test_a_worse_model_than_the_last_blessed_is_not_blessed():
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(blessing, "baseline_ndcg", lambda baseline, teacher: (0.45, "on this test split"))
+        patch.setattr(blessing, "served_on_test",
+                      lambda baseline, teacher: blessing.ServedOnTest(0.45, np.full(4, 0.45), "on this test split"))
         assert not blessing.decide(_results(0.43, 0.43), 0.02, 0.05, "baseline", "teacher")["blessed"]  # < 0.441
         decision = blessing.decide(_results(0.442, 0.43), 0.02, 0.05, "baseline", "teacher")
         assert decision["blessed"] and decision["baseline_ndcg@10"] == 0.45
@@ -111,8 +112,9 @@ def test_a_baseline_on_other_vocabularies_is_evaluated_by_id_on_this_test_split(
     save_dataset(grown, str(teacher / "dataset.npz"))
     (tmp_path / "baseline").mkdir()
     (tmp_path / "baseline" / "mobile").symlink_to(mobile)
-    figure, how = blessing.baseline_ndcg(str(tmp_path / "baseline"), str(teacher))
+    figure, per_user, how = blessing.served_on_test(str(tmp_path / "baseline"), str(teacher))
     assert figure == pytest.approx(evaluate.tflite_ndcg(model, grown, vocabularies))
+    assert per_user.shape == (len(np.unique(grown.splits["test"].user)),) and per_user.mean() == pytest.approx(figure)
     assert how == "on this test split by id: 1 of its 31 items new to it"
     weakened = blessing.decide(_results(figure * 0.9, figure * 0.9), 0.02, -0.9, str(tmp_path / "baseline"),
                                str(teacher))
@@ -127,7 +129,7 @@ def test_rule_two_refuses_only_a_shortfall_beyond_the_tests_noise():
     d = noisy - 0.98 * kd
     expected_mean, expected_se = d.mean(), d.std(ddof=1) / np.sqrt(len(d))
     assert expected_mean < 0 and expected_mean > -1.645 * expected_se  # a shortfall, within the noise
-    noise = blessing.paired_noise({"tflite": noisy, "student_kd": kd}, 0.02)
+    noise = blessing.paired_noise(noisy, kd, 0.02)
     assert noise["users"] == 8 and noise["mean"] == pytest.approx(expected_mean, abs=1e-6)
     assert noise["standard_error"] == pytest.approx(expected_se, abs=1e-6)
     decision = blessing.decide(_results(noisy.mean(), kd.mean()), 0.02, -0.5, None, "unused",
@@ -143,4 +145,35 @@ def test_rule_two_refuses_only_a_shortfall_beyond_the_tests_noise():
     assert "-1.645 standard errors" in refused["reason"]
     # without per-user values (or of other users) the means decide, as before
     assert not blessing.decide(_results(noisy.mean(), kd.mean()), 0.02, -0.5, None, "unused")["blessed"]
-    assert blessing.paired_noise({"tflite": noisy, "student_kd": kd[:5]}, 0.02) is None
+    assert blessing.paired_noise(noisy, kd[:5], 0.02) is None
+
+
+def test_rule_three_refuses_only_a_shortfall_against_the_served_model_beyond_the_tests_noise():
+    """Rule 3 with each test user's ndcg@10 of the candidate and of the served model (the same users):
+    d_u = t_u - 0.98 s_u against 1.645 standard errors, computed here with numpy."""
+    served = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.5, 0.5])
+    candidate = np.array([1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.5])  # 0.45 < 0.98 x 0.5
+    d = candidate - 0.98 * served
+    assert d.mean() < 0 and d.mean() > -1.645 * d.std(ddof=1) / np.sqrt(d.size)  # within the noise
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(blessing, "served_on_test", lambda baseline, teacher: blessing.ServedOnTest(
+            served.mean(), served, "on this test split by id: 3 of its 40 items new to it"))
+        decision = blessing.decide(_results(candidate.mean(), candidate.mean()), 0.02, -0.5, "baseline", "teacher",
+                                   per_user={"tflite": candidate, "student_kd": candidate})
+        assert decision["blessed"] and decision["baseline_ndcg@10"] == 0.5
+        assert "< 0.98 x the last blessed model's 0.5000 (on this test split by id" in decision["reason"]
+        assert "within the test's noise (paired over 10 users" in decision["reason"]
+        assert decision["served_noise"]["mean"] == pytest.approx(d.mean(), abs=1e-6)
+        # without the candidate's per-user values the means decide, as before
+        assert not blessing.decide(_results(candidate.mean(), candidate.mean()), 0.02, -0.5, "baseline",
+                                   "teacher")["blessed"]
+    # the same 10% shortfall on every one of 400 users is real: refused, with the figures
+    many = np.full(400, 0.5) + np.linspace(-0.1, 0.1, 400)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(blessing, "served_on_test",
+                      lambda baseline, teacher: blessing.ServedOnTest(many.mean(), many, "on this test split"))
+        worse = many * 0.9
+        refused = blessing.decide(_results(worse.mean(), worse.mean()), 0.02, -0.5, "baseline", "teacher",
+                                  per_user={"tflite": worse, "student_kd": worse})
+    assert not refused["blessed"] and "the last blessed model's" in refused["reason"]
+    assert "paired over 400 users" in refused["reason"] and "< -1.645 standard errors" in refused["reason"]
