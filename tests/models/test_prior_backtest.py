@@ -63,19 +63,48 @@ def test_each_group_picks_the_weight_with_the_best_backtest(monkeypatch):
     seen = {1: {0, 1, 2}, 2: {0, 2}, 3: {0}}
     relevant = {1: {3, 5}, 2: {4}, 3: {1, 2}}
     for group, users, rows in (("known", [1, 2], lambda u: served[u]), ("cold", [3], lambda u: cold[0])):
-        curve = {}
+        curve, per_user = {}, {}
         for weight in grid:
             values = []
             for u in users:
                 scores = np.where(np.arange(6) == 5, -np.inf, rows(u) + weight * prior)
                 values.append(_ndcg10(scores, seen[u], relevant[u]))
-            curve[str(weight)] = round(float(np.mean(values)), 4)
+            curve[str(weight)], per_user[weight] = round(float(np.mean(values)), 4), np.array(values)
         assert picked[group]["ndcg@10"] == pytest.approx(curve, abs=1e-4)
         best = max(grid, key=lambda w: (curve[str(w)], -w))
-        assert picked[group]["weight"] == best and picked[group]["users"] == len(users)
+        d = per_user[best] - per_user[5.0]
+        error = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else 0.0
+        assert picked[group]["best"] == best and picked[group]["users"] == len(users)
+        assert picked[group]["paired"]["mean"] == pytest.approx(d.mean(), abs=1e-6)
+        assert picked[group]["weight"] == (best if best != 5.0 and d.mean() > 1.645 * error else 5.0)
 
 
-def test_a_group_with_too_few_users_keeps_the_eval_pick():
-    picked = prior_backtest.pick(_backtest(), lambda users, histories: np.zeros([len(users), 6]),
-                                 np.zeros([1, 6]))
-    assert picked == {"known": {"users": 2}, "cold": {"users": 1}}
+def _noisy_backtest(users: int, better: int):
+    """A known group of `users` who each come back in the span for item 6, which the prior ranks third
+    (items 3 and 4 are more popular before the span): ndcg@10 1/log2(4) = 0.5 for everyone when the
+    prior decides. The served model ranks item 6 first for the first `better` users, and below the 14
+    items 7-20 for the others (item 6's score -5, theirs 0 with a prior of 0)."""
+    rows = [(u, 1 + u % 2, 50) for u in range(1, users + 1)]  # before the span: item 1 or 2 (seen, removed)
+    other = users + 1  # one more user makes the items popular before the span
+    rows += [(other, 3, 60)] * 50 + [(other, 4, 60)] * 40 + [(other, 6, 60)] * 30
+    rows += [(other, item, 10) for item in range(7, 21)]  # known, before the prior's 30 days: prior 0
+    rows += [(u, 6, 110) for u in range(1, users + 1)]
+    split = _split(rows)
+    backtest = prior_backtest.newest_span(split, users + 2, 21, SPAN_FROM, history=2, days=30)
+    served = np.zeros([users + 2, 21], np.float32)
+    served[1:users + 1, 6] = [5.0 if u <= better else -5.0 for u in range(1, users + 1)]
+    return backtest, served
+
+
+def test_a_weight_other_than_the_largest_must_beat_it_beyond_the_noise():
+    grid = (0.0, 1.0, 100.0)  # 100: the prior decides; 0 and 1: the served model does
+    for better, beyond in ((32, True), (22, False)):  # of 40 users
+        backtest, served = _noisy_backtest(40, better)
+        picked = prior_backtest.pick(backtest, lambda users, h: served[users], served[:1], grid)["known"]
+        # by hand: ndcg@10 1 for the users the model knows better, 0 for the others at weight 0; 0.5 at 100
+        assert picked["ndcg@10"] == {"0.0": better / 40, "1.0": better / 40, "100.0": 0.5}
+        d = np.where(np.arange(1, 41) <= better, 0.5, -0.5)
+        assert picked["paired"]["mean"] == pytest.approx(d.mean())
+        assert picked["paired"]["standard_error"] == pytest.approx(d.std(ddof=1) / np.sqrt(40), abs=1e-6)
+        assert bool(d.mean() > 1.645 * d.std(ddof=1) / np.sqrt(40)) is beyond  # 0.3 beyond, 0.05 within the noise
+        assert picked["best"] == 0.0 and picked["weight"] == (0.0 if beyond else 100.0)

@@ -144,6 +144,14 @@ def test_spans_say_where_each_model_started_and_what_prior_it_carries():
                                              recency_prior=backtested))
     assert "known users 1.0, picked on the served model's backtest of the newest span (84 users) (ndcg@10 " \
            "0.1832 against 0.1266 without); cold users 10.0, picked on the eval split" in text
+    # the largest weight, where the best did not beat it beyond the backtest's noise: the line says so
+    fallen = {**backtested, "weight": 10.0, "backtest": {
+        "known": {"users": 84, "weight": 10.0, "best": 1.0, "ndcg@10": {"0.0": 0.1266, "1.0": 0.1832, "10.0": 0.18}},
+        "cold": {"users": 3}}}
+    text = report.render(report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"],
+                                             recency_prior=fallen))
+    assert "known users 10.0, picked on the served model's backtest of the newest span (84 users) (ndcg@10 " \
+           "0.1800 against 0.1266 without; the best, 1.0 (0.1832), not better beyond the noise); cold users" in text
     cold_only = report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"], drift=drift,
                                     warm_start=warm_start, recency_prior={**prior, "weight": 0.0})
     assert cold_only["recency_prior"]["cold_weight"] == 10.0  # the cold users' prior alone is still carried
