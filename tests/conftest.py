@@ -1,6 +1,8 @@
 """Shared fixtures: tiny input directories written by hand, so expected values are known."""
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -19,6 +21,7 @@ def _free_port() -> int:
 # (TensorFlow, Beam, the pipeline's subprocesses) must know where before it starts.
 _GCS_PORTS = (_free_port(), _free_port())
 _GCS_CERTIFICATES = tempfile.mkdtemp(prefix="recdistill-test-gcs-")
+atexit.register(shutil.rmtree, _GCS_CERTIFICATES, True)  # made at import, before pytest's tmp_path exists
 os.environ.update({
     "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{_GCS_PORTS[0]}",
     "https_proxy": f"http://127.0.0.1:{_GCS_PORTS[1]}",
