@@ -16,8 +16,8 @@ new in the span are unknown to it, so they rank last (misses, as the push gate a
 score a served model by id). A user with rows before the span is known (the known weight); a user
 new in the span is asked as a cold user (index 0, no history: the cold weight). Per group, the weight
 with the best ndcg@10 is picked when it beats the grid's largest weight beyond the backtest's noise
-(paired per user: the mean of best_u - largest_u above NOISE_Z standard errors); otherwise the
-largest. At the largest weight the prior decides the order (on MovieLens-100K the students' scores
+(paired per user: the mean of best_u - largest_u above NOISE_Z standard errors, models/retrieval_metrics.py);
+otherwise the largest. At the largest weight the prior decides the order (on MovieLens-100K the students' scores
 have a standard deviation over the items of about 0.1, the prior at weight 10 about 10): what is
 popular now, the trending baseline's ranking, with the model breaking its ties. So the model moves
 away from what is popular now only where the newest span shows that it knows better. Why: a group
@@ -33,11 +33,10 @@ from typing import Callable, Dict, Optional, Sequence
 
 import numpy as np
 
-from models import interaction_data, recency_prior
+from models import interaction_data, recency_prior, retrieval_metrics
 from models.retrieval_metrics import RetrievalEvaluator
 
 MIN_USERS = 20
-NOISE_Z = 1.645  # one-sided 95%, as the push gate's paired rules (components/evaluation/blessing.py)
 
 
 @dataclass
@@ -103,12 +102,10 @@ def _beyond_noise(scores: Callable[[np.ndarray], np.ndarray], evaluator: Retriev
                   grid: Sequence[float]) -> Dict:
     """{"weight", "ndcg@10", "best", "paired"}: the best weight of the grid if it beats the largest
     beyond the noise, else the largest."""
-    per_user = {weight: evaluator.evaluate(lambda users, w=weight: scores(users) + w * prior[None, :], ks=(10,),
-                                           per_user=True)["per_user"]["ndcg@10"] for weight in grid}
-    curve = {str(weight): round(float(np.mean(values)), 4) for weight, values in per_user.items()}
-    best, largest = max(grid, key=lambda w: (curve[str(w)], -w)), max(grid)  # ties: the smaller weight
-    differences = np.asarray(per_user[best], np.float64) - np.asarray(per_user[largest], np.float64)
-    error = float(differences.std(ddof=1) / np.sqrt(differences.size)) if differences.size > 1 else 0.0
-    beyond = best != largest and differences.mean() > NOISE_Z * error
-    return {"weight": float(best if beyond else largest), "ndcg@10": curve, "best": float(best),
-            "paired": {"mean": round(float(differences.mean()), 6), "standard_error": round(error, 6)}}
+    per_user = {}
+    best, curve = recency_prior.pick(scores, evaluator, prior, grid, per_user)
+    largest = max(grid)
+    difference = retrieval_metrics.paired(per_user[best] - per_user[largest])
+    beyond = best != largest and difference["mean"] > retrieval_metrics.NOISE_Z * difference["standard_error"]
+    return {"weight": float(best if beyond else largest), "ndcg@10": curve, "best": best,
+            "paired": {key: difference[key] for key in ("mean", "standard_error")}}

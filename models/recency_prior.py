@@ -75,12 +75,16 @@ def per_user(prior_rows, user_index, history) -> tf.Tensor:
 
 
 def pick(score: Callable[[np.ndarray], np.ndarray], evaluator, prior: np.ndarray,
-         grid: Sequence[float] = GRID) -> Tuple[float, Dict[str, float]]:
-    """(the weight with the best validation ndcg@10, {weight: ndcg@10}); 0 unless another is better."""
-    curve = {}
+         grid: Sequence[float] = GRID, per_user: Optional[Dict[float, np.ndarray]] = None
+         ) -> Tuple[float, Dict[str, float]]:
+    """(the weight with the best validation ndcg@10, {weight: ndcg@10}); 0 unless another is better.
+    per_user: a dict that receives each weight's per-user ndcg@10 (in the evaluator's user order)."""
+    curve, options = {}, ({} if per_user is None else {"per_user": True})
     for weight in grid:
-        value = evaluator.evaluate(lambda users, w=weight: score(users) + w * prior[None, :], ks=(10,))["ndcg@10"]
-        curve[str(weight)] = round(float(value), 4)
+        value = evaluator.evaluate(lambda users, w=weight: score(users) + w * prior[None, :], ks=(10,), **options)
+        curve[str(weight)] = round(float(value["ndcg@10"]), 4)
+        if per_user is not None:
+            per_user[weight] = np.asarray(value["per_user"]["ndcg@10"], np.float64)
     best = max(grid, key=lambda w: (curve[str(w)], -w))  # ties: the smaller weight
     return float(best), curve
 

@@ -266,3 +266,14 @@ def seen_pairs(dataset, seen_splits, hidden=()) -> tuple[np.ndarray, np.ndarray]
     users = np.concatenate([s.user for s in seen] + [np.repeat(np.arange(dataset.num_users), everyone.size)])
     items = np.concatenate([s.item for s in seen] + [np.tile(everyone, dataset.num_users)])
     return users, items
+
+
+NOISE_Z = 1.645  # one-sided 95%: a paired mean this many standard errors from 0 is more than the test's noise
+
+
+def paired(differences) -> dict:
+    """{"users", "mean", "standard_error"} of per-user differences between two rankings of the same users."""
+    differences = np.asarray(differences, np.float64)
+    error = float(differences.std(ddof=1) / np.sqrt(differences.size)) if differences.size > 1 else 0.0
+    return {"users": int(differences.size), "mean": round(float(differences.mean()), 6),
+            "standard_error": round(error, 6)}

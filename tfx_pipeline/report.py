@@ -208,12 +208,11 @@ def _prior_pick(prior: Dict[str, Any], who: str, key: str) -> str:
     if (prior.get("picked_on") or {}).get(key) == "backtest":
         picked = prior["backtest"][group]
         where, curve = f"on the served model's backtest of the newest span ({picked['users']:,} users)", picked["ndcg@10"]
+        best = picked.get("best", prior[key])  # not the weight: it did not beat the largest beyond the noise
     else:
         where, curve = "on the eval split", prior.get("val_ndcg@10" if key == "weight" else "cold_val_ndcg@10") or {}
-    best = prior["backtest"][group].get("best") if where.startswith("on the served") else None
-    # models/prior_backtest.py: the largest weight, when the best did not beat it beyond the backtest's noise
-    fallen = f"; the best, {best} ({curve.get(str(best), float('nan')):.4f}), not better beyond the noise" \
-        if best is not None and best != prior[key] else ""
+        best = prior[key]
+    fallen = "" if best == prior[key] else f"; the best, {best} ({curve[str(best)]:.4f}), not better beyond the noise"
     against = f" (ndcg@10 {curve.get(str(prior[key]), float('nan')):.4f} against " \
               f"{curve.get('0.0', float('nan')):.4f} without{fallen})" if curve else ""
     return f"{who} {prior[key]}, picked {where}{against}"

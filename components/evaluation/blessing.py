@@ -35,9 +35,9 @@ from components.evaluation.baselines import NON_PERSONALIZED
 from models import artifacts
 from models.foundation import signatures
 from models.interaction_data import load_dataset
+from models.retrieval_metrics import NOISE_Z, paired
 from models.vocabulary_file import read_vocabulary
 
-NOISE_Z = 1.645  # one-sided 95%: a shortfall of the int8 model this many standard errors below the bound is real
 
 
 def decide(results: Dict, tolerance: float, margin: float, baseline_dir: Optional[str], teacher_dir: str,
@@ -103,9 +103,7 @@ def paired_noise(candidate: Optional[np.ndarray], reference: Optional[np.ndarray
     test users (a rule's shortfall, user by user), or None without both models' values of the same users."""
     if candidate is None or reference is None or len(candidate) != len(reference) or len(candidate) < 2:
         return None
-    differences = np.asarray(candidate, np.float64) - (1 - tolerance) * np.asarray(reference, np.float64)
-    return {"users": int(len(differences)), "mean": round(float(differences.mean()), 6),
-            "standard_error": round(float(differences.std(ddof=1) / np.sqrt(len(differences))), 6)}
+    return paired(np.asarray(candidate, np.float64) - (1 - tolerance) * np.asarray(reference, np.float64))
 
 
 def within_noise(noise: Optional[Dict]) -> bool:
