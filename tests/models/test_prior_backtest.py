@@ -76,7 +76,9 @@ def test_each_group_picks_the_weight_with_the_best_backtest(monkeypatch):
         error = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else 0.0
         assert picked[group]["best"] == best and picked[group]["users"] == len(users)
         assert picked[group]["paired"]["mean"] == pytest.approx(d.mean(), abs=1e-6)
-        assert picked[group]["weight"] == (best if best != 5.0 and d.mean() > 1.645 * error else 5.0)
+        # two weights tested against the largest at a family-wise 5%, one-sided: 0.025 each, z = 1.96
+        assert picked[group]["paired"]["z"] == 1.96
+        assert picked[group]["weight"] == (best if best != 5.0 and d.mean() > 1.96 * error else 5.0)
 
 
 def _noisy_backtest(users: int, better: int):
@@ -97,14 +99,20 @@ def _noisy_backtest(users: int, better: int):
 
 
 def test_a_weight_other_than_the_largest_must_beat_it_beyond_the_noise():
-    grid = (0.0, 1.0, 100.0)  # 100: the prior decides; 0 and 1: the served model does
-    for better, beyond in ((32, True), (22, False)):  # of 40 users
+    # 100: the prior decides; the others: the served model does. z: the one-sided 5% level shared by the
+    # grid's other weights (Bonferroni): 0.025 each for two (1.96), 0.05 / 6 for six (2.394).
+    small, large = ((0.0, 1.0, 100.0), 1.96), ((0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 100.0), 2.394)
+    for (grid, z), better, beyond in ((small, 32, True), (small, 22, False), (small, 27, True),
+                                      (large, 27, False), (large, 28, True)):  # better: of 40 users
         backtest, served = _noisy_backtest(40, better)
         picked = prior_backtest.pick(backtest, lambda users, h: served[users], served[:1], grid)["known"]
-        # by hand: ndcg@10 1 for the users the model knows better, 0 for the others at weight 0; 0.5 at 100
-        assert picked["ndcg@10"] == {"0.0": better / 40, "1.0": better / 40, "100.0": 0.5}
+        # by hand: ndcg@10 1 for the users the model knows better, 0 for the others below 100; 0.5 at 100
+        assert picked["ndcg@10"] == {**{str(w): better / 40 for w in grid[:-1]}, "100.0": 0.5}
         d = np.where(np.arange(1, 41) <= better, 0.5, -0.5)
+        error = d.std(ddof=1) / np.sqrt(40)
         assert picked["paired"]["mean"] == pytest.approx(d.mean())
-        assert picked["paired"]["standard_error"] == pytest.approx(d.std(ddof=1) / np.sqrt(40), abs=1e-6)
-        assert bool(d.mean() > 1.645 * d.std(ddof=1) / np.sqrt(40)) is beyond  # 0.3 beyond, 0.05 within the noise
+        assert picked["paired"]["standard_error"] == pytest.approx(error, abs=1e-6)
+        assert picked["paired"]["z"] == z
+        # 32: 4.7 standard errors, 22: 0.6, 27: 2.33 (beyond 1.96, within 2.394), 28: 2.72
+        assert bool(d.mean() > z * error) is beyond
         assert picked["best"] == 0.0 and picked["weight"] == (0.0 if beyond else 100.0)

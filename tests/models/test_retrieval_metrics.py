@@ -211,3 +211,11 @@ def test_lists_are_each_users_top_k_without_removed_items(seed):
             np.testing.assert_array_equal(ranked["lists"], got["lists"])
         del got["lists"]
         assert got == ev.evaluate(_table(scores), batch_size=7, ks=(10,))  # the metrics do not move
+
+
+def test_the_noise_level_is_shared_by_the_comparisons():
+    from models.retrieval_metrics import noise_z
+    # normal table values: one-sided 5% (1.645), 2.5% (1.96), 5% / 6 = 0.833% (2.394), 1% (2.326)
+    assert (noise_z(1), noise_z(2), noise_z(6), noise_z(1, level=0.01)) == (1.645, 1.96, 2.394, 2.326)
+    with pytest.raises(ValueError):
+        noise_z(0)
