@@ -32,7 +32,9 @@ NO_KD_DIR = "student_no_kd"  # the student trained without the teacher (the base
 # StudentCompressor's artifact (the blessed one) carries a copy, with DATASET_FILE and FEATURES_FILE
 STUDENT_WEIGHTS_FILE = "student_weights.npz"
 # in a student's SAVED_MODEL_DIR: [2, num_items] the weighted recency prior its scores include, one
-# row for a known user and one for a cold user (models/recency_prior.py; only when a weight is above 0); the compressor adds the KD student's
+# row for a known user and one for a cold user (models/recency_prior.py; only when a weight is above 0), counted
+# over every split to the push (the test figures take it back to the test's start:
+# components/evaluation/test_start_prior.py); the compressor adds the KD student's
 RECENCY_PRIOR_FILE = "recency_prior.npy"
 
 # --- inside StudentCompressor's Model artifact (components/compression/compress.py) ------------

@@ -7,11 +7,20 @@ its latest timestamp). Two weights: one for a user the model knows something of 
 history), one for a cold user (unknown id, empty history: the model's own ranking is then the
 same for everyone). Each is picked on the eval split (StudentConfig.recency_prior "picked": the
 grid below, 0 included, the best validation ndcg@10 of the phase-one student; the cold weight with
-every eval user asked as a cold one), then the prior of the final student's data (train + eval) is
-exported with them, as two rows [known, cold] x items: the KD student's
+every eval user asked as a cold one), then the prior of all the run's data (PUSH_SPLITS: train, eval
+and test, ending at the latest interaction, what is popular at the push) is exported with them, as
+two rows [known, cold] x items: the KD student's
 SavedModel, the compressed SavedModel and both TFLite models add it in float after the scoring
 layer (PriorBias), outside the int8 part, so quantization does not touch it. A new item (add-items)
 gets 0: no interactions yet.
+
+Why the test split counts: the test split is the newest interactions (a split in time), held out for
+the push gate. A prior that stops where it starts is that much older when the model is served: on
+MovieLens-100K in 4-week spans it stopped 5.6 days before the span's end, and the pushed model
+ranked the next span at 0.991-0.997 x trending counted to the span's end; counted to the end, the
+same models and weights reach 0.997-1.001 x (docs/spans.md). The candidate's test figures (the push
+gate's) take the prior back to the test's start (TEST_START_SPLITS,
+components/evaluation/test_start_prior.py): otherwise the test's own interactions would be in them.
 
 Why: on data that arrives in time, what users do next follows what is popular now. MovieLens-100K in
 4-week spans, a model trained up to span k ranked on span k + 1: 60% of the next span's users have
@@ -22,6 +31,7 @@ picked there left the new sign-ups without the prior: hence the cold user's own 
 time (newest_span, time_cutoff) and leaves it out otherwise (a per-user random split has no "now").
 """
 
+import datetime
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -35,6 +45,8 @@ from models import deployable  # noqa: E402
 DAY_SECONDS = 86400
 GRID = (0.0, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 TIME_SPLITS = ("newest_span", "time_cutoff")
+PUSH_SPLITS = ("train", "eval", "test")  # what the exported prior counts: the run's data, to the push
+TEST_START_SPLITS = ("train", "eval")  # what the candidate's test figures count: up to the test's start
 LAYER = "recency_prior"
 VARIABLE = f"{LAYER}/prior:0"  # its variable among a deployed scorer's (models/catalog_extension.py)
 
@@ -53,6 +65,24 @@ def vector(items: np.ndarray, timestamps: np.ndarray, num_items: int, days: int)
         return np.zeros(num_items, np.float32)
     recent = timestamps >= timestamps.max() - days * DAY_SECONDS
     return np.log1p(np.bincount(items[recent], minlength=num_items)).astype(np.float32)
+
+
+def of_splits(dataset, splits: Sequence[str], days: int) -> np.ndarray:
+    """vector() of the interactions of a Dataset's `splits` (those it has), ending at their latest one."""
+    parts = [dataset.splits[name] for name in splits if name in dataset.splits]
+    return vector(np.concatenate([np.asarray(p.item, np.int64) for p in parts] + [np.zeros(0, np.int64)]),
+                  np.concatenate([np.asarray(p.timestamp, np.int64) for p in parts] + [np.zeros(0, np.int64)]),
+                  dataset.num_items, days)
+
+
+def counted_to(dataset, splits: Sequence[str]) -> Optional[str]:
+    """The latest interaction of `splits` (where of_splits' window ends), UTC, ISO 8601; None without one."""
+    stamps = [np.asarray(dataset.splits[name].timestamp) for name in splits if name in dataset.splits]
+    stamps = [s for s in stamps if s.size]
+    if not stamps:
+        return None
+    latest = int(max(s.max() for s in stamps))
+    return datetime.datetime.fromtimestamp(latest, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def cold(user_index, history) -> tf.Tensor:

@@ -62,11 +62,12 @@ def parse_ranks(text: str) -> List[Optional[int]]:
     return [None if value.strip().lower() == "none" else int(value) for value in text.split(",") if value.strip()]
 
 
-def measure(path: str, dataset, evaluator, latest, params: int) -> Dict:
-    """The evaluator's entry for a TFLite file (ndcg@10, bytes, gzip bytes, latency)."""
+def measure(path: str, dataset, evaluator, latest, params: int, difference=None) -> Dict:
+    """The evaluator's entry for a TFLite file (ndcg@10, bytes, gzip bytes, latency); difference: the
+    recency prior's test-start correction (components/evaluation/test_start_prior.py)."""
     from components.evaluation import evaluate
 
-    entry = evaluate.tflite_entry(path, evaluator, latest, params)
+    entry = evaluate.tflite_entry(path, evaluator, latest, params, difference=difference)
     return {key: entry[key] for key in ("ndcg@10", "recall@10", "bytes", "gzip_bytes", "latency_ms_p50", "params")}
 
 
@@ -75,9 +76,10 @@ def frontier(run_dir: str, ranks: List[Optional[int]], sparsities: List[float], 
     import dataclasses
 
     from components.compression import compress
+    from components.evaluation import test_start_prior
     from components.evaluation.protocol import TRAINING_SPLITS
     from components.teacher import training as teacher_training
-    from models import compression, deployable, mobile_export, recency_prior
+    from models import artifacts, compression, deployable, mobile_export, recency_prior
     from models.foundation import signatures
     from models.retrieval_metrics import split_evaluator
 
@@ -102,6 +104,9 @@ def frontier(run_dir: str, ranks: List[Optional[int]], sparsities: List[float], 
         evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
         latest = teacher_training.latest_histories(dataset, history)
         params = done.log["factorization"]["params"]
+        with open(os.path.join(student_dir, "training.json")) as f:  # the prior as of the test's start
+            difference = test_start_prior.correction(os.path.join(student_dir, artifacts.SAVED_MODEL_DIR),
+                                                     json.load(f)["student_kd"].get("recency_prior"), dataset)
         forms = {"float": (done.pruned, False), "int8": (done.quantized, True)}
         if reference is None:
             forms["uncompressed"] = (done.reference, False)
@@ -115,7 +120,7 @@ def frontier(run_dir: str, ranks: List[Optional[int]], sparsities: List[float], 
                 with open(os.path.join(tmp, signatures.METADATA), "w") as f:
                     json.dump({"history": history}, f)
                 found = measure(path, dataset, evaluator, latest,
-                                deployable.params(done.reference) if form == "uncompressed" else params)
+                                deployable.params(done.reference) if form == "uncompressed" else params, difference)
             row = {"rank": rank, "full_rank_items": whole, "target_sparsity": share,
                    "dense_sparsity": config.dense_sparsity, "form": form, **found,
                    "zero_share": mobile_export.zero_share(content)["zero_share"] if int8 else None}

@@ -5,6 +5,7 @@ import os
 from typing import Any, Dict, List, Optional
 
 from models.foundation import storage
+from tfx_pipeline import report_prior
 
 MODEL_KEYS = ("popularity", "ease", "trending", "student_no_kd", "teacher", "student_kd", "student_compressed",
               "tflite_float", "tflite")
@@ -131,12 +132,8 @@ def render(report: Dict[str, Any], markdown: bool = False) -> str:
     lines.append(split_line(report))
     lines += run_lines(report.get("run"))
     lines += drift_lines(report.get("drift"), report.get("warm_start"))
-    prior = report.get("recency_prior")
-    if prior:
-        lines.append(f"recency prior of the deployed models: weight x log(1 + an item's interactions in the last "
-                     f"{prior.get('days')} days): "
-                     + "; ".join(_prior_pick(prior, who, key) for who, key in (
-                         ("known users", "weight"), ("cold users", "cold_weight")) if key in prior))
+    if report.get("recency_prior"):
+        lines.append(report_prior.line(report["recency_prior"]))
     lines.append("")
     quality_rows = [
         [file, _cell(entry.get("rows")), _cell(sum((entry.get("bad") or {}).values())),
@@ -198,24 +195,6 @@ def _beyond_lines(models: Dict[str, Any], markdown: bool) -> List[str]:
                  "1: one item), novelty (mean -log2 of an item's share of training users), intra-list diversity "
                  "(1 - cosine of list features), share of the 10% most popular items", ""]
     return lines + table(["model", *(f"{k}@10" for k in BEYOND_KEYS)], rows, markdown)
-
-
-def _prior_pick(prior: Dict[str, Any], who: str, key: str) -> str:
-    """"known users 0.3, picked on the eval split (ndcg@10 0.2500 against 0.2000 without)": one weight of
-    the recency prior, and where it was picked (the eval split, or the served model's backtest of the
-    newest span: models/prior_backtest.py)."""
-    group = "known" if key == "weight" else "cold"
-    if (prior.get("picked_on") or {}).get(key) == "backtest":
-        picked = prior["backtest"][group]
-        where, curve = f"on the served model's backtest of the newest span ({picked['users']:,} users)", picked["ndcg@10"]
-        best = picked.get("best", prior[key])  # not the weight: it did not beat the largest beyond the noise
-    else:
-        where, curve = "on the eval split", prior.get("val_ndcg@10" if key == "weight" else "cold_val_ndcg@10") or {}
-        best = prior[key]
-    fallen = "" if best == prior[key] else f"; the best, {best} ({curve[str(best)]:.4f}), not better beyond the noise"
-    against = f" (ndcg@10 {curve.get(str(prior[key]), float('nan')):.4f} against " \
-              f"{curve.get('0.0', float('nan')):.4f} without{fallen})" if curve else ""
-    return f"{who} {prior[key]}, picked {where}{against}"
 
 
 def drift_lines(drift: Optional[Dict[str, Any]], warm_start: Optional[Dict[str, Any]]) -> List[str]:

@@ -228,7 +228,18 @@ def compress_and_export(train_files: List[str], student_dir: str, transform_grap
             "qat": done.log["qat"], "params": done.log["factorization"]["params"],
             "params_uncompressed": deployable.params(reference), "factorization": done.log["factorization"],
             "gentler": done.log["gentler"],
-            "int8": zeros, "parity_top10_overlap": round(parity, 4)}
+            "int8": zeros, "parity_top10_overlap": round(parity, 4), **_prior_summary(student_dir, prior)}
+
+
+def _prior_summary(student_dir: str, prior) -> Dict:
+    """{"recency_prior": the weights and window of the prior these models add, and what it counted to}, or {}
+    without one: what a later run needs to rank this model with the prior as of its test's start
+    (components/evaluation/test_start_prior.py's served_correction)."""
+    if prior is None:
+        return {}
+    picked = _read_json(os.path.join(student_dir, artifacts.TRAINING_FILE))["student_kd"].get("recency_prior") or {}
+    return {"recency_prior": {key: picked[key] for key in ("weight", "cold_weight", "days", "counted_to")
+                              if key in picked}}
 
 
 def top10_overlap(saved_model_dir: str, tflite_path: str, latest: np.ndarray, users: int = PARITY_USERS) -> float:

@@ -31,6 +31,7 @@ from typing import Dict, Mapping, NamedTuple, Optional
 import numpy as np
 
 from components.evaluation import evaluate
+from components.evaluation import test_start_prior
 from components.evaluation.baselines import NON_PERSONALIZED
 from models import artifacts
 from models.foundation import signatures
@@ -138,9 +139,11 @@ def served_on_test(baseline_dir: str, teacher_dir: str) -> ServedOnTest:
     users = read_vocabulary(os.path.join(mobile, signatures.USER_VOCAB))
     items = read_vocabulary(os.path.join(mobile, signatures.ITEM_VOCAB))
     model = os.path.join(mobile, signatures.TFLITE_FILE)
+    # its recency prior as of this test's start, when its data runs past it (a rerun on the same data)
+    difference = test_start_prior.served_correction(baseline_dir, dataset)
     if users == list(dataset.user_ids) and items == list(dataset.item_ids):
-        return ServedOnTest(*evaluate.tflite_per_user(model, dataset), "on this test split")
+        return ServedOnTest(*evaluate.tflite_per_user(model, dataset, difference=difference), "on this test split")
     unknown = len(set(dataset.item_ids[1:]) - set(items[1:]))
-    return ServedOnTest(*evaluate.tflite_per_user(model, dataset, (users, items)),
+    return ServedOnTest(*evaluate.tflite_per_user(model, dataset, (users, items), difference),
                         f"on this test split by id: {unknown:,} of its {dataset.num_items - 1:,} items new to it")
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from components.evaluation import baselines as baselines_lib
 from components.evaluation import cold as cold_lib
+from components.evaluation import test_start_prior
 from components.evaluation.protocol import METRICS, TRAINING_SPLITS
 from components.evaluation.protocol import entry as _entry, latency_ms as _latency_ms, sizes as _sizes, with_cold
 from components.evaluation.protocol import with_beyond, with_per_user
@@ -47,8 +48,12 @@ def evaluate_all(teacher_dir: str, student_dir: str, compressed_dir: Optional[st
     results.update(evaluate_teacher(teacher_dir, dataset, evaluator))
     results.update(evaluate_students(student_dir, dataset, evaluator))
     if compressed_dir:
-        history = _read_json(os.path.join(student_dir, artifacts.TRAINING_FILE))["config"]["history"]
-        results.update(evaluate_compressed(compressed_dir, dataset, evaluator, history))
+        students = _read_json(os.path.join(student_dir, artifacts.TRAINING_FILE))
+        # the compressed forms carry the KD student's prior (components/compression/compress.py)
+        difference = test_start_prior.correction(os.path.join(student_dir, STUDENT_DIRS["student_kd"]),
+                                                 students["student_kd"].get("recency_prior"), dataset)
+        results.update(evaluate_compressed(compressed_dir, dataset, evaluator, students["config"]["history"],
+                                           difference))
     cold = cold_lib.split_cold(results)
     if not isinstance(ranking, cold_lib.WithCold):
         return results, baseline_info, None
@@ -60,11 +65,13 @@ def evaluate_all(teacher_dir: str, student_dir: str, compressed_dir: Optional[st
                                     "items": int(len(dataset.cold_items)), "models": cold}
 
 
-def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, history: int) -> Dict[str, Dict]:
+def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, history: int,
+                        difference: Optional[np.ndarray] = None) -> Dict[str, Dict]:
     """The compressed student as TF Serving runs it (its SavedModel) and both TFLite models.
 
     The TFLite models are ranked over the whole catalog through their own score tensor (the input
-    of their top-K op), and timed per query on one thread through their signature."""
+    of their top-K op), and timed per query on one thread through their signature. difference: the
+    recency prior's test-start correction (components/evaluation/test_start_prior.py), or None."""
     import tensorflow as tf
 
     summary = _read_json(os.path.join(model_dir, artifacts.COMPRESSION_FILE))
@@ -75,20 +82,24 @@ def evaluate_compressed(model_dir: str, dataset, evaluator: RetrievalEvaluator, 
     def compressed_scores(users):
         return model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy()
 
-    results = {"student_compressed": _entry(evaluator, compressed_scores, summary["params"], _sizes(serving_dir))}
+    results = {"student_compressed": _entry(evaluator, test_start_prior.corrected(compressed_scores, difference, latest),
+                                            summary["params"], _sizes(serving_dir), timed=compressed_scores)}
     # tflite_float is the uncompressed student: factorization (compression.rank) changed the others' count
     uncompressed = summary.get("params_uncompressed", summary["params"])
     for name, path, params in (("tflite_float", os.path.join(model_dir, artifacts.FLOAT_TFLITE), uncompressed),
                                ("tflite", os.path.join(model_dir, artifacts.MOBILE_DIR, signatures.TFLITE_FILE),
                                 summary["params"])):
-        results[name] = tflite_entry(path, evaluator, latest, params, per_user=name == "tflite")
+        results[name] = tflite_entry(path, evaluator, latest, params, per_user=name == "tflite", difference=difference)
     return results
 
 
-def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int, per_user: bool = False) -> Dict:
-    """report.json's M for a TFLite model file (bytes: the file itself); per_user: protocol.entry's."""
+def tflite_entry(path: str, evaluator: RetrievalEvaluator, latest, params: int, per_user: bool = False,
+                 difference: Optional[np.ndarray] = None) -> Dict:
+    """report.json's M for a TFLite model file (bytes: the file itself); per_user: protocol.entry's;
+    difference: the recency prior's test-start correction (components/evaluation/test_start_prior.py)."""
     with storage.local_copy(path) as local:  # the interpreter reads local files only
-        metrics = evaluator.evaluate(_tflite_scores(local, latest), ks=(10, 100), per_user=per_user)
+        scores = test_start_prior.corrected(_tflite_scores(local, latest), difference, latest)
+        metrics = evaluator.evaluate(scores, ks=(10, 100), per_user=per_user)
         timed = TFLiteRanker(local, num_threads=1)
         latency = _latency_ms(lambda users: timed.rank(int(users[0]), latest[users[0]]))
     entry = {k: round(float(metrics[k]), 4) for k in METRICS}
@@ -109,7 +120,7 @@ def tflite_ndcg(path: str, dataset, vocabularies: Optional[Tuple[Sequence[str], 
 
 
 def tflite_per_user(path: str, dataset, vocabularies: Optional[Tuple[Sequence[str], Sequence[str]]] = None,
-                    ) -> Tuple[float, np.ndarray]:
+                    difference: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
     """(ndcg@10, each test user's ndcg@10 [U]) of a TFLite model on `dataset`'s test split (a baseline's,
     for the blessing); the users in the order of split_evaluator(dataset, TRAINING_SPLITS, "test").
 
@@ -117,20 +128,22 @@ def tflite_per_user(path: str, dataset, vocabularies: Optional[Tuple[Sequence[st
     (a model of an earlier span): users and history items are looked up by id (a user it never saw
     is its index 0, items it never saw leave the history), and an item it never saw gets no score
     (-inf: ranked last, so a test interaction with it is a miss). That is the comparison the push
-    gate wants: what the old model would have recommended to these users on this data."""
+    gate wants: what the old model would have recommended to these users on this data. difference:
+    [2, its items] added to its own scores (components/evaluation/test_start_prior.py), or None."""
     history = storage.read_json(storage.join(storage.dirname(path), signatures.METADATA))["history"]
     evaluator = split_evaluator(dataset, TRAINING_SPLITS, "test")
     latest = training.latest_histories(dataset, history)
     with storage.local_copy(path) as local:  # the interpreter reads local files only
-        score_fn = _tflite_scores(local, latest) if vocabularies is None else \
-            _tflite_scores_by_id(local, latest, dataset, *vocabularies)
+        score_fn = test_start_prior.corrected(_tflite_scores(local, latest), difference, latest) \
+            if vocabularies is None else _tflite_scores_by_id(local, latest, dataset, *vocabularies, difference)
         scores = evaluator.evaluate(score_fn, ks=(10,), per_user=True)
     return float(scores["ndcg@10"]), np.asarray(scores["per_user"]["ndcg@10"], np.float64)
 
 
 def _tflite_scores_by_id(path: str, latest: np.ndarray, dataset, user_ids: Sequence[str],
-                         item_ids: Sequence[str]) -> Callable:
-    """score_fn(users [B]) -> [B, dataset.num_items] of a model indexed by other vocabularies."""
+                         item_ids: Sequence[str], difference: Optional[np.ndarray] = None) -> Callable:
+    """score_fn(users [B]) -> [B, dataset.num_items] of a model indexed by other vocabularies;
+    difference: [2, len(item_ids)] added to its own scores, the cold row for a user it asks as cold."""
     full = TFLiteRanker(path, full_scores=True)
     own_user = {uid: i for i, uid in enumerate(user_ids) if i}
     own_item = {iid: i for i, iid in enumerate(item_ids) if i}
@@ -144,6 +157,8 @@ def _tflite_scores_by_id(path: str, latest: np.ndarray, dataset, user_ids: Seque
         for row, user in enumerate(users):
             history = [int(i) for i in item_map[latest[user]] if i > 0]  # most recent first, unknown ones dropped
             own = full.all_scores(int(user_map[user]), history)
+            if difference is not None:  # models/recency_prior.py's cold(): no id and no history item
+                own = own + difference[int(user_map[user] == 0 and not history)]
             rows[row, known] = own[item_map[known]]
         return rows
 
@@ -163,9 +178,12 @@ def evaluate_students(student_dir: str, dataset, evaluator: RetrievalEvaluator) 
         def scores(users, model=model):
             return model.score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy()
 
+        # its recency prior as of the test's start (components/evaluation/test_start_prior.py)
+        difference = test_start_prior.correction(path, summary[name].get("recency_prior"), dataset)
         # bytes: the SavedModel as exported (the Keras weights beside it are for compression).
-        results[name] = _entry(evaluator, scores, summary[name]["params"], _sizes(path, exclude="weights"),
-                               per_user=name == "student_kd")  # the push gate compares the int8 model with it
+        results[name] = _entry(evaluator, test_start_prior.corrected(scores, difference, latest),
+                               summary[name]["params"], _sizes(path, exclude="weights"),
+                               per_user=name == "student_kd", timed=scores)  # the push gate compares the int8 model with it
     return results
 
 

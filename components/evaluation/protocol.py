@@ -20,13 +20,15 @@ BEYOND_KEY = "beyond_accuracy"  # an entry's coverage, Gini, novelty, diversity,
 
 
 def entry(evaluator: RetrievalEvaluator, score_fn: Callable, params: int, sizes: Tuple[int, int],
-          per_user: bool = False) -> Dict:
+          per_user: bool = False, timed: Optional[Callable] = None) -> Dict:
     """report.json's M for score_fn(users [B]) -> scores [B, num_items]; sizes: (bytes, gzip_bytes).
     per_user: the entry also holds PER_USER (each test user's ndcg@10, for the push gate's paired
-    comparison: taken out with take_per_user before the entry is written anywhere)."""
+    comparison: taken out with take_per_user before the entry is written anywhere). timed: what the
+    latency times, when score_fn does more than the model (default score_fn)."""
     metrics = evaluator.evaluate(score_fn, ks=(10, 100), per_user=per_user)
     result = {k: round(float(metrics[k]), 4) for k in METRICS}
-    result.update(params=int(params), bytes=sizes[0], gzip_bytes=sizes[1], latency_ms_p50=latency_ms(score_fn))
+    result.update(params=int(params), bytes=sizes[0], gzip_bytes=sizes[1],
+                  latency_ms_p50=latency_ms(timed or score_fn))
     result["users"] = int(metrics["users"])
     return with_beyond(with_per_user(with_cold(result, metrics), metrics), metrics)
 

@@ -243,8 +243,8 @@ def recency(settings: student.StudentConfig, model, dataset, latest, validation,
             span_from: Optional[int] = None):
     """(the weighted prior [2, num_items] (known, cold user) the exported student adds, or None;
     what was picked): each weight picked with the phase-one student on the eval split, the cold
-    one with every eval user asked as a cold user (index 0, no history); the prior of train + eval
-    (models/recency_prior.py). With `served` (the served student as the warm start restored it)
+    one with every eval user asked as a cold user (index 0, no history); the prior of every split,
+    test included (models/recency_prior.py: PUSH_SPLITS). With `served` (the served student as the warm start restored it)
     and span_from, a weight is picked on its backtest of the newest span instead where that has
     enough users (models/prior_backtest.py). "auto" not resolved by the pipeline counts as none."""
     if not _picks_prior(settings, validation):
@@ -269,9 +269,11 @@ def recency(settings: student.StudentConfig, model, dataset, latest, validation,
         weight, cold_weight = summary["weight"], summary["cold_weight"]
     if weight <= 0 and cold_weight <= 0:
         return None, summary
-    known = teacher_training.latest_split(dataset)
-    return recency_prior.rows(recency_prior.vector(known.item, known.timestamp, dataset.num_items,
-                                                   settings.recency_days), weight, cold_weight), summary
+    # Exported: what is popular at the push (the test split too); the test figures count to its start.
+    summary["counted_to"] = {"exported": recency_prior.counted_to(dataset, recency_prior.PUSH_SPLITS),
+                             "test_figures": recency_prior.counted_to(dataset, recency_prior.TEST_START_SPLITS)}
+    return recency_prior.rows(recency_prior.of_splits(dataset, recency_prior.PUSH_SPLITS, settings.recency_days),
+                              weight, cold_weight), summary
 
 
 def _picks_prior(settings: student.StudentConfig, validation) -> bool:

@@ -152,6 +152,12 @@ def test_spans_say_where_each_model_started_and_what_prior_it_carries():
                                              recency_prior=fallen))
     assert "known users 10.0, picked on the served model's backtest of the newest span (84 users) (ndcg@10 " \
            "0.1800 against 0.1266 without; the best, 1.0 (0.1832), not better beyond the noise); cold users" in text
+    # the prior counted to the push; the test figures to the test's start: the line gives both dates
+    counted = {**prior, "counted_to": {"exported": "2026-12-04T23:10:00Z", "test_figures": "2026-11-29T08:00:00Z"}}
+    text = report.render(report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"],
+                                             recency_prior=counted))
+    assert "weight x log(1 + an item's interactions in the last 28 days to 2026-12-04, the push; the test figures " \
+           "count to 2026-11-29, the test's start): known users 0.3, picked on the eval split" in text
     cold_only = report.build_report("spans", {"method": "newest_span"}, {"total": 1.0}, {}, ["A"], drift=drift,
                                     warm_start=warm_start, recency_prior={**prior, "weight": 0.0})
     assert cold_only["recency_prior"]["cold_weight"] == 10.0  # the cold users' prior alone is still carried
