@@ -58,13 +58,17 @@ def artifact_dir(run: str, component: str) -> str:
     return os.path.dirname(max(found, key=lambda p: int(p.split(os.sep)[-2])))
 
 
-def test_ndcg(path: str, endpoint: str, latest: np.ndarray, evaluator) -> float:
+def test_ndcg(path: str, endpoint: str, latest: np.ndarray, evaluator, difference=None) -> float:
+    """difference: a student's recency prior correction to the test's start (components/evaluation/test_start_prior.py)."""
     import tensorflow as tf
+
+    from components.evaluation import test_start_prior
 
     model = tf.saved_model.load(path)
     score = getattr(model, endpoint)
-    return round(float(evaluator.evaluate(
-        lambda users: score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy(), ks=(10,))["ndcg@10"]), 4)
+    return round(float(evaluator.evaluate(test_start_prior.corrected(
+        lambda users: score(tf.constant(users, tf.int64), tf.constant(latest[users])).numpy(), difference, latest),
+        ks=(10,))["ndcg@10"]), 4)
 
 
 class Bench:
@@ -112,6 +116,7 @@ class Bench:
         return [os.path.join(out, f"Split-{s}", "*") for s in scoring.SCORED_SPLITS]
 
     def student(self, files: List[str], overrides: Dict, seed: int, name: str, phase_one_only=False) -> Dict:
+        from components.evaluation import test_start_prior
         from components.student import distill
         from components.teacher import training
         from models import student
@@ -123,7 +128,8 @@ class Bench:
         out = os.path.join(self.out_dir, f"{name}-{seed}")
         curves = distill.train_student(config, self.dataset, self.tables, data, self.valid, out)
         latest = training.latest_histories(self.dataset, config.history)
-        return {"test": test_ndcg(out, "score", latest, self.test), "val": max(curves["val_ndcg@10"]),
+        difference = test_start_prior.correction(out, curves.get("recency_prior"), self.dataset)  # split in time
+        return {"test": test_ndcg(out, "score", latest, self.test, difference), "val": max(curves["val_ndcg@10"]),
                 "params": curves["params"]}
 
 
