@@ -2,8 +2,8 @@
 
     scores(u, i) = student(u, i) + weight(u) * log(1 + n_i)
 
-n_i: item i's interactions in the last `days` days of the data the model was trained on (ending at
-its latest timestamp). Two weights: one for a user the model knows something of (a known id or a
+n_i: item i's interactions in the last `days` days of the run's data (ending at its latest
+timestamp; the test split counts, see below). Two weights: one for a user the model knows something of (a known id or a
 history), one for a cold user (unknown id, empty history: the model's own ranking is then the
 same for everyone). Each is picked on the eval split (StudentConfig.recency_prior "picked": the
 grid below, 0 included, the best validation ndcg@10 of the phase-one student; the cold weight with
@@ -75,14 +75,19 @@ def of_splits(dataset, splits: Sequence[str], days: int) -> np.ndarray:
                   dataset.num_items, days)
 
 
-def counted_to(dataset, splits: Sequence[str]) -> Optional[str]:
-    """The latest interaction of `splits` (where of_splits' window ends), UTC, ISO 8601; None without one."""
+def latest(dataset, splits: Sequence[str]) -> Optional[int]:
+    """The latest interaction of `splits` (where of_splits' window ends), Unix seconds; None without one."""
     stamps = [np.asarray(dataset.splits[name].timestamp) for name in splits if name in dataset.splits]
     stamps = [s for s in stamps if s.size]
-    if not stamps:
+    return int(max(s.max() for s in stamps)) if stamps else None
+
+
+def counted_to(dataset, splits: Sequence[str]) -> Optional[str]:
+    """latest() in UTC, ISO 8601; None without an interaction."""
+    seconds = latest(dataset, splits)
+    if seconds is None:
         return None
-    latest = int(max(s.max() for s in stamps))
-    return datetime.datetime.fromtimestamp(latest, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def cold(user_index, history) -> tf.Tensor:

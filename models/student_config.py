@@ -46,8 +46,8 @@ class StudentConfig:
     # In training, the share of candidate items whose id vector is left out (their features only):
     # what the tower learns for items that have no id vector (cold items, new items).
     item_id_dropout: float = 0.0
-    # The deployed models add weight * log(1 + an item's interactions in the last recency_days days
-    # of training) to their scores (models/recency_prior.py): "picked" (the weight picked on the eval
+    # The deployed models add weight * log(1 + an item's interactions in the run's last recency_days
+    # days, test split included) to their scores (models/recency_prior.py): "picked" (the weight picked on the eval
     # split, 0 included), "none", or "auto": picked for splits in time (newest_span, time_cutoff).
     recency_prior: str = "auto"
     recency_days: int = 28

@@ -159,7 +159,7 @@ STUDENT = {
     "recency_prior":
         "the deployed models add weight x log(1 + an item's interactions in the last recency_days days): picked (the "
         "weight picked on the eval split), none, or auto (picked for the newest_span and time_cutoff splits)",
-    "recency_days": "the recency prior's window, in days before the training data's latest timestamp",
+    "recency_days": "the recency prior's window, in days before the run's latest interaction (test split included)",
     "batch_size": "rows per batch (the global batch under tf.distribute)",
     "learning_rate": "the learning rate",
     "epochs": "training epochs at most",

@@ -32,7 +32,9 @@ def correction(saved_model_dir: str, picked: Optional[Mapping], dataset) -> Opti
     saved_model_dir (a student's SavedModel: recency_prior.npy beside it), or None when it has none
     or its prior already ends at the test's start. picked: the student's recency_prior summary."""
     path = storage.join(saved_model_dir, artifacts.RECENCY_PRIOR_FILE)
-    if not picked or not storage.exists(path):
+    # "counted_to": a prior was exported, over PUSH_SPLITS (an earlier artifact's stopped at the test; a
+    # recency_prior.npy left in a reused directory by another student is not this one's)
+    if not picked or "counted_to" not in picked or not storage.exists(path):
         return None
     exported = storage.load_npy(path)  # [known, cold] x items, item i at column i
     at_start = recency_prior.rows(recency_prior.of_splits(dataset, recency_prior.TEST_START_SPLITS, picked["days"]),
@@ -61,20 +63,22 @@ def corrected(score: Callable[[np.ndarray], np.ndarray], difference: Optional[np
 
 def served_correction(model_dir: str, dataset) -> Optional[np.ndarray]:
     """[2, its num_items] (known, cold) to add to the served model's scores in its own index space
-    when ranked on `dataset`'s test split: its prior counted to this test's start (its own rows
-    before the test's first interaction) instead of to its push; None when its data ends before the
-    test (the usual case: an earlier span's model) or when it records no prior. model_dir: its
-    StudentCompressor artifact (compression.json's "recency_prior", its dataset.npz)."""
+    when ranked on `dataset`'s test split: its prior counted to this test's start (its own rows at or
+    before this run's latest train or eval interaction, where the candidate's test figures count to)
+    instead of to its push; None when its data ends there (the usual case: an earlier span's model)
+    or when it records no prior. model_dir: its StudentCompressor artifact (compression.json's
+    "recency_prior", its dataset.npz). Not the test's first interaction: with cold items
+    (data.cold_items) the test also holds every interaction of a cold item, from any date."""
     summary = storage.join(model_dir, artifacts.COMPRESSION_FILE)
     picked = storage.read_json(summary).get("recency_prior") if storage.exists(summary) else None
-    test = dataset.splits.get("test")
-    if not picked or "counted_to" not in picked or test is None or not np.size(test.timestamp):
+    start = recency_prior.latest(dataset, recency_prior.TEST_START_SPLITS)
+    if not picked or "counted_to" not in picked or start is None:
         return None  # "counted_to": exported over PUSH_SPLITS (earlier artifacts stopped at the test)
     own = interaction_data.load_dataset(storage.join(model_dir, artifacts.DATASET_FILE))
     parts = [own.splits[name] for name in recency_prior.PUSH_SPLITS if name in own.splits]
     items = np.concatenate([np.asarray(p.item, np.int64) for p in parts])
     stamps = np.concatenate([np.asarray(p.timestamp, np.int64) for p in parts])
-    before = stamps < int(np.min(test.timestamp))
+    before = stamps <= start
     if before.all():
         return None
     days = picked["days"]

@@ -19,10 +19,10 @@ def _split(users, items, days):
     return Split(np.array(users, np.int64), np.array(items, np.int64), np.array(days, np.int64) * DAY)
 
 
-def _dataset(test_days=(30, 31, 31)):
-    """Items 1-4. Train on days 0-10, eval on day 20, test on test_days (item 4 twice, item 2 once)."""
+def _dataset():
+    """Items 1-4. Train on days 0-10, eval on day 20, test on days 30-31 (item 4 twice, item 2 once)."""
     splits = {"train": _split([1, 1, 2, 2], [1, 2, 1, 3], [0, 10, 5, 10]), "eval": _split([1], [3], [20]),
-              "test": _split([2, 2, 3], [4, 4, 2], test_days)}
+              "test": _split([2, 2, 3], [4, 4, 2], [30, 31, 31])}
     return Dataset(user_ids=["", "a", "b", "c"], item_ids=["", "i1", "i2", "i3", "i4"], user_texts=[""] * 4,
                    item_texts=[""] * 5, splits=splits)
 
@@ -73,6 +73,11 @@ def test_no_correction_without_a_prior_or_for_one_that_ends_at_the_tests_start(t
     assert test_start_prior.correction(str(tmp_path), _picked(), dataset) is None  # no recency_prior.npy
     np.save(tmp_path / artifacts.RECENCY_PRIOR_FILE, _rows(AT_START))  # exported before the test counted
     assert test_start_prior.correction(str(tmp_path), _picked(), dataset) is None
+    # a student without a prior ("counted_to" comes with an exported one), a file left in its directory
+    np.save(tmp_path / artifacts.RECENCY_PRIOR_FILE, _rows(AT_PUSH))
+    for picked in ({"mode": "none", "weight": 0.0, "cold_weight": 0.0},
+                   {k: v for k, v in _picked().items() if k != "counted_to"}):
+        assert test_start_prior.correction(str(tmp_path), picked, dataset) is None
     score = lambda users: np.zeros([len(users), 5])  # noqa: E731
     assert test_start_prior.corrected(score, None, np.zeros([3, 2])) is score
 
@@ -84,8 +89,20 @@ def test_a_served_model_whose_data_runs_past_the_test_is_ranked_with_its_prior_a
     # the same data (a rerun): its prior counted this test; at the test's start it is AT_START
     np.testing.assert_allclose(test_start_prior.served_correction(str(tmp_path), _dataset()),
                                _rows(AT_START) - _rows(AT_PUSH), atol=1e-6)
-    # a later test (days 40-41): every row it counted came before it
-    assert test_start_prior.served_correction(str(tmp_path), _dataset(test_days=(40, 41, 41))) is None
+    # the next span's run: its train and eval reach day 35, its test days 40-41, and with cold items the
+    # test also holds a cold item's interaction of day 1; every row the served model counted is before
+    # day 35, where this run's test figures count to: nothing to correct
+    later = _dataset()
+    later.splits["train"] = _split([1, 1, 2, 2, 2, 2, 3], [1, 2, 1, 3, 4, 4, 2], [0, 10, 5, 10, 30, 31, 31])
+    later.splits["eval"] = _split([1, 3], [3, 1], [20, 35])
+    later.splits["test"] = _split([1, 2, 3], [1, 3, 4], [40, 41, 1])
+    assert test_start_prior.served_correction(str(tmp_path), later) is None
+    # a run whose train and eval end on day 30: the served model's rows of day 31 are after it. Counted to
+    # day 30 over days 16-30 it holds item 3 (day 20) and item 4 (day 30) once each
+    later.splits["train"] = _split([1, 1, 2, 2], [1, 2, 1, 3], [0, 10, 5, 10])
+    later.splits["eval"] = _split([1, 2], [3, 4], [20, 30])
+    np.testing.assert_allclose(test_start_prior.served_correction(str(tmp_path), later),
+                               _rows(np.log1p([0, 0, 0, 1, 1])) - _rows(AT_PUSH), atol=1e-6)
     # a model exported before the prior counted the test split records no "counted_to": it stopped there
     summary.write_text(json.dumps({"recency_prior": {k: v for k, v in _picked().items() if k != "counted_to"}}))
     assert test_start_prior.served_correction(str(tmp_path), _dataset()) is None
