@@ -67,19 +67,22 @@ def vector(items: np.ndarray, timestamps: np.ndarray, num_items: int, days: int)
     return np.log1p(np.bincount(items[recent], minlength=num_items)).astype(np.float32)
 
 
-def of_splits(dataset, splits: Sequence[str], days: int) -> np.ndarray:
-    """vector() of the interactions of a Dataset's `splits` (those it has), ending at their latest one."""
+def interactions(dataset, splits: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+    """(items [N], timestamps [N]) int64 of a Dataset's `splits` (those it has), concatenated."""
     parts = [dataset.splits[name] for name in splits if name in dataset.splits]
-    return vector(np.concatenate([np.asarray(p.item, np.int64) for p in parts] + [np.zeros(0, np.int64)]),
-                  np.concatenate([np.asarray(p.timestamp, np.int64) for p in parts] + [np.zeros(0, np.int64)]),
-                  dataset.num_items, days)
+    return (np.concatenate([np.asarray(p.item, np.int64) for p in parts] + [np.zeros(0, np.int64)]),
+            np.concatenate([np.asarray(p.timestamp, np.int64) for p in parts] + [np.zeros(0, np.int64)]))
+
+
+def of_splits(dataset, splits: Sequence[str], days: int) -> np.ndarray:
+    """vector() of the interactions of a Dataset's `splits`, ending at their latest one."""
+    return vector(*interactions(dataset, splits), dataset.num_items, days)
 
 
 def latest(dataset, splits: Sequence[str]) -> Optional[int]:
     """The latest interaction of `splits` (where of_splits' window ends), Unix seconds; None without one."""
-    stamps = [np.asarray(dataset.splits[name].timestamp) for name in splits if name in dataset.splits]
-    stamps = [s for s in stamps if s.size]
-    return int(max(s.max() for s in stamps)) if stamps else None
+    stamps = interactions(dataset, splits)[1]
+    return int(stamps.max()) if stamps.size else None
 
 
 def counted_to(dataset, splits: Sequence[str]) -> Optional[str]:

@@ -75,9 +75,7 @@ def served_correction(model_dir: str, dataset) -> Optional[np.ndarray]:
     if not picked or "counted_to" not in picked or start is None:
         return None  # "counted_to": exported over PUSH_SPLITS (earlier artifacts stopped at the test)
     own = interaction_data.load_dataset(storage.join(model_dir, artifacts.DATASET_FILE))
-    parts = [own.splits[name] for name in recency_prior.PUSH_SPLITS if name in own.splits]
-    items = np.concatenate([np.asarray(p.item, np.int64) for p in parts])
-    stamps = np.concatenate([np.asarray(p.timestamp, np.int64) for p in parts])
+    items, stamps = recency_prior.interactions(own, recency_prior.PUSH_SPLITS)
     before = stamps <= start
     if before.all():
         return None
